@@ -1,0 +1,248 @@
+/**
+ * The `portcullis` command: argument parsing over the same functions the
+ * server and the tests use. Output meant for scripts goes to stdout, the rest
+ * to stderr; every refusal is one line and a non-zero exit.
+ */
+import { Command, CommanderError, Option } from "commander";
+import { pino } from "pino";
+import { ConfigError, resolvePaths, resolveServeConfig, type ServeFlags } from "../config/config.js";
+import type { TokenRecord } from "../engine/types.js";
+import { startServer } from "../main.js";
+import { PolicyLoadError, formatPolicyErrors } from "../policy/errors.js";
+import { loadPolicySet } from "../policy/load.js";
+import type { CompiledPolicySet } from "../policy/types.js";
+import { createToken, parseDurationMs, TokenRequestError } from "../service/tokens.js";
+import { StoreError, TokenStore } from "../store/token-store.js";
+
+/** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync([...argv]);
+    return typeof process.exitCode === "number" ? process.exitCode : 0;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 2;
+    if (error instanceof PolicyLoadError) {
+      process.stderr.write(`error: the policy set is invalid:\n${formatPolicyErrors(error.errors)}\n`);
+      return 1;
+    }
+    if (error instanceof ConfigError || error instanceof StoreError || error instanceof TokenRequestError || error instanceof UsageError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      return error instanceof UsageError || error instanceof ConfigError ? 2 : 1;
+    }
+    process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+}
+
+class UsageError extends Error {}
+
+function buildProgram(): Command {
+  const program = new Command("portcullis")
+    .description("policy decision point for bearer API tokens")
+    .exitOverride()
+    .configureOutput({ writeErr: (text) => process.stderr.write(text) })
+    .showHelpAfterError("(run with --help for usage)");
+
+  program
+    .command("serve")
+    .description("serve decisions over gRPC (Authorize, health) and HTTP (Connect, gRPC-Web, /healthz, /readyz)")
+    .option("--host <address>", "address to bind (env PORTCULLIS_HOST, default 127.0.0.1)")
+    .option("--grpc-port <port>", "gRPC port, 0 for any free port (env PORTCULLIS_GRPC_PORT, default 9191)")
+    .option("--http-port <port>", "HTTP/1.1 port, 0 for any free port (env PORTCULLIS_HTTP_PORT, default 8181)")
+    .option("--policies <dir>", "policy set folder (env PORTCULLIS_POLICY_DIR, default policies)")
+    .option("--data-dir <dir>", "store and secret folder (env PORTCULLIS_DATA_DIR, default data)")
+    .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (env PORTCULLIS_LOG_LEVEL, default info)")
+    .action(async (flags: ServeFlags) => serve(flags));
+
+  const tokens = program.command("tokens").description("create, list and revoke tokens");
+  withStoreOptions(
+    tokens
+      .command("create")
+      .description("create a token and print it once (stdout); details go to stderr")
+      .requiredOption("--tenant <tenant>", "tenant the token belongs to")
+      .requiredOption("--workspace <workspace>", "workspace within the tenant")
+      .requiredOption("--name <name>", "a label for people, e.g. ingest-worker")
+      .option("--environment <environment>", "environment, which picks the token prefix", "production")
+      .addOption(new Option("--type <type>", "user or service").choices(["user", "service"]).default("service"))
+      .option("--role <role>", "role from the policy set")
+      .option("--level <level>", "key level from the policy set, e.g. read_only")
+      .option("--scope <scope...>", "explicit scopes that narrow the role (repeatable)")
+      .option("--creator <user>", "user tokens: who creates it")
+      .option("--creator-role <role>", "user tokens: the creator's role, which caps the token")
+      .option("--expires-in <duration>", "lifetime, e.g. 90d, 12h")
+      .option("--json", "print the token and its record as JSON"),
+  ).action((flags: CreateFlags) => withPolicyAndStore(flags, (policy, store) => create(policy, store, flags)));
+
+  withStoreOptions(
+    tokens
+      .command("list")
+      .description("list tokens (never their secret)")
+      .option("--tenant <tenant>", "only this tenant")
+      .option("--all", "include revoked tokens")
+      .option("--json", "print JSON"),
+  ).action((flags: ListFlags) => withStore(flags, (store) => list(store, flags)));
+
+  withStoreOptions(tokens.command("revoke").description("revoke a token at once; final").argument("<id>", "token id, e.g. tok_…")).action(
+    (id: string, flags: StoreFlags) =>
+      withStore(flags, (store) => {
+        const record = store.revoke(id, actor());
+        process.stderr.write(`revoked ${record.id} (${record.name})\n`);
+      }),
+  );
+
+  const policy = program.command("policy").description("check policy sets");
+  policy
+    .command("validate")
+    .description("load, validate and compile a policy set; print every error with file, pointer and line")
+    .argument("[dir]", "policy set folder (env PORTCULLIS_POLICY_DIR, default policies)")
+    .action((dir: string | undefined) => {
+      const folder = dir ?? resolvePaths({}).policyDir;
+      const loaded = loadPolicySet(folder);
+      if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
+      process.stdout.write(`policy set \`${loaded.policy.name}\` is valid: ${loaded.files.length} files, revision ${loaded.policy.revision.slice(0, 12)}\n`);
+    });
+  return program;
+}
+
+interface StoreFlags {
+  readonly policies?: string;
+  readonly dataDir?: string;
+}
+
+interface CreateFlags extends StoreFlags {
+  readonly tenant: string;
+  readonly workspace: string;
+  readonly name: string;
+  readonly environment: string;
+  readonly type: "user" | "service";
+  readonly role?: string;
+  readonly level?: string;
+  readonly scope?: string[];
+  readonly creator?: string;
+  readonly creatorRole?: string;
+  readonly expiresIn?: string;
+  readonly json?: boolean;
+}
+
+interface ListFlags extends StoreFlags {
+  readonly tenant?: string;
+  readonly all?: boolean;
+  readonly json?: boolean;
+}
+
+function withStoreOptions(command: Command): Command {
+  return command
+    .option("--policies <dir>", "policy set folder (env PORTCULLIS_POLICY_DIR, default policies)")
+    .option("--data-dir <dir>", "store folder (env PORTCULLIS_DATA_DIR, default data)");
+}
+
+async function serve(flags: ServeFlags): Promise<void> {
+  const config = resolveServeConfig(flags);
+  const log = pino({ level: config.logLevel, base: { service: "portcullis" } });
+  const server = await startServer(config, log);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info(`${signal} received; shutting down`);
+      process.off("SIGHUP", reload);
+      server.close().then(resolve, resolve);
+    };
+    const reload = () => void server.reloadPolicy();
+    process.once("SIGINT", () => stop("SIGINT"));
+    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.on("SIGHUP", reload);
+  });
+  log.info("stopped");
+}
+
+function withStore(flags: StoreFlags, run: (store: TokenStore) => void): void {
+  const store = TokenStore.open({ dataDir: resolvePaths(flags).dataDir });
+  try {
+    run(store);
+  } finally {
+    store.close();
+  }
+}
+
+function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void): void {
+  const loaded = loadPolicySet(resolvePaths(flags).policyDir);
+  if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
+  withStore(flags, (store) => run(loaded.policy, store));
+}
+
+function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags): void {
+  let expiresAtMs: number | null = null;
+  const now = Date.now();
+  if (flags.expiresIn !== undefined) {
+    const ms = parseDurationMs(flags.expiresIn);
+    if (ms === null) throw new UsageError(`invalid --expires-in \`${flags.expiresIn}\`: expected a duration such as 90d, 12h or 30m`);
+    expiresAtMs = now + ms;
+  }
+  const { token, record } = createToken(
+    store,
+    policy,
+    {
+      tenant: flags.tenant,
+      workspace: flags.workspace,
+      environment: flags.environment,
+      name: flags.name,
+      type: flags.type,
+      role: flags.role ?? null,
+      keyLevel: flags.level ?? null,
+      scopes: flags.scope ?? null,
+      creator: flags.creator ?? null,
+      creatorRole: flags.creatorRole ?? null,
+      expiresAtMs,
+      actor: actor(),
+    },
+    now,
+  );
+  if (flags.json) {
+    process.stdout.write(JSON.stringify({ token, record }, null, 2) + "\n");
+    return;
+  }
+  process.stderr.write(`created ${record.id} (${record.environment}, tenant ${record.tenant}, workspace ${record.workspace}); store it now, it is shown only once:\n`);
+  process.stdout.write(token + "\n");
+}
+
+function list(store: TokenStore, flags: ListFlags): void {
+  const rows = store.list({ tenant: flags.tenant, includeRevoked: flags.all === true });
+  if (flags.json) {
+    process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
+    return;
+  }
+  const table = [["ID", "NAME", "TENANT", "WORKSPACE", "ENV", "TYPE", "ROLE", "LEVEL", "CREATED", "EXPIRES", "STATUS", "LAST USED", "USES"]];
+  for (const row of rows) {
+    table.push([
+      row.id,
+      row.name,
+      row.tenant,
+      row.workspace,
+      row.environment,
+      row.type,
+      row.role ?? "-",
+      row.keyLevel ?? "-",
+      date(row.createdAtMs),
+      date(row.expiresAtMs),
+      status(row),
+      date(row.lastUsedAtMs),
+      String(row.useCount),
+    ]);
+  }
+  const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
+  for (const row of table) process.stdout.write(row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd() + "\n");
+}
+
+function status(record: TokenRecord): string {
+  if (record.revokedAtMs !== null) return "revoked";
+  if (record.expiresAtMs !== null && record.expiresAtMs <= Date.now()) return "expired";
+  return "active";
+}
+
+function date(ms: number | null): string {
+  return ms === null ? "-" : new Date(ms).toISOString().slice(0, 19) + "Z";
+}
+
+function actor(): string {
+  return `cli:${process.env.USER ?? process.env.LOGNAME ?? "unknown"}`;
+}

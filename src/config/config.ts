@@ -1,0 +1,73 @@
+/**
+ * Server configuration: flags over environment variables over defaults, read
+ * and validated once at start into one typed {@link ServeConfig}.
+ */
+
+/** Everything `portcullis serve` needs. */
+export interface ServeConfig {
+  /**
+   * Address both ports bind to. Default `127.0.0.1`, so that a laptop run is not
+   * reachable from the network; containers set `0.0.0.0` (env `PORTCULLIS_HOST`).
+   */
+  readonly host: string;
+  /** gRPC over HTTP/2 cleartext: Authorize, Envoy Check, health. Default 9191 (env `PORTCULLIS_GRPC_PORT`); 0 picks a free port. */
+  readonly grpcPort: number;
+  /** HTTP/1.1: Connect, gRPC-Web, `/healthz`, `/readyz`. Default 8181 (env `PORTCULLIS_HTTP_PORT`); 0 picks a free port. */
+  readonly httpPort: number;
+  /** Folder of the policy set. Default `policies` (env `PORTCULLIS_POLICY_DIR`). */
+  readonly policyDir: string;
+  /** Folder of the SQLite store and the token secret. Default `data` (env `PORTCULLIS_DATA_DIR`). */
+  readonly dataDir: string;
+  /** pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. Default `info` (env `PORTCULLIS_LOG_LEVEL`). */
+  readonly logLevel: string;
+}
+
+/** Flags as the CLI parsed them; `undefined` when not given. */
+export interface ServeFlags {
+  readonly host?: string;
+  readonly grpcPort?: string;
+  readonly httpPort?: string;
+  readonly policies?: string;
+  readonly dataDir?: string;
+  readonly logLevel?: string;
+}
+
+/** A configuration value that cannot be used; the message names the flag and the env variable. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+const LOG_LEVELS: ReadonlySet<string> = new Set(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);
+
+/** Resolves flags and environment into a validated config, or throws {@link ConfigError}. */
+export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = process.env): ServeConfig {
+  const logLevel = flags.logLevel ?? env.PORTCULLIS_LOG_LEVEL ?? "info";
+  if (!LOG_LEVELS.has(logLevel)) throw new ConfigError(`invalid log level \`${logLevel}\`: expected one of ${[...LOG_LEVELS].join(", ")}`);
+  return {
+    host: nonEmpty(flags.host ?? env.PORTCULLIS_HOST ?? "127.0.0.1", "--host", "PORTCULLIS_HOST"),
+    grpcPort: port(flags.grpcPort ?? env.PORTCULLIS_GRPC_PORT ?? "9191", "--grpc-port", "PORTCULLIS_GRPC_PORT"),
+    httpPort: port(flags.httpPort ?? env.PORTCULLIS_HTTP_PORT ?? "8181", "--http-port", "PORTCULLIS_HTTP_PORT"),
+    policyDir: nonEmpty(flags.policies ?? env.PORTCULLIS_POLICY_DIR ?? "policies", "--policies", "PORTCULLIS_POLICY_DIR"),
+    dataDir: nonEmpty(flags.dataDir ?? env.PORTCULLIS_DATA_DIR ?? "data", "--data-dir", "PORTCULLIS_DATA_DIR"),
+    logLevel,
+  };
+}
+
+/** Policy folder and data folder, for the commands that only need those. */
+export function resolvePaths(flags: Pick<ServeFlags, "policies" | "dataDir">, env: NodeJS.ProcessEnv = process.env): { policyDir: string; dataDir: string } {
+  return {
+    policyDir: nonEmpty(flags.policies ?? env.PORTCULLIS_POLICY_DIR ?? "policies", "--policies", "PORTCULLIS_POLICY_DIR"),
+    dataDir: nonEmpty(flags.dataDir ?? env.PORTCULLIS_DATA_DIR ?? "data", "--data-dir", "PORTCULLIS_DATA_DIR"),
+  };
+}
+
+function port(value: string, flag: string, envName: string): number {
+  const parsed = /^\d{1,5}$/.test(value.trim()) ? Number(value.trim()) : NaN;
+  if (!(parsed >= 0 && parsed <= 65535)) throw new ConfigError(`invalid ${flag} (${envName}) \`${value}\`: expected a port number from 0 to 65535`);
+  return parsed;
+}
+
+function nonEmpty(value: string, flag: string, envName: string): string {
+  if (value.trim() === "") throw new ConfigError(`${flag} (${envName}) must not be empty`);
+  return value;
+}

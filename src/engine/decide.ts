@@ -1,0 +1,163 @@
+/**
+ * The engine: pure functions from plain values to a {@link Decision}. No I/O, no
+ * clock reads; the caller passes `nowMs` and the stored facts it looked up.
+ *
+ * A decision is made in two halves because the token must be looked up in
+ * between: {@link readRequest} judges everything knowable from the request
+ * alone, then {@link decide} runs the remaining stages in DESIGN.md's order.
+ */
+import type { CompiledPolicySet } from "../policy/types.js";
+import { checkToken, readCredential, type AuthFailure, type Credential } from "./authenticate.js";
+import { auditEventOf, httpStatusOf, type AuditEvent, type DecisionCode } from "./codes.js";
+import { prepareRequest, type PreparedRequest } from "./request.js";
+import { checkScope, effectiveScopes } from "./scope.js";
+import type { AuthzInput, Decision, HeaderField, Identity, TokenRecord } from "./types.js";
+
+/** What the store knew about the request's token when it was asked. */
+export interface StoredFacts {
+  /** The token record for the credential's hash, or `undefined` when none is stored. */
+  readonly token: TokenRecord | undefined;
+}
+
+/** The result of {@link readRequest}: a final decision, or a credential to look up. */
+export type RequestReading =
+  | { readonly done: true; readonly decision: Decision }
+  | { readonly done: false; readonly request: PreparedRequest; readonly credential: Credential };
+
+/** Header names forwarded upstream on allow. */
+export const UPSTREAM_HEADERS = {
+  tokenId: "x-portcullis-token-id",
+  tenant: "x-portcullis-tenant",
+  workspace: "x-portcullis-workspace",
+  environment: "x-portcullis-environment",
+  tokenType: "x-portcullis-token-type",
+  role: "x-portcullis-role",
+  scopes: "x-portcullis-scopes",
+} as const;
+
+/**
+ * Judges what can be judged before the store is read: `invalid_request` and
+ * the credential-format half of `unauthenticated`.
+ */
+export function readRequest(input: AuthzInput, policy: CompiledPolicySet): RequestReading {
+  const prepared = prepareRequest(input, policy);
+  if (!prepared.ok) {
+    return { done: true, decision: deny("invalid_request", prepared.invalid.reason, prepared.invalid.message, "request", {}) };
+  }
+  const read = readCredential(prepared.request, policy);
+  if (!read.ok) return { done: true, decision: unauthenticated(read.failure, policy) };
+  return { done: false, request: prepared.request, credential: read.credential };
+}
+
+/**
+ * Runs the stages that need the stored token, in precedence order; the first
+ * denial decides.
+ *
+ * @example
+ * const reading = readRequest(input, policy);
+ * const decision = reading.done ? reading.decision
+ *   : decide(reading.request, reading.credential, policy, { token: store.findByToken(reading.credential.token) }, Date.now());
+ */
+export function decide(
+  request: PreparedRequest,
+  credential: Credential,
+  policy: CompiledPolicySet,
+  facts: StoredFacts,
+  nowMs: number,
+): Decision {
+  const failure = checkToken(facts.token, credential, nowMs);
+  if (failure !== null) return unauthenticated(failure, policy);
+  // INVARIANT: checkToken returns null only for a stored token.
+  const token = facts.token!;
+
+  const scope = checkScope(request, policy, token);
+  if (!scope.ok) {
+    const { denial } = scope;
+    const headers: HeaderField[] =
+      denial.reason === "missing_scope"
+        ? [["www-authenticate", `Bearer realm="${policy.name}", error="insufficient_scope", scope="${denial.details.required_scope}"`]]
+        : [];
+    return deny("scope_denied", denial.reason, denial.message, denial.ruleId, denial.details, headers, identityOf(token, policy));
+  }
+
+  const identity = identityOf(token, policy);
+  return {
+    allowed: true,
+    code: "ok",
+    httpStatus: 200,
+    reason: "ok",
+    message: "allowed",
+    ruleId: scope.route.ruleId,
+    auditEvent: null,
+    details: {},
+    responseHeaders: [],
+    upstreamHeaders: upstreamHeadersOf(identity),
+    identity,
+    warnings: [],
+  };
+}
+
+/** The decision for a request that could not be judged: fails closed with 503. */
+export function unavailable(message: string): Decision {
+  return deny("unavailable", "internal_error", message, "unavailable", {});
+}
+
+function unauthenticated(failure: AuthFailure, policy: CompiledPolicySet): Decision {
+  // RFC 6750 §3: no error attribute when the request carried no credential at all.
+  const challenge = failure.presented
+    ? `Bearer realm="${policy.name}", error="invalid_token", error_description="${failure.message.replace(/["\\]/g, "")}"`
+    : `Bearer realm="${policy.name}"`;
+  return deny("unauthenticated", failure.reason, failure.message, "authentication", {}, [["www-authenticate", challenge]]);
+}
+
+function deny(
+  code: Exclude<DecisionCode, "ok">,
+  reason: string,
+  message: string,
+  ruleId: string,
+  details: Record<string, string>,
+  responseHeaders: readonly HeaderField[] = [],
+  identity: Identity | null = null,
+  auditEvent: AuditEvent = auditEventOf(code),
+): Decision {
+  return {
+    allowed: false,
+    code,
+    httpStatus: httpStatusOf(code),
+    reason,
+    message,
+    ruleId,
+    auditEvent,
+    details,
+    responseHeaders,
+    upstreamHeaders: [],
+    identity,
+    warnings: [],
+  };
+}
+
+function identityOf(token: TokenRecord, policy: CompiledPolicySet): Identity {
+  return {
+    tokenId: token.id,
+    tenant: token.tenant,
+    workspace: token.workspace,
+    environment: token.environment,
+    tokenType: token.type,
+    role: token.role,
+    name: token.name,
+    scopes: effectiveScopes(token, policy),
+  };
+}
+
+function upstreamHeadersOf(identity: Identity): HeaderField[] {
+  const headers: HeaderField[] = [
+    [UPSTREAM_HEADERS.tokenId, identity.tokenId],
+    [UPSTREAM_HEADERS.tenant, identity.tenant],
+    [UPSTREAM_HEADERS.workspace, identity.workspace],
+    [UPSTREAM_HEADERS.environment, identity.environment],
+    [UPSTREAM_HEADERS.tokenType, identity.tokenType],
+    [UPSTREAM_HEADERS.scopes, identity.scopes.join(" ")],
+  ];
+  if (identity.role !== null) headers.push([UPSTREAM_HEADERS.role, identity.role]);
+  return headers;
+}

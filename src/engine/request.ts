@@ -1,0 +1,88 @@
+/**
+ * The first stage: turn raw request strings into facts the later stages read,
+ * or answer `invalid_request` when the request cannot be judged at all.
+ */
+import { isIP } from "node:net";
+import type { CompiledPolicySet } from "../policy/types.js";
+import { normalizePath, type NormalizedTarget } from "./path.js";
+import type { AuthzInput } from "./types.js";
+
+/** A request whose method, path, host and source address have been read. */
+export interface PreparedRequest {
+  readonly input: AuthzInput;
+  /** Upper-case method. */
+  readonly method: string;
+  /** GET, HEAD and OPTIONS are reads; every other method is a write. */
+  readonly isWrite: boolean;
+  readonly target: NormalizedTarget;
+  /** Environment the request targets: by host, else the policy set's default. */
+  readonly environment: string;
+  /** The source IP as given, validated; `""` when the caller sent none. */
+  readonly sourceIp: string;
+}
+
+/** Why a request is `invalid_request`. */
+export interface InvalidRequest {
+  readonly reason: string;
+  readonly message: string;
+}
+
+const READ_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
+// RFC 9110 §5.6.2 tchar, so that a method can never smuggle separators.
+const METHOD_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+const PATH_MESSAGES: Record<string, string> = {
+  not_origin_form: "request path must start with `/`",
+  bad_percent_encoding: "request path has a malformed percent-encoding",
+  encoded_slash: "request path contains an encoded slash (`%2F`)",
+  encoded_backslash: "request path contains an encoded backslash (`%5C`)",
+  encoded_nul: "request path contains an encoded nul (`%00`)",
+  forbidden_character: "request path contains a character that must be percent-encoded",
+};
+
+/**
+ * Reads method, path, host and source IP. Returns the invalid-request reason
+ * when any of them cannot be understood; never throws.
+ */
+export function prepareRequest(
+  input: AuthzInput,
+  policy: CompiledPolicySet,
+): { ok: true; request: PreparedRequest } | { ok: false; invalid: InvalidRequest } {
+  const method = input.method.toUpperCase();
+  if (!METHOD_PATTERN.test(method)) {
+    return { ok: false, invalid: { reason: "bad_method", message: `request method \`${input.method}\` is not a valid http method` } };
+  }
+  const normalized = normalizePath(input.path);
+  if (!normalized.ok) {
+    return { ok: false, invalid: { reason: normalized.reason, message: PATH_MESSAGES[normalized.reason] ?? "malformed request path" } };
+  }
+  if (input.sourceIp !== "" && isIP(input.sourceIp) === 0) {
+    return { ok: false, invalid: { reason: "bad_source_ip", message: `source ip \`${input.sourceIp}\` is not an ip address` } };
+  }
+  return {
+    ok: true,
+    request: {
+      input,
+      method,
+      isWrite: !READ_METHODS.has(method),
+      target: normalized.value,
+      environment: environmentOfHost(input.host, policy),
+      sourceIp: input.sourceIp,
+    },
+  };
+}
+
+/** The environment a host names, ignoring port and case; the policy set's default otherwise. */
+export function environmentOfHost(host: string, policy: CompiledPolicySet): string {
+  if (host === "" || policy.environmentByHost.size === 0) return policy.defaultEnvironment;
+  let name = host;
+  if (name.startsWith("[")) {
+    const close = name.indexOf("]");
+    name = close === -1 ? name : name.slice(0, close + 1);
+  } else {
+    const colon = name.lastIndexOf(":");
+    if (colon !== -1) name = name.slice(0, colon);
+  }
+  if (name.endsWith(".")) name = name.slice(0, -1);
+  return policy.environmentByHost.get(name.toLowerCase()) ?? policy.defaultEnvironment;
+}

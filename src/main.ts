@@ -1,0 +1,99 @@
+/**
+ * Composition root: config, policy set, store and servers. The only module that
+ * wires everything together; everything else receives what it needs.
+ */
+import { HealthImplementation } from "grpc-health-check";
+import type { Logger } from "pino";
+import type { ServeConfig } from "./config/config.js";
+import { loadPolicySet } from "./policy/load.js";
+import { PolicyLoadError } from "./policy/errors.js";
+import type { CompiledPolicySet } from "./policy/types.js";
+import { createAuthorizer, type Authorizer } from "./service/authorize.js";
+import { createTokenCache, type TokenCache } from "./service/token-cache.js";
+import { TokenStore } from "./store/token-store.js";
+import { closeGrpc, createGrpcServer, listenGrpc } from "./transport/grpc.js";
+import { closeHttp, createHttpServer, listenHttp } from "./transport/http.js";
+
+/** A started server: its bound ports and the way to stop it. */
+export interface RunningServer {
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly authorize: Authorizer;
+  readonly store: TokenStore;
+  readonly tokenCache: TokenCache;
+  /** The policy set in force. */
+  policy(): CompiledPolicySet;
+  /** Reloads the policy folder; on any error the set in force stays and the errors are returned. */
+  reloadPolicy(): { ok: true } | { ok: false; error: PolicyLoadError };
+  /** Stops both servers (in-flight calls get `graceMs` to finish) and closes the store. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Loads policies, opens the store and starts both servers. Throws
+ * {@link PolicyLoadError} or the store's error before binding anything, so a
+ * bad start never half-serves.
+ */
+export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
+  const loaded = loadPolicySet(config.policyDir);
+  if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
+  let policy = loaded.policy;
+  log.info({ policySet: policy.name, revision: policy.revision.slice(0, 12), files: loaded.files.length }, `loaded policy set \`${policy.name}\` from ${config.policyDir}`);
+
+  const store = TokenStore.open({ dataDir: config.dataDir });
+  const tokenCache = createTokenCache({ find: (token) => store.findByToken(token) });
+  const authorize = createAuthorizer({
+    policy: () => policy,
+    tokens: tokenCache,
+    now: Date.now,
+    onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
+  });
+
+  const health = new HealthImplementation({ "": "NOT_SERVING", [`portcullis.v1.AuthorizationService`]: "NOT_SERVING" });
+  const grpcServer = createGrpcServer({ authorize, health });
+  let ready = false;
+  const httpServer = createHttpServer({ authorize, ready: () => ready });
+
+  let grpcPort: number;
+  let httpPort: number;
+  try {
+    grpcPort = await listenGrpc(grpcServer, config.host, config.grpcPort);
+    httpPort = await listenHttp(httpServer, config.host, config.httpPort);
+  } catch (error) {
+    grpcServer.forceShutdown();
+    httpServer.close();
+    store.close();
+    throw error;
+  }
+  ready = true;
+  health.setStatus("", "SERVING");
+  health.setStatus("portcullis.v1.AuthorizationService", "SERVING");
+  log.info({ grpc: `${config.host}:${grpcPort}`, http: `${config.host}:${httpPort}` }, `listening: grpc on ${config.host}:${grpcPort}, http on ${config.host}:${httpPort}`);
+
+  return {
+    grpcPort,
+    httpPort,
+    authorize,
+    store,
+    tokenCache,
+    policy: () => policy,
+    reloadPolicy() {
+      const next = loadPolicySet(config.policyDir);
+      if (!next.ok) {
+        const error = new PolicyLoadError(next.errors);
+        log.error({ errors: next.errors }, `policy reload refused; keeping revision ${policy.revision.slice(0, 12)}`);
+        return { ok: false, error };
+      }
+      policy = next.policy;
+      tokenCache.clear();
+      log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);
+      return { ok: true };
+    },
+    async close(graceMs = 5_000) {
+      ready = false;
+      health.setStatus("", "NOT_SERVING");
+      await Promise.all([closeGrpc(grpcServer, graceMs), closeHttp(httpServer, graceMs)]);
+      store.close();
+    },
+  };
+}

@@ -1,0 +1,308 @@
+/**
+ * Checks that need more than one value at a time: names unique across the
+ * folder, every scope known to the catalog, patterns that match something,
+ * and operations that never leave a request ambiguous.
+ */
+import { closest, distance } from "fastest-levenshtein";
+import {
+  expandScopePatterns,
+  isParameterSegment,
+  operationRuleId,
+  groupRuleId,
+  splitPath,
+  type Located,
+  type MergedPolicySet,
+} from "./compile.js";
+import { errorAt, type PolicyError, type PolicySource } from "./errors.js";
+import type { OperationSpec } from "./types.js";
+
+/**
+ * Returns a "did you mean" hint for the candidate closest to `word` by edit
+ * distance, when it is within 2 edits or a third of the word's length; else
+ * `undefined`. `show` renders the candidate, e.g. to add back a `!` or `:*`.
+ */
+export function suggest(
+  word: string,
+  candidates: Iterable<string>,
+  show: (candidate: string) => string = (c) => c,
+): string | undefined {
+  const list = [...candidates];
+  if (list.length === 0) return undefined;
+  const best = closest(word, list);
+  const d = distance(word, best);
+  return d > 0 && d <= Math.max(2, Math.floor(word.length / 3))
+    ? `did you mean \`${show(best)}\`?`
+    : undefined;
+}
+
+const PCHAR = /^[A-Za-z0-9._~!$&'()*+,;=:@-]+$/;
+const PARAMETER = /^\{[A-Za-z_][A-Za-z0-9_]*\}$/;
+
+/**
+ * Explains what is wrong with a path or path template, or returns `null` when
+ * it is fine. Segments are RFC 3986 `pchar`s (RFC 3986 §3.3) without `%`
+ * escapes, or, when `allowParameters`, whole-segment parameters `{name}`.
+ */
+export function checkPathTemplate(path: string, allowParameters: boolean): string | null {
+  const what = allowParameters ? "path" : "base path";
+  if (!path.startsWith("/")) return `${what} \`${path}\` must start with \`/\``;
+  if (path === "/") return null;
+  if (path.endsWith("/")) return `${what} \`${path}\` ends with \`/\`; only the root path \`/\` may`;
+  for (const segment of splitPath(path)) {
+    if (segment === "") return `${what} \`${path}\` has an empty segment`;
+    if (segment === "." || segment === "..") {
+      return `${what} \`${path}\` has a \`${segment}\` segment; dot segments are not allowed`;
+    }
+    if (segment.includes("%")) {
+      return `${what} \`${path}\` has a \`%\` escape; write paths with plain characters, \`%\` escapes are not allowed`;
+    }
+    if (segment.includes("{") || segment.includes("}")) {
+      if (!allowParameters) {
+        return `base path \`${path}\` has a parameter \`${segment}\`; endpoint group base paths are literal`;
+      }
+      if (!PARAMETER.test(segment)) {
+        return `segment \`${segment}\` of path \`${path}\` is not a parameter: a parameter is \`{name}\` with letters, digits and \`_\`, filling the whole segment`;
+      }
+      continue;
+    }
+    if (!PCHAR.test(segment)) {
+      const bad = [...segment].find((c) => !PCHAR.test(c)) ?? segment;
+      return `${what} \`${path}\` has \`${bad}\`, which is not allowed in a path segment`;
+    }
+  }
+  return null;
+}
+
+/** An operation with its split template and its position in the merged list. */
+interface OperationEntry {
+  readonly at: Located<OperationSpec>;
+  readonly segments: readonly string[];
+  readonly index: number;
+}
+
+/** What kind of relation two same-length templates have. */
+type Overlap = "disjoint" | "same" | "ordered" | "ambiguous";
+
+function compareTemplates(a: readonly string[], b: readonly string[]): Overlap {
+  let aMoreSpecific = false;
+  let bMoreSpecific = false;
+  for (let i = 0; i < a.length; i++) {
+    const pa = isParameterSegment(a[i] as string);
+    const pb = isParameterSegment(b[i] as string);
+    if (!pa && !pb) {
+      if (a[i] !== b[i]) return "disjoint";
+    } else if (!pa) {
+      aMoreSpecific = true;
+    } else if (!pb) {
+      bMoreSpecific = true;
+    }
+  }
+  if (aMoreSpecific && bMoreSpecific) return "ambiguous";
+  return aMoreSpecific || bMoreSpecific ? "ordered" : "same";
+}
+
+/** A request path both templates match: each literal, and `x` where both have parameters. */
+function witnessPath(a: readonly string[], b: readonly string[]): string {
+  const segments = a.map((s, i) => (isParameterSegment(s) ? (isParameterSegment(b[i] as string) ? "x" : b[i]) : s));
+  return `/${segments.join("/")}`;
+}
+
+/**
+ * Runs every cross-file check on a merged policy set and returns the errors,
+ * each placed at the offending value in `sources` (keyed by file).
+ */
+export function crossCheckPolicySet(
+  merged: MergedPolicySet,
+  sources: ReadonlyMap<string, PolicySource>,
+): PolicyError[] {
+  const errors: PolicyError[] = [];
+  const report = (
+    at: Located<unknown>,
+    suffix: string,
+    message: string,
+    hint?: string,
+  ): void => {
+    const source = sources.get(at.file);
+    const pointer = at.pointer + suffix;
+    if (source === undefined) {
+      errors.push({ file: at.file, pointer, line: 0, column: 0, message, ...(hint === undefined ? {} : { hint }) });
+    } else {
+      errors.push(errorAt(source, pointer, message, hint));
+    }
+  };
+  const where = (at: Located<unknown>, suffix = ""): string => `\`${at.file}\` ${at.pointer}${suffix}`;
+
+  /** Records `key` and reports it when seen before. */
+  const unique = () => {
+    const seen = new Map<string, string>();
+    return (key: string, at: Located<unknown>, suffix: string, message: (first: string) => string) => {
+      const first = seen.get(key);
+      if (first === undefined) seen.set(key, where(at, suffix));
+      else report(at, suffix, message(first));
+    };
+  };
+
+  // The scope catalog.
+  const catalog = new Set<string>();
+  const modules = new Set<string>();
+  const actions = new Set<string>();
+  const moduleNames = unique();
+  const scopeNames = unique();
+  for (const at of merged.scopes) {
+    const { module, scopes } = at.value;
+    modules.add(module);
+    moduleNames(module, at, "/module", (first) => `duplicate module \`${module}\` (first defined at ${first})`);
+    scopes.forEach(({ scope }, j) => {
+      const suffix = `/scopes/${j}/scope`;
+      catalog.add(scope);
+      actions.add(scope.slice(scope.indexOf(":") + 1));
+      scopeNames(scope, at, suffix, (first) => `duplicate scope \`${scope}\` (first defined at ${first})`);
+      if (!scope.startsWith(`${module}:`)) {
+        report(at, suffix, `scope \`${scope}\` does not belong to module \`${module}\`: it must start with \`${module}:\``);
+      }
+    });
+  }
+
+  const checkScope = (scope: string, at: Located<unknown>, suffix: string): void => {
+    if (!catalog.has(scope)) report(at, suffix, `unknown scope \`${scope}\``, suggest(scope, catalog));
+  };
+
+  const checkPatterns = (patterns: readonly string[], at: Located<unknown>): void => {
+    patterns.forEach((pattern, i) => {
+      const suffix = `/scopes/${i}`;
+      const bang = pattern.startsWith("!") ? "!" : "";
+      const positive = pattern.slice(bang.length);
+      if (expandScopePatterns([positive], catalog).size > 0) return;
+      if (positive.endsWith(":*")) {
+        const module = positive.slice(0, -2);
+        const hint = suggest(module, modules, (m) => `${bang}${m}:*`);
+        report(at, suffix, `scope pattern \`${pattern}\` matches no scope: unknown module \`${module}\``, hint);
+      } else if (positive.startsWith("*:")) {
+        const action = positive.slice(2);
+        const hint = suggest(action, actions, (a) => `${bang}*:${a}`);
+        report(at, suffix, `scope pattern \`${pattern}\` matches no scope: no module has action \`${action}\``, hint);
+      } else {
+        const hint = suggest(positive, catalog, (s) => `${bang}${s}`);
+        report(at, suffix, `unknown scope \`${positive}\``, hint);
+      }
+    });
+  };
+
+  // Environments and settings.
+  const envNames = unique();
+  const prefixes = unique();
+  const hosts = unique();
+  for (const at of merged.environments) {
+    const env = at.value;
+    envNames(env.name, at, "/name", (first) => `duplicate environment \`${env.name}\` (first defined at ${first})`);
+    prefixes(env.tokenPrefix, at, "/tokenPrefix", (first) => `duplicate token prefix \`${env.tokenPrefix}\` (first used at ${first})`);
+    (env.hosts ?? []).forEach((host, i) => {
+      hosts(host.toLowerCase(), at, `/hosts/${i}`, (first) => `duplicate host \`${host}\` (first used at ${first})`);
+    });
+  }
+  const environmentNames = merged.environments.map((e) => e.value.name);
+  const defaultEnvironment = merged.policySet.value.defaultEnvironment;
+  if (!environmentNames.includes(defaultEnvironment)) {
+    report(
+      merged.policySet,
+      "/defaultEnvironment",
+      `unknown default environment \`${defaultEnvironment}\``,
+      suggest(defaultEnvironment, environmentNames),
+    );
+  }
+
+  // Endpoint groups and operations.
+  const ruleIds = unique();
+  const basePaths = unique();
+  for (const at of merged.endpointGroups) {
+    const group = at.value;
+    basePaths(group.basePath, at, "/basePath", (first) => `duplicate endpoint group base path \`${group.basePath}\` (first defined at ${first})`);
+    const id = groupRuleId(group);
+    ruleIds(id, at, group.id === undefined ? "/basePath" : "/id", (first) => `duplicate rule id \`${id}\` (first used at ${first})`);
+    checkScope(group.readScope, at, "/readScope");
+    checkScope(group.writeScope, at, "/writeScope");
+  }
+
+  const byShape = new Map<string, OperationEntry[]>();
+  merged.operations.forEach((at, index) => {
+    const op = at.value;
+    const id = operationRuleId(op);
+    ruleIds(id, at, op.id === undefined ? "/path" : "/id", (first) => `duplicate rule id \`${id}\` (first used at ${first})`);
+    checkScope(op.scope, at, "/scope");
+    const segments = splitPath(op.path);
+    const params = segments.filter(isParameterSegment);
+    const repeated = params.find((p, i) => params.indexOf(p) !== i);
+    if (repeated !== undefined) {
+      report(at, "/path", `path \`${op.path}\` names parameter \`${repeated}\` twice`);
+    }
+    const key = `${op.method} ${segments.length}`;
+    const list = byShape.get(key) ?? [];
+    list.push({ at, segments, index });
+    byShape.set(key, list);
+  });
+
+  // why: a GET operation also answers HEAD where no HEAD operation exists on
+  // its template, so those GETs join the HEAD operations for the ambiguity check
+  const headTemplates = new Set(
+    merged.operations.filter((o) => o.value.method === "HEAD").map((o) => shapeOf(o.value.path)),
+  );
+  for (const [key, list] of byShape) {
+    if (!key.startsWith("GET ")) continue;
+    const fallbacks = list.filter((o) => !headTemplates.has(shapeOf(o.at.value.path)));
+    const headKey = `HEAD ${key.slice(4)}`;
+    const heads = byShape.get(headKey);
+    if (heads === undefined || fallbacks.length === 0) continue;
+    checkOperationPairs(heads, fallbacks, true);
+  }
+  for (const list of byShape.values()) checkOperationPairs(list, list, false);
+
+  function checkOperationPairs(
+    left: readonly OperationEntry[],
+    right: readonly OperationEntry[],
+    headFallback: boolean,
+  ): void {
+    const all = [...new Set([...left, ...right])].sort((x, y) => x.index - y.index);
+    for (let j = 0; j < all.length; j++) {
+      for (let i = 0; i < j; i++) {
+        const first = all[i]!;
+        const second = all[j]!;
+        // why: in the HEAD pass only HEAD-versus-GET pairs are new
+        if (headFallback && (left.includes(first) === left.includes(second))) continue;
+        const overlap = compareTemplates(first.segments, second.segments);
+        const a = `\`${first.at.value.method} ${first.at.value.path}\``;
+        const b = `\`${second.at.value.method} ${second.at.value.path}\``;
+        if (overlap === "same" && !headFallback) {
+          report(second.at, "/path", `duplicate operation ${b}: same method and path as ${a} at ${where(first.at)}`);
+        } else if (overlap === "ambiguous") {
+          report(
+            second.at,
+            "/path",
+            `operation ${b} is ambiguous with ${a} at ${where(first.at)}: both match \`${witnessPath(first.segments, second.segments)}\` and neither is more specific`,
+            "give one of them a literal segment at every position where the other has one",
+          );
+        }
+      }
+    }
+  }
+
+  // Roles and key levels.
+  const roleNames = unique();
+  for (const at of merged.roles) {
+    roleNames(at.value.name, at, "/name", (first) => `duplicate role \`${at.value.name}\` (first defined at ${first})`);
+    checkPatterns(at.value.scopes, at);
+  }
+  const levelNames = unique();
+  for (const at of merged.keyLevels) {
+    levelNames(at.value.name, at, "/name", (first) => `duplicate key level \`${at.value.name}\` (first defined at ${first})`);
+    checkPatterns(at.value.scopes, at);
+  }
+
+  return errors;
+}
+
+/** A template with parameter names erased, so `/a/{id}` and `/a/{x}` compare equal. */
+function shapeOf(path: string): string {
+  return splitPath(path)
+    .map((s) => (isParameterSegment(s) ? "{}" : s))
+    .join("/");
+}

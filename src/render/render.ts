@@ -1,0 +1,98 @@
+/**
+ * Decision -> the HTTP response an enforcement point sends, in the policy set's
+ * error dialect. Shared by every transport so that all of them answer alike.
+ */
+import { assertNever, type DecisionCode } from "../engine/codes.js";
+import type { Decision, HeaderField } from "../engine/types.js";
+import type { ErrorDialect } from "../policy/types.js";
+
+/** What the enforcement point sends to the client. */
+export interface RenderedResponse {
+  readonly httpStatus: number;
+  /** Response headers, `content-type` included on denials. */
+  readonly headers: readonly HeaderField[];
+  /** Error body; `""` on allow. */
+  readonly body: string;
+}
+
+const JSON_CONTENT_TYPE: HeaderField = ["content-type", "application/json"];
+
+/**
+ * Renders a decision. Allows carry no body: the upstream answers them. Denials
+ * carry the body of `dialect` and the decision's headers.
+ */
+export function renderDecision(decision: Decision, dialect: ErrorDialect, requestId: string): RenderedResponse {
+  if (decision.allowed) return { httpStatus: 200, headers: decision.responseHeaders, body: "" };
+  return {
+    httpStatus: decision.httpStatus,
+    headers: [JSON_CONTENT_TYPE, ...decision.responseHeaders],
+    body: JSON.stringify(errorBody(decision, dialect, requestId)),
+  };
+}
+
+/** The JSON error body of a denial in one dialect. */
+export function errorBody(decision: Decision, dialect: ErrorDialect, requestId: string): unknown {
+  switch (dialect) {
+    case "canonical":
+      return {
+        message: decision.message,
+        code: decision.code,
+        errors: { reason: decision.reason, ...decision.details },
+        request_id: requestId,
+      };
+    case "envelope":
+      return { ok: false, error: { code: envelopeCode(decision.code, decision.reason), message: decision.message, requestId } };
+    case "error_object":
+      return { error: { code: errorObjectCode(decision.httpStatus), message: decision.message, details: { reason: decision.reason, ...decision.details } } };
+    default:
+      return assertNever(dialect);
+  }
+}
+
+/** Upper-case codes of the `{ok:false, error}` envelope that token-API clients already parse. */
+export function envelopeCode(code: DecisionCode, reason: string): string {
+  switch (code) {
+    case "ok":
+      return "OK";
+    case "invalid_request":
+      return "INVALID_REQUEST";
+    case "unauthenticated":
+      return reason === "missing" ? "AUTH_REQUIRED" : "AUTH_INVALID";
+    case "tenant_suspended":
+      return "AUTH_TENANT_SUSPENDED";
+    case "ip_allowlist_blocked":
+      return "AUTH_IP_NOT_ALLOWED";
+    case "mtls_required":
+      return "AUTH_MTLS_REQUIRED";
+    case "conditional_access_blocked":
+      return "AUTH_CONDITIONAL_ACCESS_BLOCKED";
+    case "scope_denied":
+      return "AUTH_SCOPE_INSUFFICIENT";
+    case "workspace_restricted":
+      return "WORKSPACE_RESTRICTED";
+    case "quota_exceeded":
+      return "RATE_LIMITED";
+    case "unavailable":
+      return "SERVICE_UNAVAILABLE";
+    default:
+      return assertNever(code);
+  }
+}
+
+/** Lower-case codes of the `{error:{code,message,details}}` dialect, by HTTP status. */
+export function errorObjectCode(httpStatus: number): string {
+  switch (httpStatus) {
+    case 400:
+      return "bad_request";
+    case 401:
+      return "unauthorized";
+    case 403:
+      return "forbidden";
+    case 423:
+      return "locked";
+    case 429:
+      return "rate_limited";
+    default:
+      return "unavailable";
+  }
+}

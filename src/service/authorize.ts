@@ -1,0 +1,64 @@
+/**
+ * Where I/O and decisions meet: read the current policy set, look the token up,
+ * call the pure engine, render the answer. Every transport calls this and only this.
+ */
+import { randomUUID } from "node:crypto";
+import { decide, readRequest, unavailable } from "../engine/decide.js";
+import type { AuthzInput, Decision } from "../engine/types.js";
+import type { CompiledPolicySet } from "../policy/types.js";
+import { renderDecision, type RenderedResponse } from "../render/render.js";
+import type { TokenLookup } from "./token-cache.js";
+
+/** The answer to one request, ready for any transport to put on the wire. */
+export interface AuthorizeResult {
+  readonly decision: Decision;
+  readonly response: RenderedResponse;
+  readonly requestId: string;
+  /** Whether the enforcement point should strip `Authorization` before forwarding an allowed request. */
+  readonly stripCredential: boolean;
+}
+
+/** Everything {@link createAuthorizer} reads from the world. */
+export interface AuthorizerDeps {
+  /** The policy set in force, or `null` when none is loaded (every request is then `unavailable`). */
+  readonly policy: () => CompiledPolicySet | null;
+  readonly tokens: TokenLookup;
+  /** Milliseconds since the epoch; read once per request. */
+  readonly now: () => number;
+  /** Told about every request-path exception, which has already become an `unavailable` decision. */
+  readonly onError: (error: unknown, requestId: string) => void;
+}
+
+/** A function from request to decision: the service every transport serves. */
+export type Authorizer = (input: AuthzInput) => AuthorizeResult;
+
+// Caller-chosen request ids are echoed in bodies and logs, so they are kept short and plain.
+const REQUEST_ID_PATTERN = /^[\w.:\-]{1,128}$/;
+
+/**
+ * Builds the authorizer. It never throws: an exception anywhere on the decision
+ * path becomes an `unavailable` (503) decision, reported through `onError`.
+ */
+export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
+  return (input) => {
+    const given = input.headers.get("x-request-id");
+    const requestId = given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+    const policy = deps.policy();
+    if (policy === null) return failClosed("no valid policy set is loaded", requestId);
+    try {
+      const reading = readRequest(input, policy);
+      const decision = reading.done
+        ? reading.decision
+        : decide(reading.request, reading.credential, policy, { token: deps.tokens.find(reading.credential.token) }, deps.now());
+      return { decision, response: renderDecision(decision, policy.errorDialect, requestId), requestId, stripCredential: policy.stripCredential };
+    } catch (error) {
+      deps.onError(error, requestId);
+      return failClosed("authorization could not be decided", requestId, policy);
+    }
+  };
+}
+
+function failClosed(message: string, requestId: string, policy?: CompiledPolicySet): AuthorizeResult {
+  const decision = unavailable(message);
+  return { decision, response: renderDecision(decision, policy?.errorDialect ?? "canonical", requestId), requestId, stripCredential: true };
+}

@@ -1,0 +1,97 @@
+/**
+ * Token management as the CLI and (later) the management API share it: input
+ * checked against the policy set in force, then handed to the store.
+ */
+import { closest, distance } from "fastest-levenshtein";
+import type { TokenRecord } from "../engine/types.js";
+import type { CompiledPolicySet } from "../policy/types.js";
+import type { TokenStore } from "../store/token-store.js";
+
+/** What a caller asks for when creating a token. */
+export interface CreateTokenRequest {
+  readonly tenant: string;
+  readonly workspace: string;
+  readonly environment: string;
+  readonly name: string;
+  readonly type: "user" | "service";
+  readonly role?: string | null;
+  readonly keyLevel?: string | null;
+  readonly scopes?: readonly string[] | null;
+  /** User tokens: who created it; their role caps the token's permission. */
+  readonly creator?: string | null;
+  readonly creatorRole?: string | null;
+  readonly expiresAtMs?: number | null;
+  /** Who asked, for the audit trail. */
+  readonly actor: string;
+}
+
+/** A request the policy set or the token rules refuse; the message says which field and why. */
+export class TokenRequestError extends Error {
+  override readonly name = "TokenRequestError";
+}
+
+// Identifiers travel in upstream headers and logs, so they stay printable and short.
+const IDENTIFIER = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+/**
+ * Checks a create request against the policy set and creates the token.
+ * Returns the plaintext, which is shown once and never stored.
+ */
+export function createToken(store: TokenStore, policy: CompiledPolicySet, request: CreateTokenRequest, nowMs: number): { token: string; record: TokenRecord } {
+  for (const [field, value] of [["tenant", request.tenant], ["workspace", request.workspace]] as const) {
+    if (!IDENTIFIER.test(value)) throw new TokenRequestError(`${field} \`${value}\` must be 1-128 letters, digits, \`.\`, \`_\`, \`:\` or \`-\``);
+  }
+  if (request.name.trim() === "" || request.name.length > 200) throw new TokenRequestError("name must be 1-200 characters");
+  const prefix = prefixOf(policy, request.environment);
+  if (request.role != null) known("role", request.role, [...policy.roles.keys()]);
+  if (request.keyLevel != null) known("key level", request.keyLevel, [...policy.keyLevels.keys()]);
+  if (request.creatorRole != null) known("creator role", request.creatorRole, [...policy.roles.keys()]);
+  if (request.scopes != null) {
+    if (request.scopes.length === 0) throw new TokenRequestError("scopes must name at least one scope when given");
+    for (const scope of request.scopes) known("scope", scope, [...policy.scopes]);
+  }
+  if (request.role == null && request.scopes == null) throw new TokenRequestError("a token needs a role, scopes, or both");
+  if (request.type === "user" && (request.creator == null || request.creatorRole == null)) {
+    throw new TokenRequestError("a user token needs its creator and the creator's role: its permission never exceeds theirs");
+  }
+  if (request.expiresAtMs != null && request.expiresAtMs <= nowMs) throw new TokenRequestError("expiry must be in the future");
+  return store.create({
+    tenant: request.tenant,
+    workspace: request.workspace,
+    environment: request.environment,
+    prefix,
+    type: request.type,
+    name: request.name,
+    role: request.role ?? null,
+    keyLevel: request.keyLevel ?? null,
+    scopes: request.scopes ?? null,
+    creator: request.creator ?? null,
+    creatorRole: request.creatorRole ?? null,
+    expiresAtMs: request.expiresAtMs ?? null,
+    actor: request.actor,
+  });
+}
+
+function prefixOf(policy: CompiledPolicySet, environment: string): string {
+  for (const [prefix, name] of policy.environmentByPrefix) if (name === environment) return prefix;
+  known("environment", environment, [...new Set(policy.environmentByPrefix.values())]);
+  throw new TokenRequestError(`unknown environment \`${environment}\``);
+}
+
+function known(kind: string, value: string, names: readonly string[]): void {
+  if (names.includes(value)) return;
+  const nearest = names.length > 0 ? closest(value, [...names]) : undefined;
+  const suggestion = nearest !== undefined && distance(value, nearest) <= Math.max(2, Math.floor(value.length / 3)) ? nearest : undefined;
+  throw new TokenRequestError(`unknown ${kind} \`${value}\`${suggestion !== undefined ? ` (did you mean \`${suggestion}\`?)` : ""}`);
+}
+
+const DURATION = /^(\d+)(s|m|h|d|w)$/;
+const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+
+/** Parses `90d`, `12h`, `30m`, `45s` or `2w` into milliseconds; `null` when malformed. */
+export function parseDurationMs(value: string): number | null {
+  const match = DURATION.exec(value.trim());
+  if (match === null) return null;
+  const ms = Number(match[1]) * UNIT_MS[match[2]!]!;
+  return ms > 0 && Number.isSafeInteger(ms) ? ms : null;
+}

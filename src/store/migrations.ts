@@ -1,0 +1,49 @@
+/**
+ * Schema steps, applied in order and recorded in `PRAGMA user_version`: after
+ * step `i` (0-based) the version is `i + 1`. Never edit a released step; append
+ * a new one.
+ */
+
+/** Every schema step this build knows; its length is the newest schema version. */
+export const MIGRATIONS: readonly string[] = [
+  // 1: tokens and their lifecycle audit trail. STRICT so a wrong type is an
+  // error at write time rather than a surprise at read time.
+  `
+  CREATE TABLE tokens (
+    id           TEXT PRIMARY KEY,
+    hash         TEXT NOT NULL UNIQUE,
+    prefix       TEXT NOT NULL,
+    tenant       TEXT NOT NULL,
+    workspace    TEXT NOT NULL,
+    environment  TEXT NOT NULL,
+    type         TEXT NOT NULL CHECK (type IN ('user', 'service')),
+    name         TEXT NOT NULL,
+    role         TEXT,
+    key_level    TEXT,
+    scopes       TEXT,
+    creator      TEXT,
+    creator_role TEXT,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    revoked_at   INTEGER,
+    revoked_by   TEXT,
+    last_used_at INTEGER,
+    use_count    INTEGER NOT NULL DEFAULT 0,
+    controls     TEXT NOT NULL DEFAULT '{}',
+    CHECK (role IS NOT NULL OR scopes IS NOT NULL)
+  ) STRICT;
+  CREATE INDEX tokens_tenant ON tokens (tenant);
+  CREATE INDEX tokens_tenant_workspace ON tokens (tenant, workspace);
+
+  CREATE TABLE audit_events (
+    id       INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    event    TEXT NOT NULL,
+    actor    TEXT NOT NULL,
+    token_id TEXT,
+    tenant   TEXT,
+    data     TEXT NOT NULL DEFAULT '{}'
+  ) STRICT;
+  CREATE INDEX audit_events_tenant ON audit_events (tenant, id);
+  `,
+];

@@ -1,0 +1,61 @@
+/**
+ * The HTTP/1.1 port: Connect and gRPC-Web for `Authorize`, and the health
+ * probes. Later the ext-authz prefix and metrics join it here.
+ */
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Authorizer } from "../service/authorize.js";
+import { registerAuthorizationService } from "./connect.js";
+
+export interface HttpServerOptions {
+  readonly authorize: Authorizer;
+  /** Whether policies are loaded and the store is open: `/readyz` answers 200 only then. */
+  readonly ready: () => boolean;
+}
+
+/** Creates the HTTP/1.1 server; {@link listenHttp} binds it. */
+export function createHttpServer(options: HttpServerOptions): http.Server {
+  const connect = connectNodeAdapter({
+    routes: (router) => registerAuthorizationService(router, options.authorize),
+    // Decisions are small; a larger body is not a request we need to read.
+    readMaxBytes: 1024 * 1024,
+  });
+  return http.createServer((request, response) => {
+    const path = request.url ?? "/";
+    if (path === "/healthz") return plain(response, 200, "ok\n");
+    if (path === "/readyz") return options.ready() ? plain(response, 200, "ready\n") : plain(response, 503, "not ready\n");
+    connect(request, response);
+  });
+}
+
+function plain(response: http.ServerResponse, status: number, body: string): void {
+  response.writeHead(status, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body) });
+  response.end(body);
+}
+
+/** Binds the server and resolves to the bound port (port 0 picks a free one). */
+export function listenHttp(server: http.Server, host: string, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/** Stops accepting connections and closes idle ones; resolves when all are gone or after `graceMs`. */
+export function closeHttp(server: http.Server, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      resolve();
+    }, graceMs);
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
