@@ -78,6 +78,8 @@ interface OperationEntry {
   readonly at: Located<OperationSpec>;
   readonly segments: readonly string[];
   readonly index: number;
+  /** Template with parameter names erased. */
+  readonly shape: string;
 }
 
 /** What kind of relation two same-length templates have. */
@@ -212,13 +214,19 @@ export function crossCheckPolicySet(
   }
 
   // Endpoint groups and operations.
-  const ruleIds = unique();
+  // why: two default ids collide only when their paths do, which is reported
+  // on its own, so a rule id clash is reported only when an explicit id is involved
+  const ruleIds = new Map<string, { where: string; explicit: boolean }>();
+  const checkRuleId = (id: string, explicit: boolean, at: Located<unknown>, suffix: string): void => {
+    const first = ruleIds.get(id);
+    if (first === undefined) ruleIds.set(id, { where: where(at, suffix), explicit });
+    else if (explicit || first.explicit) report(at, suffix, `duplicate rule id \`${id}\` (first used at ${first.where})`);
+  };
   const basePaths = unique();
   for (const at of merged.endpointGroups) {
     const group = at.value;
     basePaths(group.basePath, at, "/basePath", (first) => `duplicate endpoint group base path \`${group.basePath}\` (first defined at ${first})`);
-    const id = groupRuleId(group);
-    ruleIds(id, at, group.id === undefined ? "/basePath" : "/id", (first) => `duplicate rule id \`${id}\` (first used at ${first})`);
+    checkRuleId(groupRuleId(group), group.id !== undefined, at, group.id === undefined ? "/basePath" : "/id");
     checkScope(group.readScope, at, "/readScope");
     checkScope(group.writeScope, at, "/writeScope");
   }
@@ -226,8 +234,7 @@ export function crossCheckPolicySet(
   const byShape = new Map<string, OperationEntry[]>();
   merged.operations.forEach((at, index) => {
     const op = at.value;
-    const id = operationRuleId(op);
-    ruleIds(id, at, op.id === undefined ? "/path" : "/id", (first) => `duplicate rule id \`${id}\` (first used at ${first})`);
+    checkRuleId(operationRuleId(op), op.id !== undefined, at, op.id === undefined ? "/path" : "/id");
     checkScope(op.scope, at, "/scope");
     const segments = splitPath(op.path);
     const params = segments.filter(isParameterSegment);
@@ -237,50 +244,39 @@ export function crossCheckPolicySet(
     }
     const key = `${op.method} ${segments.length}`;
     const list = byShape.get(key) ?? [];
-    list.push({ at, segments, index });
+    list.push({ at, segments, index, shape: shapeOf(segments) });
     byShape.set(key, list);
   });
 
-  // why: a GET operation also answers HEAD where no HEAD operation exists on
-  // its template, so those GETs join the HEAD operations for the ambiguity check
-  const headTemplates = new Set(
-    merged.operations.filter((o) => o.value.method === "HEAD").map((o) => shapeOf(o.value.path)),
-  );
-  for (const [key, list] of byShape) {
-    if (!key.startsWith("GET ")) continue;
-    const fallbacks = list.filter((o) => !headTemplates.has(shapeOf(o.at.value.path)));
-    const headKey = `HEAD ${key.slice(4)}`;
-    const heads = byShape.get(headKey);
-    if (heads === undefined || fallbacks.length === 0) continue;
-    checkOperationPairs(heads, fallbacks, true);
+  /** Reports `second` (the later one) when it duplicates or is ambiguous with `first`. */
+  const checkPair = (first: OperationEntry, second: OperationEntry): void => {
+    const overlap = compareTemplates(first.segments, second.segments);
+    const a = `\`${first.at.value.method} ${first.at.value.path}\``;
+    const b = `\`${second.at.value.method} ${second.at.value.path}\``;
+    if (overlap === "same") {
+      report(second.at, "/path", `duplicate operation ${b}: same method and path as ${a} at ${where(first.at)}`);
+    } else if (overlap === "ambiguous") {
+      report(
+        second.at,
+        "/path",
+        `operation ${b} is ambiguous with ${a} at ${where(first.at)}: both match \`${witnessPath(first.segments, second.segments)}\` and neither is more specific`,
+        "give one of them a literal segment at every position where the other has one",
+      );
+    }
+  };
+  for (const list of byShape.values()) {
+    for (let j = 1; j < list.length; j++) for (let i = 0; i < j; i++) checkPair(list[i]!, list[j]!);
   }
-  for (const list of byShape.values()) checkOperationPairs(list, list, false);
-
-  function checkOperationPairs(
-    left: readonly OperationEntry[],
-    right: readonly OperationEntry[],
-    headFallback: boolean,
-  ): void {
-    const all = [...new Set([...left, ...right])].sort((x, y) => x.index - y.index);
-    for (let j = 0; j < all.length; j++) {
-      for (let i = 0; i < j; i++) {
-        const first = all[i]!;
-        const second = all[j]!;
-        // why: in the HEAD pass only HEAD-versus-GET pairs are new
-        if (headFallback && (left.includes(first) === left.includes(second))) continue;
-        const overlap = compareTemplates(first.segments, second.segments);
-        const a = `\`${first.at.value.method} ${first.at.value.path}\``;
-        const b = `\`${second.at.value.method} ${second.at.value.path}\``;
-        if (overlap === "same" && !headFallback) {
-          report(second.at, "/path", `duplicate operation ${b}: same method and path as ${a} at ${where(first.at)}`);
-        } else if (overlap === "ambiguous") {
-          report(
-            second.at,
-            "/path",
-            `operation ${b} is ambiguous with ${a} at ${where(first.at)}: both match \`${witnessPath(first.segments, second.segments)}\` and neither is more specific`,
-            "give one of them a literal segment at every position where the other has one",
-          );
-        }
+  // why: a GET operation also answers HEAD where no HEAD operation has its
+  // template, so such a GET must not be ambiguous with any HEAD operation either
+  for (const [key, heads] of byShape) {
+    if (!key.startsWith("HEAD ")) continue;
+    const headShapes = new Set(heads.map((h) => h.shape));
+    const gets = (byShape.get(`GET ${key.slice(5)}`) ?? []).filter((g) => !headShapes.has(g.shape));
+    for (const head of heads) {
+      for (const get of gets) {
+        if (head.index < get.index) checkPair(head, get);
+        else checkPair(get, head);
       }
     }
   }
@@ -301,8 +297,6 @@ export function crossCheckPolicySet(
 }
 
 /** A template with parameter names erased, so `/a/{id}` and `/a/{x}` compare equal. */
-function shapeOf(path: string): string {
-  return splitPath(path)
-    .map((s) => (isParameterSegment(s) ? "{}" : s))
-    .join("/");
+function shapeOf(segments: readonly string[]): string {
+  return segments.map((s) => (isParameterSegment(s) ? "{}" : s)).join("/");
 }

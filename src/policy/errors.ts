@@ -70,9 +70,10 @@ export interface PolicySource {
   readonly lineStarts: readonly number[];
 }
 
-/** Returns the offsets at which each line of `text` starts. */
+/** Returns the offsets at which each line of `text` starts (the first line after any byte order mark). */
 export function computeLineStarts(text: string): number[] {
-  const starts = [0];
+  // why: editors do not count a byte order mark as a column
+  const starts = [text.startsWith("\uFEFF") ? 1 : 0];
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     // why: a lone CR ends a line too (JSON allows CR, LF and CRLF as whitespace)

@@ -225,6 +225,19 @@ const cases: Case[] = [
     ],
   },
   {
+    name: "cross-check: a parameter named twice in one template",
+    files: {
+      "extra.json": lines(
+        "{",
+        '  "operations": [{ "method": "GET", "path": "/api/tokens/{id}/events/{id}", "scope": "api_tokens:read" }]',
+        "}",
+      ),
+    },
+    expected: [
+      { file: "extra.json", pointer: "/operations/0/path", line: 2, column: 37, message: "path `/api/tokens/{id}/events/{id}` names parameter `{id}` twice" },
+    ],
+  },
+  {
     name: "cross-check: a catalog scope outside its module, and a duplicate scope and module",
     files: {
       "extra.json": lines(
@@ -363,13 +376,6 @@ const cases: Case[] = [
       },
       {
         file: "zz.json",
-        pointer: "/endpointGroups/0/basePath",
-        line: 4,
-        column: 7,
-        message: "duplicate rule id `group:/api/payouts` (first used at `<dir>/catalog.json` /endpointGroups/0/basePath)",
-      },
-      {
-        file: "zz.json",
         pointer: "/endpointGroups/1/id",
         line: 5,
         column: 7,
@@ -439,6 +445,51 @@ const cases: Case[] = [
     ],
   },
 ];
+
+describe("loadPolicySet accepts", () => {
+  it.each([
+    {
+      name: "GET and HEAD on one template, and one template under several methods",
+      operations: [
+        { method: "GET", path: "/api/tokens/{id}", scope: "api_tokens:read" },
+        { method: "HEAD", path: "/api/tokens/{tokenId}", scope: "api_tokens:read" },
+        { method: "DELETE", path: "/api/tokens/{id}", scope: "api_tokens:write" },
+      ],
+    },
+    {
+      name: "a pair where one is more specific at every position where they differ",
+      operations: [
+        { method: "GET", path: "/api/tokens/{id}/{view}", scope: "api_tokens:read" },
+        { method: "GET", path: "/api/tokens/{id}/usage", scope: "api_tokens:read" },
+        { method: "GET", path: "/api/tokens/dashboard/usage", scope: "api_tokens:read" },
+      ],
+    },
+    {
+      name: "crossing templates under different methods or segment counts",
+      operations: [
+        { method: "GET", path: "/api/tokens/{id}/usage", scope: "api_tokens:read" },
+        { method: "PUT", path: "/api/tokens/dashboard/{panel}", scope: "api_tokens:write" },
+        { method: "GET", path: "/api/tokens/dashboard/{panel}/x", scope: "api_tokens:read" },
+      ],
+    },
+  ])("$name", ({ operations }) => {
+    const dir = policyFolder({ "extra.json": JSON.stringify({ operations }) });
+    const result = loadPolicySet(dir);
+    expect(result.ok ? [] : result.errors).toEqual([]);
+  });
+
+  it("token prefixes where one extends another, tried longest first", () => {
+    const environments = [{ name: "production_eu", tokenPrefix: "sk_live_eu_" }];
+    const result = loadPolicySet(policyFolder({ "extra.json": JSON.stringify({ environments }) }));
+    expect(result.ok && result.policy.tokenPrefixes).toEqual(["sk_live_eu_", "sk_live_", "sk_test_"]);
+  });
+
+  it("a byte order mark, not counted as a column", () => {
+    const dir = policyFolder({ "extra.json": `\uFEFF{ "roles": [{ "name": "ops", "scopes": ["nope:read"] }] }` });
+    const result = loadPolicySet(dir);
+    expect(result.ok ? [] : result.errors.map((e) => [e.line, e.column, e.message])).toEqual([[1, 41, "unknown scope `nope:read`"]]);
+  });
+});
 
 describe("loadPolicySet errors", () => {
   it.each(cases)("$name", ({ files, expected }) => {
