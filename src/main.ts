@@ -9,10 +9,13 @@ import { loadPolicySet } from "./policy/load.js";
 import { PolicyLoadError } from "./policy/errors.js";
 import type { CompiledPolicySet } from "./policy/types.js";
 import { createAuthorizer, type Authorizer } from "./service/authorize.js";
+import { createTenantStateCache } from "./service/tenant-state-cache.js";
 import { createTokenCache, type TokenCache } from "./service/token-cache.js";
 import { TokenStore } from "./store/token-store.js";
 import { closeGrpc, createGrpcServer, listenGrpc } from "./transport/grpc.js";
 import { closeHttp, createHttpServer, listenHttp } from "./transport/http.js";
+import { DEFAULT_EXT_AUTHZ_PREFIX } from "./transport/ext-authz-http.js";
+import { buildTrustedProxyMatcher } from "./transport/trusted-proxies.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -45,14 +48,23 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: tokenCache,
+    // why: suspensions made through `store` are seen by the next decision; the CLI's within 1 s
+    tenantState: createTenantStateCache(store),
     now: Date.now,
     onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
   });
 
   const health = new HealthImplementation({ "": "NOT_SERVING", [`portcullis.v1.AuthorizationService`]: "NOT_SERVING" });
-  const grpcServer = createGrpcServer({ authorize, health });
+  // Parsed once: every request's forwarding headers are judged against these.
+  const trustedProxies = buildTrustedProxyMatcher(config.trustedProxies ?? []);
+  const onTransportError = (error: unknown, requestId: string) => log.error({ err: error, requestId }, "ext_authz request failed; answered unavailable");
+  const grpcServer = createGrpcServer({ authorize, health, envoy: { trustedProxies, onError: onTransportError } });
   let ready = false;
-  const httpServer = createHttpServer({ authorize, ready: () => ready });
+  const httpServer = createHttpServer({
+    authorize,
+    ready: () => ready,
+    extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
+  });
 
   let grpcPort: number;
   let httpPort: number;
@@ -68,6 +80,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   ready = true;
   health.setStatus("", "SERVING");
   health.setStatus("portcullis.v1.AuthorizationService", "SERVING");
+  health.setStatus("envoy.service.auth.v3.Authorization", "SERVING");
   log.info({ grpc: `${config.host}:${grpcPort}`, http: `${config.host}:${httpPort}` }, `listening: grpc on ${config.host}:${grpcPort}, http on ${config.host}:${httpPort}`);
 
   return {

@@ -11,7 +11,8 @@ import { startServer } from "../main.js";
 import { PolicyLoadError, formatPolicyErrors } from "../policy/errors.js";
 import { loadPolicySet } from "../policy/load.js";
 import type { CompiledPolicySet } from "../policy/types.js";
-import { createToken, parseDurationMs, TokenRequestError } from "../service/tokens.js";
+import { createToken, parseDurationMs, TokenRequestError, updateTokenControls } from "../service/tokens.js";
+import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
 import { StoreError, TokenStore } from "../store/token-store.js";
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
@@ -46,18 +47,25 @@ function buildProgram(): Command {
 
   program
     .command("serve")
-    .description("serve decisions over gRPC (Authorize, health) and HTTP (Connect, gRPC-Web, /healthz, /readyz)")
+    .description("serve decisions over gRPC (Authorize, Envoy Check, health) and HTTP (Connect, gRPC-Web, ext-authz, /healthz, /readyz)")
     .option("--host <address>", "address to bind (env PORTCULLIS_HOST, default 127.0.0.1)")
     .option("--grpc-port <port>", "gRPC port, 0 for any free port (env PORTCULLIS_GRPC_PORT, default 9191)")
     .option("--http-port <port>", "HTTP/1.1 port, 0 for any free port (env PORTCULLIS_HTTP_PORT, default 8181)")
     .option("--policies <dir>", "policy set folder (env PORTCULLIS_POLICY_DIR, default policies)")
     .option("--data-dir <dir>", "store and secret folder (env PORTCULLIS_DATA_DIR, default data)")
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (env PORTCULLIS_LOG_LEVEL, default info)")
+    .option(
+      "--trusted-proxy <cidr>",
+      "address or CIDR whose X-Forwarded-For and client-certificate headers are believed, repeatable (env PORTCULLIS_TRUSTED_PROXIES, comma-separated; default none)",
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option("--ext-authz-prefix <path>", "path prefix of the HTTP ext-authz endpoints (env PORTCULLIS_EXT_AUTHZ_PREFIX, default /ext-authz)")
     .action(async (flags: ServeFlags) => serve(flags));
 
-  const tokens = program.command("tokens").description("create, list and revoke tokens");
+  const tokens = program.command("tokens").description("create, list, update and revoke tokens");
   withStoreOptions(
-    tokens
+    withControlOptions(
+      tokens
       .command("create")
       .description("create a token and print it once (stdout); details go to stderr")
       .requiredOption("--tenant <tenant>", "tenant the token belongs to")
@@ -71,8 +79,28 @@ function buildProgram(): Command {
       .option("--creator <user>", "user tokens: who creates it")
       .option("--creator-role <role>", "user tokens: the creator's role, which caps the token")
       .option("--expires-in <duration>", "lifetime, e.g. 90d, 12h")
+      .option("--service <label>", "service label that policy controls can select on")
       .option("--json", "print the token and its record as JSON"),
+    ),
   ).action((flags: CreateFlags) => withPolicyAndStore(flags, (policy, store) => create(policy, store, flags)));
+
+  withStoreOptions(
+    withControlOptions(
+      tokens
+        .command("update")
+        .description("replace a token's own controls (kinds left out fall back to the policy's)")
+        .argument("<id>", "token id, e.g. tok_…")
+        .option("--clear", "remove every control of the token"),
+    ),
+  ).action((id: string, flags: ControlFlags & StoreFlags & { clear?: boolean }) =>
+    withPolicyAndStore(flags, (policy, store) => {
+      const controls = controlsFromFlags(flags);
+      if (controls === undefined && flags.clear !== true) throw new UsageError("nothing to update: give --controls, --ip-allow, --mtls-fingerprint, --mtls-ca or --clear");
+      if (controls !== undefined && flags.clear === true) throw new UsageError("--clear cannot be combined with controls");
+      const record = updateTokenControls(store, policy, id, controls ?? null, actor());
+      process.stderr.write(`updated controls of ${record.id} (${record.name})\n`);
+    }),
+  );
 
   withStoreOptions(
     tokens
@@ -90,6 +118,8 @@ function buildProgram(): Command {
         process.stderr.write(`revoked ${record.id} (${record.name})\n`);
       }),
   );
+
+  registerAdminCommands(program, { withStoreOptions, withStore, actor });
 
   const policy = program.command("policy").description("check policy sets");
   policy
@@ -110,7 +140,7 @@ interface StoreFlags {
   readonly dataDir?: string;
 }
 
-interface CreateFlags extends StoreFlags {
+interface CreateFlags extends StoreFlags, ControlFlags {
   readonly tenant: string;
   readonly workspace: string;
   readonly name: string;
@@ -122,6 +152,7 @@ interface CreateFlags extends StoreFlags {
   readonly creator?: string;
   readonly creatorRole?: string;
   readonly expiresIn?: string;
+  readonly service?: string;
   readonly json?: boolean;
 }
 
@@ -193,6 +224,8 @@ function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags
       creator: flags.creator ?? null,
       creatorRole: flags.creatorRole ?? null,
       expiresAtMs,
+      service: flags.service ?? null,
+      controls: controlsFromFlags(flags) ?? null,
       actor: actor(),
     },
     now,
@@ -211,7 +244,7 @@ function list(store: TokenStore, flags: ListFlags): void {
     process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
     return;
   }
-  const table = [["ID", "NAME", "TENANT", "WORKSPACE", "ENV", "TYPE", "ROLE", "LEVEL", "CREATED", "EXPIRES", "STATUS", "LAST USED", "USES"]];
+  const table = [["ID", "NAME", "TENANT", "WORKSPACE", "ENV", "TYPE", "ROLE", "LEVEL", "SERVICE", "CONTROLS", "CREATED", "EXPIRES", "STATUS", "LAST USED", "USES"]];
   for (const row of rows) {
     table.push([
       row.id,
@@ -222,6 +255,8 @@ function list(store: TokenStore, flags: ListFlags): void {
       row.type,
       row.role ?? "-",
       row.keyLevel ?? "-",
+      row.service ?? "-",
+      Object.keys(row.controls).join(",") || "-",
       date(row.createdAtMs),
       date(row.expiresAtMs),
       status(row),

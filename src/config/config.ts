@@ -3,6 +3,8 @@
  * and validated once at start into one typed {@link ServeConfig}.
  */
 
+import { isTrustedProxyEntry } from "../transport/trusted-proxies.js";
+
 /** Everything `portcullis serve` needs. */
 export interface ServeConfig {
   /**
@@ -20,6 +22,22 @@ export interface ServeConfig {
   readonly dataDir: string;
   /** pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. Default `info` (env `PORTCULLIS_LOG_LEVEL`). */
   readonly logLevel: string;
+  /**
+   * Peers whose forwarding headers are believed: IP addresses or CIDR ranges,
+   * IPv4 or IPv6. Only from these does `X-Forwarded-For`/`X-Real-IP` set the
+   * source IP, `X-Forwarded-Host` the host, and `X-Forwarded-Client-Cert`,
+   * `Client-Cert` or `X-Client-Cert-*` the client certificate. Default none
+   * (`--trusted-proxy`, repeatable; env `PORTCULLIS_TRUSTED_PROXIES`, comma-separated),
+   * e.g. `--trusted-proxy 10.0.0.0/8 --trusted-proxy ::1`. Optional so that
+   * configs built in code (tests, benches) may leave it out.
+   */
+  readonly trustedProxies?: readonly string[];
+  /**
+   * Path prefix of the HTTP ext-authz endpoints on the HTTP/1.1 port:
+   * `<prefix>/envoy/…`, `<prefix>/nginx`, `<prefix>/traefik`. Default `/ext-authz`
+   * (`--ext-authz-prefix`; env `PORTCULLIS_EXT_AUTHZ_PREFIX`); optional like `trustedProxies`.
+   */
+  readonly extAuthzPrefix?: string;
 }
 
 /** Flags as the CLI parsed them; `undefined` when not given. */
@@ -30,6 +48,8 @@ export interface ServeFlags {
   readonly policies?: string;
   readonly dataDir?: string;
   readonly logLevel?: string;
+  readonly trustedProxy?: readonly string[];
+  readonly extAuthzPrefix?: string;
 }
 
 /** A configuration value that cannot be used; the message names the flag and the env variable. */
@@ -50,7 +70,28 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     policyDir: nonEmpty(flags.policies ?? env.PORTCULLIS_POLICY_DIR ?? "policies", "--policies", "PORTCULLIS_POLICY_DIR"),
     dataDir: nonEmpty(flags.dataDir ?? env.PORTCULLIS_DATA_DIR ?? "data", "--data-dir", "PORTCULLIS_DATA_DIR"),
     logLevel,
+    trustedProxies: trustedProxies(flags.trustedProxy, env.PORTCULLIS_TRUSTED_PROXIES),
+    extAuthzPrefix: pathPrefix(flags.extAuthzPrefix ?? env.PORTCULLIS_EXT_AUTHZ_PREFIX ?? "/ext-authz"),
   };
+}
+
+function trustedProxies(fromFlags: readonly string[] | undefined, fromEnv: string | undefined): string[] {
+  const entries = fromFlags !== undefined && fromFlags.length > 0 ? fromFlags.flatMap((entry) => entry.split(",")) : (fromEnv ?? "").split(",");
+  const trimmed = entries.map((entry) => entry.trim()).filter((entry) => entry !== "");
+  for (const entry of trimmed) {
+    if (!isTrustedProxyEntry(entry)) {
+      throw new ConfigError(`invalid --trusted-proxy (PORTCULLIS_TRUSTED_PROXIES) \`${entry}\`: expected an ip address or a cidr range such as 10.0.0.0/8`);
+    }
+  }
+  return trimmed;
+}
+
+function pathPrefix(value: string): string {
+  const prefix = value.trim().replace(/\/+$/, "");
+  if (!/^\/[A-Za-z0-9._~\-\/]*[A-Za-z0-9._~\-]$/.test(prefix)) {
+    throw new ConfigError(`invalid --ext-authz-prefix (PORTCULLIS_EXT_AUTHZ_PREFIX) \`${value}\`: expected a path such as /ext-authz`);
+  }
+  return prefix;
 }
 
 /** Policy folder and data folder, for the commands that only need those. */

@@ -89,7 +89,18 @@ export type LifecycleEvent =
   | "api_token.created"
   | "api_token.rotated"
   | "api_token.revoked"
-  | "api_token.emergency_revoked";
+  | "api_token.emergency_revoked"
+  /** A token's own controls (IP allowlist, mTLS, conditional access) were replaced. */
+  | "api_token.controls_updated";
+
+/** Administrative events on tenants and workspaces, raised by the store. */
+export type AdministrativeEvent =
+  /** Every token of the tenant now gets `tenant_suspended`. */
+  | "tenant.suspended"
+  | "tenant.resumed"
+  /** Protected operations in the workspace now get `workspace_restricted`. */
+  | "workspace.restricted"
+  | "workspace.unrestricted";
 
 /**
  * The audit event a denial with this code raises. The mTLS CA case raises

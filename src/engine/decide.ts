@@ -9,14 +9,24 @@
 import type { CompiledPolicySet } from "../policy/types.js";
 import { checkToken, readCredential, type AuthFailure, type Credential } from "./authenticate.js";
 import { auditEventOf, httpStatusOf, type AuditEvent, type DecisionCode } from "./codes.js";
+import { checkConditionalAccess } from "./conditional-access.js";
+import { effectiveControls } from "./effective-controls.js";
+import { checkIpAllowlist } from "./ip-allowlist.js";
+import { checkMtls } from "./mtls.js";
 import { prepareRequest, type PreparedRequest } from "./request.js";
 import { checkScope, effectiveScopes } from "./scope.js";
-import type { AuthzInput, Decision, HeaderField, Identity, TokenRecord } from "./types.js";
+import { checkTenant } from "./tenant.js";
+import type { AuthzInput, Decision, Denial, HeaderField, Identity, TokenRecord, Warning } from "./types.js";
+import { checkWorkspace } from "./workspace.js";
 
 /** What the store knew about the request's token when it was asked. */
 export interface StoredFacts {
   /** The token record for the credential's hash, or `undefined` when none is stored. */
   readonly token: TokenRecord | undefined;
+  /** Whether the token's tenant is suspended (`portcullis tenants suspend`); `false` when there is no token. */
+  readonly tenantSuspended: boolean;
+  /** Whether the token's workspace is restricted (`portcullis workspaces restrict`); `false` when there is no token. */
+  readonly workspaceRestricted: boolean;
 }
 
 /** The result of {@link readRequest}: a final decision, or a credential to look up. */
@@ -56,7 +66,7 @@ export function readRequest(input: AuthzInput, policy: CompiledPolicySet): Reque
  * @example
  * const reading = readRequest(input, policy);
  * const decision = reading.done ? reading.decision
- *   : decide(reading.request, reading.credential, policy, { token: store.findByToken(reading.credential.token) }, Date.now());
+ *   : decide(reading.request, reading.credential, policy, { token, tenantSuspended: false, workspaceRestricted: false }, Date.now());
  */
 export function decide(
   request: PreparedRequest,
@@ -70,6 +80,25 @@ export function decide(
   // INVARIANT: checkToken returns null only for a stored token.
   const token = facts.token!;
 
+  const identity = identityOf(token, policy);
+  const denied = (code: Exclude<DecisionCode, "ok">, denial: Denial, warnings: readonly Warning[] = []): Decision =>
+    deny(code, denial.reason, denial.message, denial.ruleId, denial.details, [], identity, denial.auditEvent ?? auditEventOf(code), warnings);
+
+  const tenant = checkTenant(token, facts);
+  if (!tenant.ok) return denied("tenant_suspended", tenant.denial);
+
+  const controls = effectiveControls(token, policy);
+  const ip = checkIpAllowlist(request, controls.ipAllowlist);
+  if (!ip.ok) return denied("ip_allowlist_blocked", ip.denial);
+
+  const mtls = checkMtls(request, controls.mtls, nowMs);
+  if (!mtls.ok) return denied("mtls_required", mtls.denial);
+  // why: a certificate close to expiry is worth telling operators about even when a later stage denies
+  const warnings = mtls.warnings;
+
+  const access = checkConditionalAccess(request, controls.conditionalAccess, nowMs);
+  if (!access.ok) return denied("conditional_access_blocked", access.denial, warnings);
+
   const scope = checkScope(request, policy, token);
   if (!scope.ok) {
     const { denial } = scope;
@@ -77,10 +106,14 @@ export function decide(
       denial.reason === "missing_scope"
         ? [["www-authenticate", `Bearer realm="${policy.name}", error="insufficient_scope", scope="${denial.details.required_scope}"`]]
         : [];
-    return deny("scope_denied", denial.reason, denial.message, denial.ruleId, denial.details, headers, identityOf(token, policy));
+    return deny("scope_denied", denial.reason, denial.message, denial.ruleId, denial.details, headers, identity, auditEventOf("scope_denied"), warnings);
   }
 
-  const identity = identityOf(token, policy);
+  const workspace = checkWorkspace(request, token, policy, facts);
+  if (!workspace.ok) return denied("workspace_restricted", workspace.denial, warnings);
+
+  // Quota (quota_exceeded) goes here, last: it may only charge requests that passed every other stage.
+
   return {
     allowed: true,
     code: "ok",
@@ -93,7 +126,7 @@ export function decide(
     responseHeaders: [],
     upstreamHeaders: upstreamHeadersOf(identity),
     identity,
-    warnings: [],
+    warnings,
   };
 }
 
@@ -115,10 +148,11 @@ function deny(
   reason: string,
   message: string,
   ruleId: string,
-  details: Record<string, string>,
+  details: Readonly<Record<string, string>>,
   responseHeaders: readonly HeaderField[] = [],
   identity: Identity | null = null,
   auditEvent: AuditEvent = auditEventOf(code),
+  warnings: readonly Warning[] = [],
 ): Decision {
   return {
     allowed: false,
@@ -132,7 +166,7 @@ function deny(
     responseHeaders,
     upstreamHeaders: [],
     identity,
-    warnings: [],
+    warnings,
   };
 }
 

@@ -2,8 +2,8 @@
  * The first stage: turn raw request strings into facts the later stages read,
  * or answer `invalid_request` when the request cannot be judged at all.
  */
-import { isIP } from "node:net";
-import type { CompiledPolicySet } from "../policy/types.js";
+import { parseIpAddress } from "../policy/ip-allowlist-matcher.js";
+import type { CompiledPolicySet, IpAddress } from "../policy/types.js";
 import { normalizePath, type NormalizedTarget } from "./path.js";
 import type { AuthzInput } from "./types.js";
 
@@ -19,6 +19,11 @@ export interface PreparedRequest {
   readonly environment: string;
   /** The source IP as given, validated; `""` when the caller sent none. */
   readonly sourceIp: string;
+  /**
+   * The source IP parsed once for every stage that reads it; an IPv4-mapped
+   * IPv6 address is its IPv4 address. `null` when unknown, which fails every allowlist.
+   */
+  readonly sourceAddress: IpAddress | null;
 }
 
 /** Why a request is `invalid_request`. */
@@ -56,7 +61,8 @@ export function prepareRequest(
   if (!normalized.ok) {
     return { ok: false, invalid: { reason: normalized.reason, message: PATH_MESSAGES[normalized.reason] ?? "malformed request path" } };
   }
-  if (input.sourceIp !== "" && isIP(input.sourceIp) === 0) {
+  const sourceAddress = input.sourceIp === "" ? null : parseIpAddress(input.sourceIp);
+  if (input.sourceIp !== "" && sourceAddress === null) {
     return { ok: false, invalid: { reason: "bad_source_ip", message: `source ip \`${input.sourceIp}\` is not an ip address` } };
   }
   return {
@@ -68,6 +74,7 @@ export function prepareRequest(
       target: normalized.value,
       environment: environmentOfHost(input.host, policy),
       sourceIp: input.sourceIp,
+      sourceAddress,
     },
   };
 }

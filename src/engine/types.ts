@@ -2,7 +2,15 @@
  * The neutral input and output of a decision. Every transport converts its wire
  * format to {@link AuthzInput} and a {@link Decision} back to its wire format.
  */
+import type { ControlsSpec } from "../policy/types.js";
 import type { AuditEvent, DecisionCode } from "./codes.js";
+
+/**
+ * Controls stored with one token (IP allowlist, mTLS, conditional access),
+ * as written at `tokens create` / `tokens update`. Each kind given replaces
+ * whatever the policy set would apply to the token for that kind.
+ */
+export type TokenControls = ControlsSpec;
 
 /** Facts about the client certificate, as the TLS terminator reported them. */
 export interface ClientCertificateFacts {
@@ -111,4 +119,23 @@ export interface TokenRecord {
   readonly expiresAtMs: number | null;
   /** `null` unless revoked. Revocation is final. */
   readonly revokedAtMs: number | null;
+  /** Service label policy `controls` selectors can name (`selector.service`); `null` when unlabelled. */
+  readonly service: string | null;
+  /** The token's own controls; `{}` when it has none. */
+  readonly controls: TokenControls;
 }
+
+/** Why a stage denied: everything the decision needs besides the code, which the stage implies. */
+export interface Denial {
+  /** Finer reason within the code, e.g. `not_allowed`. */
+  readonly reason: string;
+  readonly message: string;
+  /** Id of the rule (policy entry, `token:<id>`, …) whose control denied. */
+  readonly ruleId: string;
+  readonly details: Readonly<Record<string, string>>;
+  /** Overrides the code's usual audit event (the mTLS CA case). */
+  readonly auditEvent?: AuditEvent;
+}
+
+/** What a check stage returns: pass, or the denial. */
+export type StageResult = { readonly ok: true } | { readonly ok: false; readonly denial: Denial };

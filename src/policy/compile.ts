@@ -4,7 +4,15 @@
  * environment maps.
  */
 import { createHash } from "node:crypto";
+import { compileControls } from "./controls.js";
+import { buildPathPatternMatcher } from "./path-pattern-matcher.js";
 import type {
+  CompiledControlEntry,
+  CompiledControlSelector,
+  ControlEntrySpec,
+  ControlLevel,
+  ControlSelectorSpec,
+  WorkspaceRestrictionSpec,
   CompiledPolicySet,
   CompiledRoutes,
   EndpointGroupSpec,
@@ -33,6 +41,10 @@ export interface MergedPolicySet {
   readonly operations: readonly Located<OperationSpec>[];
   readonly roles: readonly Located<RoleSpec>[];
   readonly keyLevels: readonly Located<KeyLevelSpec>[];
+  /** Absent or empty when no file has the section. */
+  readonly controls?: readonly Located<ControlEntrySpec>[];
+  /** Absent when no file has the section: every write is then protected. */
+  readonly workspaceRestriction?: Located<WorkspaceRestrictionSpec> | undefined;
 }
 
 /** The part of a source file the revision hash covers. */
@@ -209,6 +221,56 @@ export function buildRouteMatcher(
 }
 
 /**
+ * Compiles a selector: `workspace` may be `tenant/workspace` or a bare
+ * workspace name, which matches that workspace in any tenant.
+ */
+export function compileSelector(spec: ControlSelectorSpec): CompiledControlSelector {
+  const selector: { -readonly [K in keyof CompiledControlSelector]: CompiledControlSelector[K] } = {};
+  if (spec.workspace !== undefined) {
+    const slash = spec.workspace.indexOf("/");
+    if (slash === -1) selector.workspace = spec.workspace;
+    else {
+      selector.tenant = spec.workspace.slice(0, slash);
+      selector.workspace = spec.workspace.slice(slash + 1);
+    }
+  }
+  if (spec.environment !== undefined) selector.environment = spec.environment;
+  if (spec.service !== undefined) selector.service = spec.service;
+  if (spec.role !== undefined) selector.role = spec.role;
+  return Object.freeze(selector);
+}
+
+/** The level of a selector: the most specific field it names (service, environment, role, workspace). */
+export function selectorLevel(selector: CompiledControlSelector): Exclude<ControlLevel, "token"> {
+  if (selector.service !== undefined) return "service";
+  if (selector.environment !== undefined) return "environment";
+  if (selector.role !== undefined) return "role";
+  return "workspace";
+}
+
+/** Whether one token could match both selectors: no field both name differs. */
+export function selectorsOverlap(a: CompiledControlSelector, b: CompiledControlSelector): boolean {
+  for (const field of ["tenant", "workspace", "environment", "service", "role"] as const) {
+    if (a[field] !== undefined && b[field] !== undefined && a[field] !== b[field]) return false;
+  }
+  return true;
+}
+
+/**
+ * Compiles policy control entries.
+ *
+ * INVARIANT: the entries were cross-checked, so each one's controls compile.
+ */
+export function compileControlEntries(entries: readonly ControlEntrySpec[]): CompiledControlEntry[] {
+  return entries.map((entry) => {
+    const compiled = compileControls(entry, entry.id);
+    if (!compiled.ok) throw new Error(`control entry \`${entry.id}\` does not compile: ${compiled.errors[0]?.message ?? ""}`);
+    const selector = compileSelector(entry.selector);
+    return Object.freeze({ id: entry.id, level: selectorLevel(selector), selector, controls: compiled.value });
+  });
+}
+
+/**
  * Compiles a merged policy set. `sources` are the files in load order; their
  * names and texts make the revision.
  *
@@ -264,5 +326,9 @@ export function compilePolicySet(
     ),
     roles: expand(merged.roles),
     keyLevels: expand(merged.keyLevels),
+    controls: Object.freeze(compileControlEntries((merged.controls ?? []).map((c) => c.value))),
+    workspaceRestriction: Object.freeze({
+      protect: merged.workspaceRestriction?.value.protect === undefined ? null : buildPathPatternMatcher(merged.workspaceRestriction.value.protect),
+    }),
   });
 }

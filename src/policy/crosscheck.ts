@@ -4,7 +4,11 @@
  * and operations that never leave a request ambiguous.
  */
 import { closest, distance } from "fastest-levenshtein";
+import { compileControls } from "./controls.js";
 import {
+  compileSelector,
+  selectorLevel,
+  selectorsOverlap,
   expandScopePatterns,
   isParameterSegment,
   operationRuleId,
@@ -14,7 +18,7 @@ import {
   type MergedPolicySet,
 } from "./compile.js";
 import { errorAt, type PolicyError, type PolicySource } from "./errors.js";
-import type { OperationSpec } from "./types.js";
+import type { CompiledControlSelector, ControlEntrySpec, OperationSpec } from "./types.js";
 
 /**
  * Returns a "did you mean" hint for the candidate closest to `word` by edit
@@ -291,6 +295,49 @@ export function crossCheckPolicySet(
   for (const at of merged.keyLevels) {
     levelNames(at.value.name, at, "/name", (first) => `duplicate key level \`${at.value.name}\` (first defined at ${first})`);
     checkPatterns(at.value.scopes, at);
+  }
+
+  // Control entries.
+  const roleList = merged.roles.map((r) => r.value.name);
+  const compiledEntries: { at: Located<ControlEntrySpec>; selector: CompiledControlSelector; level: string }[] = [];
+  for (const at of merged.controls ?? []) {
+    const entry = at.value;
+    checkRuleId(entry.id, true, at, "/id");
+    const { environment, role } = entry.selector;
+    if (environment !== undefined && !environmentNames.includes(environment)) {
+      report(at, "/selector/environment", `unknown environment \`${environment}\``, suggest(environment, environmentNames));
+    }
+    if (role !== undefined && !roleList.includes(role)) report(at, "/selector/role", `unknown role \`${role}\``, suggest(role, roleList));
+    (entry.conditionalAccess?.environments ?? []).forEach((name, i) => {
+      if (!environmentNames.includes(name)) {
+        report(at, `/conditionalAccess/environments/${i}`, `unknown environment \`${name}\``, suggest(name, environmentNames));
+      }
+    });
+    if (entry.ipAllowlist === undefined && entry.mtls === undefined && entry.conditionalAccess === undefined) {
+      report(at, "", `control entry \`${entry.id}\` sets no control`, "add `ipAllowlist`, `mtls` or `conditionalAccess`");
+    }
+    const compiled = compileControls(entry, entry.id);
+    if (!compiled.ok) for (const e of compiled.errors) report(at, e.pointer, e.message, e.hint);
+    const selector = compileSelector(entry.selector);
+    compiledEntries.push({ at, selector, level: selectorLevel(selector) });
+  }
+  // why: for each kind the most specific matching source wins; two entries of
+  // one level that could match one token would leave the winner to file order
+  for (let j = 1; j < compiledEntries.length; j++) {
+    for (let i = 0; i < j; i++) {
+      const a = compiledEntries[i]!;
+      const b = compiledEntries[j]!;
+      if (a.level !== b.level || !selectorsOverlap(a.selector, b.selector)) continue;
+      for (const kind of ["ipAllowlist", "mtls", "conditionalAccess"] as const) {
+        if (a.at.value[kind] === undefined || b.at.value[kind] === undefined) continue;
+        report(
+          b.at,
+          `/${kind}`,
+          `control entry \`${b.at.value.id}\` and \`${a.at.value.id}\` at ${where(a.at)} both set \`${kind}\` at the ${a.level} level for tokens both selectors match`,
+          "make the selectors disjoint, set the control on one entry only, or give one selector a more specific field",
+        );
+      }
+    }
   }
 
   return errors;

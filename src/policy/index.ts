@@ -15,3 +15,7 @@ export {
 } from "./compile.js";
 export { checkPathTemplate, crossCheckPolicySet, suggest } from "./crosscheck.js";
 export { POLICY_SCHEMA, validatePolicyFile } from "./schema.js";
+export { compileConditionalAccess, compileControls, compileMtls, normalizePin, type Compiled, type ControlError } from "./controls.js";
+export { buildIpAllowlistMatcher, parseIpAddress, parseNetwork } from "./ip-allowlist-matcher.js";
+export { buildPathPatternMatcher, checkPathPattern } from "./path-pattern-matcher.js";
+export { resolveZoneClock } from "./zone-clock.js";

@@ -57,6 +57,7 @@ const ARRAY_SECTIONS = [
   "operations",
   "roles",
   "keyLevels",
+  "controls",
 ] as const;
 
 /** Sections the merged set needs at least one item of. */
@@ -135,6 +136,7 @@ function mergeFiles(
   errors: PolicyError[],
 ): MergedPolicySet | undefined {
   let policySet: Located<PolicyFile["policySet"] & object> | undefined;
+  let workspaceRestriction: Located<PolicyFile["workspaceRestriction"] & object> | undefined;
   const lists = new Map<string, Located<unknown>[]>(ARRAY_SECTIONS.map((s) => [s, []]));
   for (const { source, value } of files) {
     if (value.policySet !== undefined) {
@@ -142,6 +144,15 @@ function mergeFiles(
         policySet = { value: value.policySet, file: source.file, pointer: "/policySet" };
       } else {
         errors.push(errorAt(source, "/policySet", `section \`policySet\` is already defined in \`${policySet.file}\``, "keep one `policySet` section per folder"));
+      }
+    }
+    if (value.workspaceRestriction !== undefined) {
+      if (workspaceRestriction === undefined) {
+        workspaceRestriction = { value: value.workspaceRestriction, file: source.file, pointer: "/workspaceRestriction" };
+      } else {
+        errors.push(
+          errorAt(source, "/workspaceRestriction", `section \`workspaceRestriction\` is already defined in \`${workspaceRestriction.file}\``, "keep one `workspaceRestriction` section per folder"),
+        );
       }
     }
     for (const section of ARRAY_SECTIONS) {
@@ -158,7 +169,7 @@ function mergeFiles(
   }
   if (policySet === undefined || errors.length > 0) return undefined;
   // INVARIANT: every file passed the schema, so each list holds items of its section's type
-  return { policySet, ...Object.fromEntries(lists) } as unknown as MergedPolicySet;
+  return { policySet, workspaceRestriction, ...Object.fromEntries(lists) } as unknown as MergedPolicySet;
 }
 
 /**

@@ -5,12 +5,17 @@
 import { Ajv2020, type ErrorObject } from "ajv/dist/2020.js";
 import policySchema from "./policy.schema.json" with { type: "json" };
 import { checkPathTemplate, suggest } from "./crosscheck.js";
+import type { ControlError } from "./ip-allowlist-matcher.js";
+import { checkPathPattern } from "./path-pattern-matcher.js";
 import { errorAt, escapePointerToken, type PolicyError, type PolicySource } from "./errors.js";
 
 /** The published JSON Schema (2020-12) of a policy file. */
 export const POLICY_SCHEMA: Readonly<Record<string, unknown>> = policySchema;
 
-const validate = new Ajv2020({ allErrors: true, strict: true, verbose: true }).compile(policySchema);
+const ajv = new Ajv2020({ allErrors: true, strict: true, verbose: true });
+const validate = ajv.compile(policySchema);
+// INVARIANT: the schema defines `$defs/tokenControls`; compiling the schema above registered it under its `$id`.
+const validateControls = ajv.getSchema(`${policySchema.$id}#/$defs/tokenControls`)!;
 
 /** Message for a failed `pattern`, per `$defs` entry. */
 const PATTERN_MESSAGES: ReadonlyMap<string, (value: string) => string> = new Map([
@@ -30,6 +35,14 @@ const PATTERN_MESSAGES: ReadonlyMap<string, (value: string) => string> = new Map
   ["ruleId", () => `invalid rule id: line breaks are not allowed`],
   ["groupPath", (v) => checkPathTemplate(v, false) ?? `invalid base path \`${v}\``],
   ["operationPath", (v) => checkPathTemplate(v, true) ?? `invalid path \`${v}\``],
+  ["pathPattern", (v) => checkPathPattern(v) ?? `invalid path pattern \`${v}\``],
+  ["fingerprint", (v) => `\`${v}\` is not a sha-256 fingerprint: expected 64 hex digits, with or without colons`],
+  ["clockTime", (v) => `invalid time \`${v}\`: expected \`HH:MM\` on a 24-hour clock`],
+  [
+    "workspaceSelector",
+    (v) => `invalid workspace selector \`${v}\`: expected \`tenant/workspace\` or a workspace name of letters, digits, \`.\`, \`_\`, \`:\` or \`-\``,
+  ],
+  ["identifier", (v) => `invalid label \`${v}\`: use 1-128 letters, digits, \`.\`, \`_\`, \`:\` or \`-\``],
 ]);
 
 function describeType(value: unknown): string {
@@ -81,6 +94,8 @@ function describe(e: ErrorObject): { pointer: string; message: string; hint?: st
       return { pointer: e.instancePath, message: `\`${shown}\` is too short: at least ${String(e.params["limit"])} characters` };
     case "maxLength":
       return { pointer: e.instancePath, message: `\`${shown}\` is too long: at most ${String(e.params["limit"])} characters` };
+    case "minProperties":
+      return { pointer: e.instancePath, message: "selector must name at least one of `workspace`, `environment`, `service` or `role`" };
     case "minItems":
       return { pointer: e.instancePath, message: `expected at least ${String(e.params["limit"])} item${e.params["limit"] === 1 ? "" : "s"}` };
     default:
@@ -98,5 +113,18 @@ export function validatePolicyFile(source: PolicySource, value: unknown): Policy
   return (validate.errors ?? []).map((e) => {
     const { pointer, message, hint } = describe(e);
     return errorAt(source, pointer, message, hint);
+  });
+}
+
+/**
+ * Validates a token's controls (from the CLI or the management path) against
+ * the schema's `tokenControls` definition: the same shapes and messages as a
+ * policy file's controls. Pointers are relative to the controls object.
+ */
+export function validateControlsShape(value: unknown): ControlError[] {
+  if (validateControls(value)) return [];
+  return (validateControls.errors ?? []).map((e) => {
+    const { pointer, message, hint } = describe(e);
+    return hint === undefined ? { pointer, message } : { pointer, message, hint };
   });
 }

@@ -27,6 +27,8 @@ export interface PolicyFile {
   operations?: OperationSpec[];
   roles?: RoleSpec[];
   keyLevels?: KeyLevelSpec[];
+  controls?: ControlEntrySpec[];
+  workspaceRestriction?: WorkspaceRestrictionSpec;
 }
 
 export interface PolicySetSettings {
@@ -91,6 +93,86 @@ export interface KeyLevelSpec {
   scopes: string[];
 }
 
+/**
+ * An IP allowlist: IPv4 and IPv6 CIDRs or single addresses, e.g.
+ * `198.51.100.0/24`, `203.0.113.10`, `2001:db8::/48`. A CIDR must have no host
+ * bits set. The request's source must fall in at least one entry.
+ */
+export type IpAllowlistSpec = string[];
+
+/** Client certificate requirement. */
+export interface MtlsSpec {
+  /** Whether a verified, unexpired client certificate is required; default `true`. `false` turns off a less specific source's requirement. */
+  required?: boolean;
+  /** SHA-256 fingerprints of accepted certificates, hex, any case, with or without colons. */
+  fingerprints?: string[];
+  /** SHA-256 fingerprints of accepted issuing CAs, same format. */
+  caFingerprints?: string[];
+}
+
+/** A local time window `[start, end)`; it wraps midnight when `end` is before `start`. */
+export interface HoursSpec {
+  /** `HH:MM`, 24-hour clock, `00:00` to `23:59`. */
+  start: string;
+  /** `HH:MM`, `00:01` to `24:00`; must differ from `start`. */
+  end: string;
+}
+
+/** Weekday names as conditional access spells them. */
+export type WeekdayName = "mon" | "tue" | "wed" | "thu" | "fri" | "sat" | "sun";
+
+/** Conditions a request must meet; every condition given must hold. */
+export interface ConditionalAccessSpec {
+  /** Path patterns the request must match one of: a template (`/api/payouts/{id}`) or a template ending in `/**` (that path and everything below it). */
+  routes?: string[];
+  /** Upper-case methods the request must use one of; `GET` also allows `HEAD`. */
+  methods?: string[];
+  /** Environments the request must target one of. */
+  environments?: string[];
+  /** Local time window; in `timeZone`. */
+  hours?: HoursSpec;
+  /** Local weekdays; in `timeZone`. */
+  weekdays?: WeekdayName[];
+  /** IANA zone for `hours` and `weekdays`, e.g. `Europe/Berlin`; default `UTC`. */
+  timeZone?: string;
+  /** Deny every write. */
+  readOnly?: boolean;
+  /** Writes must carry a non-empty `Idempotency-Key` header. */
+  requireIdempotencyKey?: boolean;
+}
+
+/** The controls a token or a policy entry can set, each kind independently. */
+export interface ControlsSpec {
+  ipAllowlist?: IpAllowlistSpec;
+  mtls?: MtlsSpec;
+  conditionalAccess?: ConditionalAccessSpec;
+}
+
+/** Which tokens a policy control entry applies to; every field given must match. */
+export interface ControlSelectorSpec {
+  /** `tenant/workspace`, or a workspace name in any tenant. */
+  workspace?: string;
+  /** The token's environment. */
+  environment?: string;
+  /** The token's service label. */
+  service?: string;
+  /** The token's role. */
+  role?: string;
+}
+
+/** A policy `controls` entry: controls for the tokens a selector matches. */
+export interface ControlEntrySpec extends ControlsSpec {
+  /** Rule id reported when one of its controls denies. */
+  id: string;
+  selector: ControlSelectorSpec;
+}
+
+/** What a restricted workspace refuses. */
+export interface WorkspaceRestrictionSpec {
+  /** Operations refused while a workspace is restricted; default: every write. */
+  protect?: { method?: string; path: string }[];
+}
+
 /** What an operation or group lookup found for one request. */
 export interface RouteMatch {
   /** Scope the request needs. */
@@ -132,4 +214,105 @@ export interface CompiledPolicySet {
   readonly roles: ReadonlyMap<string, ReadonlySet<string>>;
   /** Concrete scopes each key level allows. */
   readonly keyLevels: ReadonlyMap<string, ReadonlySet<string>>;
+  /** Policy control entries, compiled; resolved per token by `effectiveControls`. */
+  readonly controls: readonly CompiledControlEntry[];
+  /** Which operations a restricted workspace refuses. */
+  readonly workspaceRestriction: CompiledWorkspaceRestriction;
+}
+
+/**
+ * How specific a control source is; for each kind of control the most
+ * specific matching source wins and replaces the others.
+ */
+export type ControlLevel = "token" | "service" | "environment" | "role" | "workspace";
+
+/** Control levels, most specific first. */
+export const CONTROL_LEVELS: readonly ControlLevel[] = ["token", "service", "environment", "role", "workspace"];
+
+/** An IP address parsed once; an IPv4-mapped IPv6 address is stored as its IPv4 address. */
+export interface IpAddress {
+  readonly version: 4 | 6;
+  /** 4 or 16 bytes, network order. */
+  readonly bytes: readonly number[];
+}
+
+/** A compiled allowlist: membership costs at most 32 or 128 steps, whatever the list length. */
+export interface CompiledIpAllowlist {
+  /** Rule id of the source that set it. */
+  readonly ruleId: string;
+  /** The entries as written, for details and docs. */
+  readonly entries: readonly string[];
+  contains(address: IpAddress): boolean;
+}
+
+/** A compiled mTLS requirement; pins are lower-case hex without colons. */
+export interface CompiledMtls {
+  readonly ruleId: string;
+  readonly required: boolean;
+  readonly fingerprints: ReadonlySet<string>;
+  readonly caFingerprints: ReadonlySet<string>;
+}
+
+/** Local minute of day and ISO weekday (1 = Monday) of an instant, in one zone. */
+export interface LocalTime {
+  readonly minuteOfDay: number;
+  readonly weekday: number;
+}
+
+/** A time zone resolved at load; `at` is pure given `nowMs` (it caches the current minute). */
+export interface ZoneClock {
+  readonly zone: string;
+  at(nowMs: number): LocalTime;
+}
+
+/** Matches normalised path segments (and a method) against compiled path patterns. */
+export interface PathPatternMatcher {
+  /** Whether some pattern (whose method, if any, equals `method`) matches `segments`. */
+  match(method: string, segments: readonly string[]): boolean;
+}
+
+/** Compiled conditional access; `null` fields mean "no condition". */
+export interface CompiledConditionalAccess {
+  readonly ruleId: string;
+  readonly routes: PathPatternMatcher | null;
+  readonly routeList: readonly string[];
+  readonly methods: ReadonlySet<string> | null;
+  readonly environments: ReadonlySet<string> | null;
+  /** Window start and end, minutes since local midnight; wraps when `endMinute <= startMinute`. */
+  readonly hours: { readonly startMinute: number; readonly endMinute: number; readonly text: string } | null;
+  /** ISO weekdays, 1 = Monday. */
+  readonly weekdays: ReadonlySet<number> | null;
+  readonly clock: ZoneClock;
+  readonly readOnly: boolean;
+  readonly requireIdempotencyKey: boolean;
+}
+
+/** The controls one source sets; absent kinds are left to less specific sources. */
+export interface CompiledControls {
+  readonly ipAllowlist?: CompiledIpAllowlist;
+  readonly mtls?: CompiledMtls;
+  readonly conditionalAccess?: CompiledConditionalAccess;
+}
+
+/** A compiled selector; absent fields match anything. */
+export interface CompiledControlSelector {
+  readonly tenant?: string;
+  readonly workspace?: string;
+  readonly environment?: string;
+  readonly service?: string;
+  readonly role?: string;
+}
+
+/** A policy `controls` entry after compilation. */
+export interface CompiledControlEntry {
+  readonly id: string;
+  /** The most specific selector field it names. */
+  readonly level: Exclude<ControlLevel, "token">;
+  readonly selector: CompiledControlSelector;
+  readonly controls: CompiledControls;
+}
+
+/** What a restricted workspace refuses: `protect === null` means every write. */
+export interface CompiledWorkspaceRestriction {
+  readonly protect: PathPatternMatcher | null;
 }

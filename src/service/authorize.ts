@@ -7,6 +7,7 @@ import { decide, readRequest, unavailable } from "../engine/decide.js";
 import type { AuthzInput, Decision } from "../engine/types.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import { renderDecision, type RenderedResponse } from "../render/render.js";
+import type { TenantStateLookup } from "./tenant-state-cache.js";
 import type { TokenLookup } from "./token-cache.js";
 
 /** The answer to one request, ready for any transport to put on the wire. */
@@ -23,6 +24,8 @@ export interface AuthorizerDeps {
   /** The policy set in force, or `null` when none is loaded (every request is then `unavailable`). */
   readonly policy: () => CompiledPolicySet | null;
   readonly tokens: TokenLookup;
+  /** Tenant suspension and workspace restriction, read only for a stored token. */
+  readonly tenantState: TenantStateLookup;
   /** Milliseconds since the epoch; read once per request. */
   readonly now: () => number;
   /** Told about every request-path exception, which has already become an `unavailable` decision. */
@@ -47,9 +50,17 @@ export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
     if (policy === null) return failClosed("no valid policy set is loaded", requestId);
     try {
       const reading = readRequest(input, policy);
-      const decision = reading.done
-        ? reading.decision
-        : decide(reading.request, reading.credential, policy, { token: deps.tokens.find(reading.credential.token) }, deps.now());
+      let decision;
+      if (reading.done) decision = reading.decision;
+      else {
+        const token = deps.tokens.find(reading.credential.token);
+        const facts = {
+          token,
+          tenantSuspended: token !== undefined && deps.tenantState.tenantSuspended(token.tenant),
+          workspaceRestricted: token !== undefined && deps.tenantState.workspaceRestricted(token.tenant, token.workspace),
+        };
+        decision = decide(reading.request, reading.credential, policy, facts, deps.now());
+      }
       return { decision, response: renderDecision(decision, policy.errorDialect, requestId), requestId, stripCredential: policy.stripCredential };
     } catch (error) {
       deps.onError(error, requestId);

@@ -3,9 +3,9 @@
  * checked against the policy set in force, then handed to the store.
  */
 import { closest, distance } from "fastest-levenshtein";
-import type { TokenRecord } from "../engine/types.js";
+import type { TokenControls, TokenRecord } from "../engine/types.js";
 import type { CompiledPolicySet } from "../policy/types.js";
-import type { TokenStore } from "../store/token-store.js";
+import { checkTokenControls, type TokenStore } from "../store/token-store.js";
 
 /** What a caller asks for when creating a token. */
 export interface CreateTokenRequest {
@@ -21,6 +21,10 @@ export interface CreateTokenRequest {
   readonly creator?: string | null;
   readonly creatorRole?: string | null;
   readonly expiresAtMs?: number | null;
+  /** Label policy `controls` entries can select on. */
+  readonly service?: string | null;
+  /** The token's own controls; each kind given replaces the policy's for this token. */
+  readonly controls?: TokenControls | null;
   /** Who asked, for the audit trail. */
   readonly actor: string;
 }
@@ -55,6 +59,13 @@ export function createToken(store: TokenStore, policy: CompiledPolicySet, reques
     throw new TokenRequestError("a user token needs its creator and the creator's role: its permission never exceeds theirs");
   }
   if (request.expiresAtMs != null && request.expiresAtMs <= nowMs) throw new TokenRequestError("expiry must be in the future");
+  if (request.service != null && !IDENTIFIER.test(request.service)) {
+    throw new TokenRequestError(`service label \`${request.service}\` must be 1-128 letters, digits, \`.\`, \`_\`, \`:\` or \`-\``);
+  }
+  if (request.controls != null) {
+    const problem = checkTokenControlsForPolicy(request.controls, policy);
+    if (problem !== null) throw new TokenRequestError(problem);
+  }
   return store.create({
     tenant: request.tenant,
     workspace: request.workspace,
@@ -68,8 +79,42 @@ export function createToken(store: TokenStore, policy: CompiledPolicySet, reques
     creator: request.creator ?? null,
     creatorRole: request.creatorRole ?? null,
     expiresAtMs: request.expiresAtMs ?? null,
+    service: request.service ?? null,
+    controls: request.controls ?? null,
     actor: request.actor,
   });
+}
+
+/**
+ * Checks a token's controls: their shape and values (as the store does) and
+ * the names they use against the policy set (`conditionalAccess.environments`).
+ * Returns one message naming every problem, or `null`.
+ */
+export function checkTokenControlsForPolicy(controls: unknown, policy: CompiledPolicySet): string | null {
+  const problem = checkTokenControls(controls);
+  if (problem !== null) return problem;
+  const environments = [...new Set(policy.environmentByPrefix.values())];
+  const named = (controls as TokenControls).conditionalAccess?.environments ?? [];
+  for (const [i, name] of named.entries()) {
+    if (!environments.includes(name)) {
+      const nearest = closest(name, environments);
+      const hint = distance(name, nearest) <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean \`${nearest}\`?)` : "";
+      return `controls /conditionalAccess/environments/${i}: unknown environment \`${name}\`${hint}`;
+    }
+  }
+  return null;
+}
+
+/**
+ * Replaces a token's own controls after checking them against the policy set;
+ * `null` or `{}` clears them.
+ */
+export function updateTokenControls(store: TokenStore, policy: CompiledPolicySet, id: string, controls: TokenControls | null, actor: string): TokenRecord {
+  if (controls !== null) {
+    const problem = checkTokenControlsForPolicy(controls, policy);
+    if (problem !== null) throw new TokenRequestError(problem);
+  }
+  return store.updateControls(id, controls, actor);
 }
 
 function prefixOf(policy: CompiledPolicySet, environment: string): string {

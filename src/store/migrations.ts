@@ -46,4 +46,24 @@ export const MIGRATIONS: readonly string[] = [
   ) STRICT;
   CREATE INDEX audit_events_tenant ON audit_events (tenant, id);
   `,
+  // 2: service labels and controls per token are read by the engine; tenant
+  // suspension and workspace restriction, one row per tenant or workspace
+  // currently paused (resuming deletes the row; the audit trail keeps history).
+  `
+  ALTER TABLE tokens ADD COLUMN service TEXT;
+  CREATE TABLE tenants (
+    tenant       TEXT PRIMARY KEY,
+    suspended_at INTEGER NOT NULL,
+    suspended_by TEXT NOT NULL,
+    reason       TEXT
+  ) STRICT;
+  CREATE TABLE workspaces (
+    tenant        TEXT NOT NULL,
+    workspace     TEXT NOT NULL,
+    restricted_at INTEGER NOT NULL,
+    restricted_by TEXT NOT NULL,
+    reason        TEXT,
+    PRIMARY KEY (tenant, workspace)
+  ) STRICT;
+  `,
 ];

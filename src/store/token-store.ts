@@ -6,16 +6,27 @@
 import { accessSync, constants as fsConstants, mkdirSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
-import type { LifecycleEvent } from "../engine/codes.js";
-import type { TokenRecord } from "../engine/types.js";
+import type { AdministrativeEvent, LifecycleEvent } from "../engine/codes.js";
+import type { TokenControls, TokenRecord } from "../engine/types.js";
+import { compileControls } from "../policy/controls.js";
+import { validateControlsShape } from "../policy/schema.js";
 import { generateToken, newTokenId } from "../token/format.js";
 import { constantTimeEqual, hashToken } from "../token/hash.js";
 import { MIGRATIONS } from "./migrations.js";
 import { resolveSecret } from "./resolve-secret.js";
 import { StoreError } from "./store-error.js";
+import {
+  prepareTenantStatements,
+  toTenantSuspension,
+  toWorkspaceRestriction,
+  type AdministrativeState,
+  type TenantSuspension,
+  type WorkspaceRestriction,
+} from "./tenant-state.js";
 
 // Re-exported so callers that open a store can catch its errors with one import.
 export { StoreError, type StoreErrorKind } from "./store-error.js";
+export { workspaceKey, type AdministrativeState, type TenantSuspension, type WorkspaceRestriction } from "./tenant-state.js";
 
 /** Name of the database file inside the data folder. */
 export const DATABASE_FILE_NAME = "portcullis.db";
@@ -50,6 +61,10 @@ export interface CreateTokenSpec {
   readonly expiresAtMs?: number | null;
   /** Who is issuing it, for the audit trail; defaults to `creator`, then `system`. */
   readonly actor?: string;
+  /** Label policy `controls` entries can select on (`selector.service`); `null` or absent for none. */
+  readonly service?: string | null;
+  /** The token's own controls; checked with {@link checkTokenControls}. Absent or `null` for none. */
+  readonly controls?: TokenControls | null;
 }
 
 /** A token as listed to operators: the record plus bookkeeping, never the hash or plaintext. */
@@ -72,7 +87,7 @@ export interface TokenUse {
 export interface LifecycleAuditRecord {
   readonly id: number;
   readonly atMs: number;
-  readonly event: LifecycleEvent;
+  readonly event: LifecycleEvent | AdministrativeEvent;
   readonly actor: string;
   readonly tokenId: string | null;
   readonly tenant: string | null;
@@ -100,12 +115,14 @@ interface TokenRow {
   revoked_by: string | null;
   last_used_at: number | null;
   use_count: number;
+  service: string | null;
+  controls: string;
 }
 
 interface AuditRow {
   id: number;
   at: number;
-  event: LifecycleEvent;
+  event: LifecycleEvent | AdministrativeEvent;
   actor: string;
   token_id: string | null;
   tenant: string | null;
@@ -113,6 +130,8 @@ interface AuditRow {
 }
 
 const DEFAULT_AUDIT_LIMIT = 100;
+// Tenant, workspace and service names travel in upstream headers and logs, so they stay printable and short.
+const IDENTIFIER = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const MAX_AUDIT_LIMIT = 10_000;
 
 /**
@@ -133,6 +152,8 @@ const MAX_AUDIT_LIMIT = 10_000;
  */
 export class TokenStore {
   private readonly statements: ReturnType<typeof prepareStatements>;
+  private readonly tenantStatements: ReturnType<typeof prepareTenantStatements>;
+  private administrativeVersion = 0;
 
   private constructor(
     private readonly db: Database.Database,
@@ -140,6 +161,7 @@ export class TokenStore {
     private readonly now: () => number,
   ) {
     this.statements = prepareStatements(db);
+    this.tenantStatements = prepareTenantStatements(db);
   }
 
   /**
@@ -210,6 +232,8 @@ export class TokenStore {
       revoked_by: null,
       last_used_at: null,
       use_count: 0,
+      service: spec.service ?? null,
+      controls: JSON.stringify(spec.controls ?? {}),
     };
     const record = toRecord(row);
     const data = {
@@ -222,6 +246,8 @@ export class TokenStore {
       keyLevel: row.key_level,
       scopes: record.scopes,
       expiresAtMs: row.expires_at,
+      service: row.service,
+      controls: record.controls,
     };
     try {
       this.db.transaction(() => {
@@ -330,6 +356,114 @@ export class TokenStore {
     }));
   }
 
+  /**
+   * Replaces a token's own controls (`null` or `{}` clears them) and writes
+   * `api_token.controls_updated` in the same transaction. Policy controls for
+   * the kinds the new value leaves out apply again.
+   *
+   * @throws {@link StoreError}: `invalid` for controls {@link checkTokenControls} refuses, `not_found` for an unknown id
+   */
+  updateControls(id: string, controls: unknown, actor: string): TokenRecord {
+    const value = controls ?? {};
+    const problem = checkTokenControls(value);
+    if (problem !== null) throw new StoreError("invalid", problem);
+    return this.db.transaction((): TokenRecord => {
+      const row = this.statements.byId.get(id) as TokenRow | undefined;
+      if (row === undefined) throw new StoreError("not_found", `no token with id \`${id}\``);
+      const text = JSON.stringify(value);
+      this.statements.updateControls.run({ id, controls: text });
+      this.audit("api_token.controls_updated", actor, row, { controls: value }, this.now());
+      return toRecord({ ...row, controls: text });
+    }).immediate();
+  }
+
+  /**
+   * Counts changes to tenant suspension and workspace restriction made through
+   * this store object; a cache that sees it move knows its snapshot is stale
+   * without asking SQLite.
+   */
+  get administrativeStateVersion(): number {
+    return this.administrativeVersion;
+  }
+
+  /** Every suspended tenant and restricted workspace: two small reads, for the service's cache. */
+  readAdministrativeState(): AdministrativeState {
+    return {
+      suspendedTenants: new Set(this.tenantStatements.tenantNames.all() as string[]),
+      restrictedWorkspaces: new Set(this.tenantStatements.workspaceKeys.all() as string[]),
+    };
+  }
+
+  /**
+   * Suspends a tenant: its tokens get `tenant_suspended` until
+   * {@link resumeTenant}. Suspending a suspended tenant changes nothing.
+   * @returns whether this call suspended it
+   */
+  suspendTenant(tenant: string, options: { actor: string; reason?: string | null }): boolean {
+    checkIdentifier("tenant", tenant);
+    return this.administrativeChange(() => {
+      const at = this.now();
+      const changed = this.tenantStatements.suspend.run({ tenant, at, by: options.actor, reason: options.reason ?? null }).changes > 0;
+      if (changed) this.auditAdministrative("tenant.suspended", options.actor, tenant, { reason: options.reason ?? null }, at);
+      return changed;
+    });
+  }
+
+  /** Lifts a tenant's suspension. @returns whether it was suspended */
+  resumeTenant(tenant: string, options: { actor: string }): boolean {
+    return this.administrativeChange(() => {
+      const changed = this.tenantStatements.resume.run(tenant).changes > 0;
+      if (changed) this.auditAdministrative("tenant.resumed", options.actor, tenant, {}, this.now());
+      return changed;
+    });
+  }
+
+  /** Suspended tenants, by name. */
+  listSuspendedTenants(): TenantSuspension[] {
+    return this.tenantStatements.tenants.all().map(toTenantSuspension);
+  }
+
+  /**
+   * Restricts a workspace: its protected operations get `workspace_restricted`
+   * (423) until {@link unrestrictWorkspace}. Restricting twice changes nothing.
+   * @returns whether this call restricted it
+   */
+  restrictWorkspace(tenant: string, workspace: string, options: { actor: string; reason?: string | null }): boolean {
+    checkIdentifier("tenant", tenant);
+    checkIdentifier("workspace", workspace);
+    return this.administrativeChange(() => {
+      const at = this.now();
+      const changed = this.tenantStatements.restrict.run({ tenant, workspace, at, by: options.actor, reason: options.reason ?? null }).changes > 0;
+      if (changed) this.auditAdministrative("workspace.restricted", options.actor, tenant, { workspace, reason: options.reason ?? null }, at);
+      return changed;
+    });
+  }
+
+  /** Lifts a workspace restriction. @returns whether it was restricted */
+  unrestrictWorkspace(tenant: string, workspace: string, options: { actor: string }): boolean {
+    return this.administrativeChange(() => {
+      const changed = this.tenantStatements.unrestrict.run(tenant, workspace).changes > 0;
+      if (changed) this.auditAdministrative("workspace.unrestricted", options.actor, tenant, { workspace }, this.now());
+      return changed;
+    });
+  }
+
+  /** Restricted workspaces, optionally of one tenant. */
+  listRestrictedWorkspaces(filter: { tenant?: string } = {}): WorkspaceRestriction[] {
+    return this.tenantStatements.workspaces.all({ tenant: filter.tenant ?? null }).map(toWorkspaceRestriction);
+  }
+
+  private administrativeChange(run: () => boolean): boolean {
+    const changed = this.db.transaction(run).immediate();
+    // why: bump even when nothing changed here; another process may have changed it meanwhile
+    this.administrativeVersion++;
+    return changed;
+  }
+
+  private auditAdministrative(event: AdministrativeEvent, actor: string, tenant: string, data: object, atMs: number): void {
+    this.statements.insertAudit.run({ at: atMs, event, actor, tokenId: null, tenant, data: JSON.stringify(data) });
+  }
+
   /** Closes the database; later calls on this store throw. Safe to call twice. */
   close(): void {
     if (this.db.open) this.db.close();
@@ -352,9 +486,10 @@ function prepareStatements(db: Database.Database) {
   return {
     insertToken: db.prepare(`
       INSERT INTO tokens (id, hash, prefix, tenant, workspace, environment, type, name, role, key_level,
-        scopes, creator, creator_role, created_at, expires_at, revoked_at, revoked_by, last_used_at, use_count)
+        scopes, creator, creator_role, created_at, expires_at, revoked_at, revoked_by, last_used_at, use_count, service, controls)
       VALUES (@id, @hash, @prefix, @tenant, @workspace, @environment, @type, @name, @role, @key_level,
-        @scopes, @creator, @creator_role, @created_at, @expires_at, @revoked_at, @revoked_by, @last_used_at, @use_count)`),
+        @scopes, @creator, @creator_role, @created_at, @expires_at, @revoked_at, @revoked_by, @last_used_at, @use_count, @service, @controls)`),
+    updateControls: db.prepare(`UPDATE tokens SET controls = @controls WHERE id = @id`),
     byHash: db.prepare(`SELECT * FROM tokens WHERE hash = ?`),
     byId: db.prepare(`SELECT * FROM tokens WHERE id = ?`),
     list: db.prepare(`
@@ -425,6 +560,12 @@ function translateOpenError(error: unknown, file: string): unknown {
   return error;
 }
 
+function checkIdentifier(field: string, value: string): void {
+  if (typeof value !== "string" || !IDENTIFIER.test(value)) {
+    throw new StoreError("invalid", `${field} \`${String(value)}\` must be 1-128 letters, digits, \`.\`, \`_\`, \`:\` or \`-\``);
+  }
+}
+
 function validateSpec(spec: CreateTokenSpec, nowMs: number): void {
   const invalid = (message: string): never => {
     throw new StoreError("invalid", message);
@@ -447,6 +588,13 @@ function validateSpec(spec: CreateTokenSpec, nowMs: number): void {
   if (spec.type === "user" && (spec.creator == null || spec.creator.trim() === "")) {
     invalid("a user token needs a creator");
   }
+  if (spec.service != null && !IDENTIFIER.test(spec.service)) {
+    invalid(`service label \`${spec.service}\` must be 1-128 letters, digits, \`.\`, \`_\`, \`:\` or \`-\``);
+  }
+  if (spec.controls != null) {
+    const problem = checkTokenControls(spec.controls);
+    if (problem !== null) invalid(problem);
+  }
   if (spec.expiresAtMs != null && (!Number.isSafeInteger(spec.expiresAtMs) || spec.expiresAtMs <= nowMs)) {
     invalid(`token expiry \`${spec.expiresAtMs}\` must be a time in the future, in ms since the epoch`);
   }
@@ -467,6 +615,8 @@ function toRecord(row: TokenRow): TokenRecord {
     createdAtMs: row.created_at,
     expiresAtMs: row.expires_at,
     revokedAtMs: row.revoked_at,
+    service: row.service,
+    controls: parseControls(row.controls),
   };
 }
 
@@ -495,6 +645,39 @@ function parseScopes(text: string | null): readonly string[] | null {
     // Fall through to the fail-closed answer.
   }
   return [];
+}
+
+/**
+ * Reads the controls column. Damaged JSON fails closed: an empty allowlist,
+ * which the engine cannot compile, so every request of the token is answered
+ * `unavailable` (and logged) instead of passing without its controls.
+ */
+function parseControls(text: string | null): TokenControls {
+  if (text === null) return {};
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value === "object" && value !== null && !Array.isArray(value)) return value as TokenControls;
+  } catch {
+    // Fall through to the fail-closed answer.
+  }
+  return { ipAllowlist: [] };
+}
+
+/**
+ * Checks a token's controls: the policy schema's `tokenControls` shape, then
+ * every value (CIDRs without host bits, fingerprints, time zones, windows).
+ * Returns one message naming every problem with its pointer, or `null`.
+ */
+export function checkTokenControls(controls: unknown): string | null {
+  const shape = validateControlsShape(controls);
+  const problems = shape.length > 0 ? shape : (() => {
+    const compiled = compileControls(controls as TokenControls, "token");
+    return compiled.ok ? [] : compiled.errors;
+  })();
+  if (problems.length === 0) return null;
+  return problems
+    .map((p) => `controls${p.pointer === "" ? "" : ` ${p.pointer}`}: ${p.message}${p.hint === undefined ? "" : ` (${p.hint})`}`)
+    .join("; ");
 }
 
 function parseObject(text: string): Readonly<Record<string, unknown>> {

@@ -9,6 +9,8 @@ import { HealthImplementation } from "grpc-health-check";
 import { AuthorizationService, AuthorizeRequestSchema, AuthorizeResponseSchema } from "../gen/portcullis/v1/authorization_pb.js";
 import type { Authorizer } from "../service/authorize.js";
 import { authzInputFromMessage, messageFromResult } from "./authorize-messages.js";
+import { registerEnvoyAuthorization, type EnvoyCheckOptions } from "./envoy.js";
+import { buildTrustedProxyMatcher } from "./trusted-proxies.js";
 
 /** A unary gRPC method definition whose messages are protobuf-es schemas. */
 export function unaryMethod<I extends DescMessage, O extends DescMessage>(
@@ -34,6 +36,8 @@ const authorizationServiceDefinition = {
 export interface GrpcServerOptions {
   readonly authorize: Authorizer;
   readonly health: HealthImplementation;
+  /** Envoy's `Authorization/Check`: which peers' forwarding headers to believe, and where transport failures go. */
+  readonly envoy?: Omit<EnvoyCheckOptions, "authorize">;
 }
 
 /** Creates the gRPC server with every service registered; {@link listenGrpc} binds it. */
@@ -44,6 +48,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
       callback(null, messageFromResult(options.authorize(authzInputFromMessage(call.request))));
     },
   });
+  registerEnvoyAuthorization(server, { trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize: options.authorize });
   options.health.addToServer(server);
   return server;
 }

@@ -7,11 +7,14 @@ import type { AddressInfo } from "node:net";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Authorizer } from "../service/authorize.js";
 import { registerAuthorizationService } from "./connect.js";
+import { createExtAuthzHandler, type ExtAuthzOptions } from "./ext-authz-http.js";
 
 export interface HttpServerOptions {
   readonly authorize: Authorizer;
   /** Whether policies are loaded and the store is open: `/readyz` answers 200 only then. */
   readonly ready: () => boolean;
+  /** The HTTP ext-authz endpoints (Envoy HTTP service, nginx `auth_request`, Traefik ForwardAuth); none when absent. */
+  readonly extAuthz?: ExtAuthzOptions;
 }
 
 /** Creates the HTTP/1.1 server; {@link listenHttp} binds it. */
@@ -21,7 +24,9 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
     // Decisions are small; a larger body is not a request we need to read.
     readMaxBytes: 1024 * 1024,
   });
+  const extAuthz = options.extAuthz === undefined ? null : createExtAuthzHandler(options.authorize, options.extAuthz);
   return http.createServer((request, response) => {
+    if (extAuthz !== null && extAuthz(request, response)) return;
     const path = request.url ?? "/";
     if (path === "/healthz") return plain(response, 200, "ok\n");
     if (path === "/readyz") return options.ready() ? plain(response, 200, "ready\n") : plain(response, 503, "not ready\n");

@@ -18,7 +18,7 @@ const match = (method: string, p: string) =>
 describe("the bundled policy set", () => {
   it("loads every file, in name order, each pointing at the published schema", () => {
     const result = loadPolicySet(POLICIES);
-    expect(result.ok && result.files.map((f) => path.basename(f))).toEqual(["policy-set.json", "roles.json", "routes.json", "scopes.json"]);
+    expect(result.ok && result.files.map((f) => path.basename(f))).toEqual(["controls.json", "policy-set.json", "roles.json", "routes.json", "scopes.json"]);
     for (const file of result.ok ? result.files : []) {
       expect(JSON.parse(fs.readFileSync(file, "utf8")).$schema).toBe("../src/policy/policy.schema.json");
     }

@@ -143,6 +143,8 @@ describe("TokenStore.create and find", () => {
       createdAtMs: T0,
       expiresAtMs: T0 + 1000,
       revokedAtMs: null,
+      service: null,
+      controls: {},
     });
     expect(store.findByToken(token)).toEqual(record);
     expect(store.findByHash(hashToken(secret, token))).toEqual(record);

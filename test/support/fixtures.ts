@@ -44,6 +44,8 @@ export function makeToken(overrides: Partial<TokenRecord> = {}, prefix = "sk_liv
     createdAtMs: NOW_MS - 86_400_000,
     expiresAtMs: null,
     revokedAtMs: null,
+    service: null,
+    controls: {},
     ...overrides,
   };
   return { token: generateToken(prefix), record };

@@ -3,8 +3,16 @@ import { decide, readRequest } from "../../src/engine/decide.js";
 import type { AuthzInput, Decision, TokenRecord } from "../../src/engine/types.js";
 import type { CompiledPolicySet } from "../../src/policy/types.js";
 
-export function judge(input: AuthzInput, policy: CompiledPolicySet, tokens: ReadonlyMap<string, TokenRecord>, nowMs: number): Decision {
+export function judge(
+  input: AuthzInput,
+  policy: CompiledPolicySet,
+  tokens: ReadonlyMap<string, TokenRecord>,
+  nowMs: number,
+  state: { tenantSuspended?: boolean; workspaceRestricted?: boolean } = {},
+): Decision {
   const reading = readRequest(input, policy);
   if (reading.done) return reading.decision;
-  return decide(reading.request, reading.credential, policy, { token: tokens.get(reading.credential.token) }, nowMs);
+  const token = tokens.get(reading.credential.token);
+  const facts = { token, tenantSuspended: state.tenantSuspended ?? false, workspaceRestricted: state.workspaceRestricted ?? false };
+  return decide(reading.request, reading.credential, policy, facts, nowMs);
 }

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
+import type { ServeConfig } from "../../src/config/config.js";
 import { AuthorizeRequestSchema, AuthorizeResponseSchema, type AuthorizeRequest, type AuthorizeResponse } from "../../src/gen/portcullis/v1/authorization_pb.js";
 import { startServer, type RunningServer } from "../../src/main.js";
 import { unaryMethod } from "../../src/transport/grpc.js";
@@ -17,10 +18,11 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export async function startTestServer(policyDir = EXAMPLE_POLICY_DIR): Promise<TestServer> {
+/** Starts the server; `config` overrides the defaults (e.g. `trustedProxies`). */
+export async function startTestServer(policyDir = EXAMPLE_POLICY_DIR, config: Partial<Omit<ServeConfig, "policyDir" | "dataDir">> = {}): Promise<TestServer> {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-it-"));
   const server = await startServer(
-    { host: "127.0.0.1", grpcPort: 0, httpPort: 0, policyDir, dataDir, logLevel: "silent" },
+    { host: "127.0.0.1", grpcPort: 0, httpPort: 0, policyDir, dataDir, logLevel: "silent", ...config },
     pino({ level: "silent" }),
   );
   return {

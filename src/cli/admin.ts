@@ -1,0 +1,160 @@
+/**
+ * The `tenants` and `workspaces` commands and the token control flags shared
+ * by `tokens create` and `tokens update`. Registered by `main.ts`, which owns
+ * the program, the store options and error handling.
+ */
+import { readFileSync } from "node:fs";
+import type { Command } from "commander";
+import type { TokenControls } from "../engine/types.js";
+import { TokenRequestError } from "../service/tokens.js";
+import type { TokenStore } from "../store/token-store.js";
+
+/** Flags that set a token's own controls. */
+export interface ControlFlags {
+  /** JSON of the whole controls object, or `@file.json`. */
+  readonly controls?: string;
+  readonly ipAllow?: string[];
+  readonly mtlsFingerprint?: string[];
+  readonly mtlsCa?: string[];
+}
+
+/** Adds the control flags to `tokens create` or `tokens update`. */
+export function withControlOptions(command: Command): Command {
+  return command
+    .option("--ip-allow <cidr...>", "ip allowlist: cidrs or addresses, e.g. 198.51.100.0/24 2001:db8::/48 (repeatable)")
+    .option("--mtls-fingerprint <sha256...>", "require a client certificate with one of these sha-256 fingerprints (repeatable)")
+    .option("--mtls-ca <sha256...>", "require a client certificate issued by one of these ca sha-256 fingerprints (repeatable)")
+    .option("--controls <json>", "the token's controls as json (or @file.json): ipAllowlist, mtls, conditionalAccess, as in policy files");
+}
+
+/**
+ * Builds a controls object from the flags: `--controls` first, then each
+ * convenience flag sets its kind. Returns `undefined` when no flag was given.
+ */
+export function controlsFromFlags(flags: ControlFlags): TokenControls | undefined {
+  let controls: Record<string, unknown> | undefined;
+  if (flags.controls !== undefined) {
+    const text = flags.controls.startsWith("@") ? readText(flags.controls.slice(1)) : flags.controls;
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      throw new TokenRequestError(`invalid --controls: not json (${error instanceof Error ? error.message : String(error)})`);
+    }
+    if (typeof value !== "object" || value === null || Array.isArray(value)) throw new TokenRequestError("invalid --controls: expected a json object");
+    controls = { ...(value as Record<string, unknown>) };
+  }
+  const set = (kind: string, value: unknown): void => {
+    controls ??= {};
+    if (controls[kind] !== undefined && flags.controls !== undefined) {
+      throw new TokenRequestError(`\`${kind}\` is set both by --controls and by a flag; use one`);
+    }
+    controls[kind] = value;
+  };
+  if (flags.ipAllow !== undefined) set("ipAllowlist", flags.ipAllow);
+  if (flags.mtlsFingerprint !== undefined || flags.mtlsCa !== undefined) {
+    set("mtls", {
+      ...(flags.mtlsFingerprint === undefined ? {} : { fingerprints: flags.mtlsFingerprint }),
+      ...(flags.mtlsCa === undefined ? {} : { caFingerprints: flags.mtlsCa }),
+    });
+  }
+  return controls as TokenControls | undefined;
+}
+
+function readText(file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (error) {
+    throw new TokenRequestError(`cannot read --controls file \`${file}\`: ${(error as { code?: string }).code ?? String(error)}`);
+  }
+}
+
+/** What the admin commands need from `main.ts`. */
+export interface AdminCommandDeps {
+  readonly withStoreOptions: (command: Command) => Command;
+  readonly withStore: (flags: { policies?: string; dataDir?: string }, run: (store: TokenStore) => void) => void;
+  readonly actor: () => string;
+}
+
+interface ListFlags {
+  readonly policies?: string;
+  readonly dataDir?: string;
+  readonly tenant?: string;
+  readonly json?: boolean;
+}
+
+/** Registers `tenants suspend|resume|list` and `workspaces restrict|unrestrict|list`. */
+export function registerAdminCommands(program: Command, deps: AdminCommandDeps): void {
+  const { withStoreOptions, withStore, actor } = deps;
+  const tenants = program.command("tenants").description("suspend and resume tenants");
+  withStoreOptions(
+    tenants
+      .command("suspend")
+      .description("suspend a tenant: every token of it gets tenant_suspended (403) until resumed")
+      .argument("<tenant>", "tenant name")
+      .option("--reason <text>", "why, for the audit trail (never shown to clients)"),
+  ).action((tenant: string, flags: { reason?: string; dataDir?: string }) =>
+    withStore(flags, (store) => {
+      const changed = store.suspendTenant(tenant, { actor: actor(), reason: flags.reason ?? null });
+      process.stderr.write(changed ? `suspended tenant ${tenant}\n` : `tenant ${tenant} was already suspended\n`);
+    }),
+  );
+  withStoreOptions(tenants.command("resume").description("lift a tenant's suspension").argument("<tenant>", "tenant name")).action(
+    (tenant: string, flags: { dataDir?: string }) =>
+      withStore(flags, (store) => {
+        const changed = store.resumeTenant(tenant, { actor: actor() });
+        process.stderr.write(changed ? `resumed tenant ${tenant}\n` : `tenant ${tenant} was not suspended\n`);
+      }),
+  );
+  withStoreOptions(tenants.command("list").description("list suspended tenants").option("--json", "print JSON")).action((flags: ListFlags) =>
+    withStore(flags, (store) => {
+      const rows = store.listSuspendedTenants();
+      if (flags.json) return void process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
+      printTable([["TENANT", "SUSPENDED", "BY", "REASON"], ...rows.map((r) => [r.tenant, date(r.suspendedAtMs), r.suspendedBy, r.reason ?? "-"])]);
+    }),
+  );
+
+  const workspaces = program.command("workspaces").description("restrict and unrestrict workspaces");
+  withStoreOptions(
+    workspaces
+      .command("restrict")
+      .description("restrict a workspace: protected operations (writes, or the policy's list) get workspace_restricted (423)")
+      .argument("<tenant>", "tenant name")
+      .argument("<workspace>", "workspace name")
+      .option("--reason <text>", "why, for the audit trail (never shown to clients)"),
+  ).action((tenant: string, workspace: string, flags: { reason?: string; dataDir?: string }) =>
+    withStore(flags, (store) => {
+      const changed = store.restrictWorkspace(tenant, workspace, { actor: actor(), reason: flags.reason ?? null });
+      process.stderr.write(changed ? `restricted workspace ${tenant}/${workspace}\n` : `workspace ${tenant}/${workspace} was already restricted\n`);
+    }),
+  );
+  withStoreOptions(
+    workspaces.command("unrestrict").description("lift a workspace restriction").argument("<tenant>", "tenant name").argument("<workspace>", "workspace name"),
+  ).action((tenant: string, workspace: string, flags: { dataDir?: string }) =>
+    withStore(flags, (store) => {
+      const changed = store.unrestrictWorkspace(tenant, workspace, { actor: actor() });
+      process.stderr.write(changed ? `unrestricted workspace ${tenant}/${workspace}\n` : `workspace ${tenant}/${workspace} was not restricted\n`);
+    }),
+  );
+  withStoreOptions(
+    workspaces.command("list").description("list restricted workspaces").option("--tenant <tenant>", "only this tenant").option("--json", "print JSON"),
+  ).action((flags: ListFlags) =>
+    withStore(flags, (store) => {
+      const rows = store.listRestrictedWorkspaces(flags.tenant === undefined ? {} : { tenant: flags.tenant });
+      if (flags.json) return void process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
+      printTable([
+        ["TENANT", "WORKSPACE", "RESTRICTED", "BY", "REASON"],
+        ...rows.map((r) => [r.tenant, r.workspace, date(r.restrictedAtMs), r.restrictedBy, r.reason ?? "-"]),
+      ]);
+    }),
+  );
+}
+
+function printTable(table: string[][]): void {
+  const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
+  for (const row of table) process.stdout.write(row.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd() + "\n");
+}
+
+function date(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 19) + "Z";
+}

@@ -1,0 +1,175 @@
+/**
+ * IP addresses and allowlists: parsed once (request addresses once per request,
+ * CIDRs once at policy load or token-cache fill) and matched through a binary
+ * prefix trie, so membership costs at most 32 or 128 steps however long the
+ * list is.
+ */
+import { isIP } from "node:net";
+import ipaddr from "ipaddr.js";
+import type { CompiledIpAllowlist, IpAddress } from "./types.js";
+
+/** A problem with one control value; `pointer` is relative to the control. */
+export interface ControlError {
+  readonly pointer: string;
+  readonly message: string;
+  readonly hint?: string;
+}
+
+/** Value or the errors that prevent it, as every control compiler returns. */
+export type Compiled<T> = { ok: true; value: T } | { ok: false; errors: ControlError[] };
+
+// ::ffff:0:0/96 (RFC 4291 §2.5.5.2): the first 80 bits zero, then 16 one bits.
+const MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/**
+ * Parses an address strictly (Node's `isIP`, so `127.1` or `0x7f.0.0.1` are
+ * refused). An IPv4-mapped IPv6 address (`::ffff:203.0.113.10`) comes back as
+ * its IPv4 address, so both forms are judged alike. `null` when unparseable.
+ */
+export function parseIpAddress(text: string): IpAddress | null {
+  if (isIP(text) === 0) return null;
+  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
+  try {
+    parsed = parseValidated(text);
+  } catch {
+    return null;
+  }
+  if (parsed.kind() === "ipv6" && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
+    parsed = (parsed as ipaddr.IPv6).toIPv4Address();
+  }
+  return { version: parsed.kind() === "ipv4" ? 4 : 6, bytes: parsed.toByteArray() };
+}
+
+/**
+ * Parses an address Node's `isIP` accepted. An IPv6 address ending in a dotted
+ * quad is rewritten to hex groups first: ipaddr.js reads `::198.51.100.7` (an
+ * IPv4-compatible address, RFC 4291 §2.5.5.1) as if it were `::ffff:198.51.100.7`.
+ */
+function parseValidated(text: string): ipaddr.IPv4 | ipaddr.IPv6 {
+  const address = text.split("%")[0]!;
+  const quad = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
+  if (quad === null) return ipaddr.parse(address);
+  const [a, b, c, d] = quad.slice(2).map(Number) as [number, number, number, number];
+  return ipaddr.parse(`${quad[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`);
+}
+
+/** A network: address bytes with host bits clear, and prefix length. */
+interface Network {
+  readonly version: 4 | 6;
+  readonly bytes: readonly number[];
+  readonly prefix: number;
+}
+
+/**
+ * Parses `address` or `address/prefix`. A CIDR with host bits set is refused
+ * with the network it probably meant as a hint; an IPv4-mapped IPv6 network
+ * of prefix 96 or longer becomes the IPv4 network it covers.
+ */
+export function parseNetwork(text: string): { ok: true; network: Network } | { ok: false; message: string; hint?: string } {
+  const slash = text.indexOf("/");
+  const addressText = slash === -1 ? text : text.slice(0, slash);
+  const version = isIP(addressText);
+  if (version === 0) return { ok: false, message: `\`${text}\` is not an ip address or cidr` };
+  const raw = parseValidated(addressText).toByteArray();
+  const bits = raw.length * 8;
+  let prefix = bits;
+  if (slash !== -1) {
+    const prefixText = text.slice(slash + 1);
+    if (!/^(0|[1-9][0-9]{0,2})$/.test(prefixText) || Number(prefixText) > bits) {
+      return { ok: false, message: `cidr \`${text}\` has an invalid prefix length: expected 0 to ${bits}` };
+    }
+    prefix = Number(prefixText);
+  }
+  const masked = maskBytes(raw, prefix);
+  if (masked.some((b, i) => b !== raw[i])) {
+    const network = `${ipaddr.fromByteArray(masked).toString()}/${prefix}`;
+    return { ok: false, message: `cidr \`${text}\` has host bits set`, hint: `did you mean \`${network}\`?` };
+  }
+  if (version === 6 && prefix >= 96 && MAPPED_PREFIX.every((b, i) => masked[i] === b)) {
+    return { ok: true, network: { version: 4, bytes: masked.slice(12), prefix: prefix - 96 } };
+  }
+  return { ok: true, network: { version: version === 4 ? 4 : 6, bytes: masked, prefix } };
+}
+
+function maskBytes(bytes: readonly number[], prefix: number): number[] {
+  return bytes.map((b, i) => {
+    const keep = Math.max(0, Math.min(8, prefix - i * 8));
+    return b & ((0xff << (8 - keep)) & 0xff);
+  });
+}
+
+/** A binary trie over address bits; node 0 is the root, `-1` is no child. */
+class PrefixTrie {
+  private readonly zero: number[] = [-1];
+  private readonly one: number[] = [-1];
+  private readonly terminal: boolean[] = [false];
+
+  insert(bytes: readonly number[], prefix: number): void {
+    let node = 0;
+    for (let bit = 0; bit < prefix; bit++) {
+      if (this.terminal[node]) return; // already covered by a shorter prefix
+      const branch = ((bytes[bit >> 3]! >> (7 - (bit & 7))) & 1) === 1 ? this.one : this.zero;
+      let next = branch[node]!;
+      if (next === -1) {
+        next = this.terminal.length;
+        this.zero.push(-1);
+        this.one.push(-1);
+        this.terminal.push(false);
+        branch[node] = next;
+      }
+      node = next;
+    }
+    this.terminal[node] = true;
+  }
+
+  contains(bytes: readonly number[]): boolean {
+    let node = 0;
+    const bits = bytes.length * 8;
+    for (let bit = 0; bit < bits; bit++) {
+      if (this.terminal[node]) return true;
+      node = ((bytes[bit >> 3]! >> (7 - (bit & 7))) & 1) === 1 ? this.one[node]! : this.zero[node]!;
+      if (node === -1) return false;
+    }
+    return this.terminal[node]!;
+  }
+}
+
+/**
+ * Compiles an allowlist into one trie per address family. An IPv6 network
+ * that covers the whole IPv4-mapped block (`::/0`, `::/80`, …) also covers
+ * every IPv4 address, since those are judged as IPv4.
+ *
+ * @example
+ * const list = buildIpAllowlistMatcher(["198.51.100.0/24", "2001:db8::/48"], "token:tok_1");
+ * list.ok && list.value.contains(parseIpAddress("::ffff:198.51.100.7")!); // true
+ */
+export function buildIpAllowlistMatcher(entries: readonly string[], ruleId: string): Compiled<CompiledIpAllowlist> {
+  const v4 = new PrefixTrie();
+  const v6 = new PrefixTrie();
+  const errors: ControlError[] = [];
+  entries.forEach((entry, i) => {
+    const parsed = parseNetwork(entry);
+    if (!parsed.ok) {
+      errors.push({ pointer: `/${i}`, message: parsed.message, ...(parsed.hint === undefined ? {} : { hint: parsed.hint }) });
+      return;
+    }
+    const { network } = parsed;
+    if (network.version === 4) {
+      v4.insert(network.bytes, network.prefix);
+      return;
+    }
+    v6.insert(network.bytes, network.prefix);
+    if (network.prefix < 96 && maskBytes(MAPPED_PREFIX.concat([0, 0, 0, 0]), network.prefix).every((b, j) => b === network.bytes[j])) {
+      v4.insert([0, 0, 0, 0], 0);
+    }
+  });
+  if (errors.length > 0) return { ok: false, errors };
+  return {
+    ok: true,
+    value: Object.freeze({
+      ruleId,
+      entries: Object.freeze([...entries]),
+      contains: (address: IpAddress) => (address.version === 4 ? v4 : v6).contains(address.bytes),
+    }),
+  };
+}

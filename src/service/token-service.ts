@@ -1,0 +1,569 @@
+/**
+ * `portcullis.v1.TokenService`: token management over the API, guarded by
+ * Portcullis itself. Both transports (Connect on the HTTP/1.1 port, grpc-js on
+ * the gRPC port) serve the one implementation built here; they only convert a
+ * call's headers and peer into a {@link CallContext}.
+ *
+ * Every call runs three steps:
+ *
+ * 1. **Guard.** The caller's own `Authorization` header is judged by the
+ *    authorizer as a synthetic request to the policy set's token routes (see
+ *    {@link GUARD_ROUTES}), so the policy set decides which scope each call
+ *    needs, and every control on the caller's token (IP allowlist, conditional
+ *    access, quota...) applies as it would to the real API. A denial becomes a
+ *    {@link ConnectError}: `unauthenticated` for a bad credential,
+ *    `permission_denied` (with the decision's message) for the rest.
+ * 2. **Tenant.** The caller acts only within its token's tenant. A token id of
+ *    another tenant answers `not_found`, exactly like an unknown id, so ids of
+ *    other tenants cannot be probed.
+ * 3. **Bounds.** A new token may hold no scope the caller does not hold
+ *    (`permission_denied`); policy set limits and rotation conflicts answer
+ *    `failed_precondition` with a message starting `conflict:`.
+ *
+ * The plaintext appears only in the create and rotate responses; nothing here
+ * logs a request or a response.
+ */
+import { create, type JsonObject } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { DecisionCode } from "../engine/codes.js";
+import { effectiveScopes, holdsScope } from "../engine/scope.js";
+import type { AuthzInput, Decision, Identity, TokenRecord } from "../engine/types.js";
+import {
+  CreateTokenResponseSchema,
+  EmergencyRevokeResponseSchema,
+  GetTokenResponseSchema,
+  ListTokensResponseSchema,
+  RevokeTokenResponseSchema,
+  RotateTokenResponseSchema,
+  TokenSchema,
+  UpdateTokenControlsResponseSchema,
+  type CreateTokenRequest,
+  type CreateTokenResponse,
+  type EmergencyRevokeRequest,
+  type EmergencyRevokeResponse,
+  type GetTokenRequest,
+  type GetTokenResponse,
+  type ListTokensRequest,
+  type ListTokensResponse,
+  type RevokeTokenRequest,
+  type RevokeTokenResponse,
+  type RotateTokenRequest,
+  type RotateTokenResponse,
+  type Token,
+  type TokenFilter as TokenFilterMessage,
+  type UpdateTokenControlsRequest,
+  type UpdateTokenControlsResponse,
+} from "../gen/portcullis/v1/token_service_pb.js";
+import type { CompiledPolicySet } from "../policy/types.js";
+import { StoreError, type TokenListing } from "../store/token-store.js";
+import { parseToken } from "../token/index.js";
+import type { Authorizer } from "./authorize.js";
+import { createToken, TokenRequestError } from "./tokens.js";
+
+/** What a transport knows about one call. */
+export interface CallContext {
+  /** The `authorization` header; repeated fields joined by `", "`, so that the engine sees a duplicate. `undefined` when absent. */
+  readonly authorization: string | undefined;
+  /** The caller's address as the transport's socket saw it; `""` when unknown. */
+  readonly sourceIp: string;
+  /** The caller's `x-request-id`, echoed into the guard decision; optional. */
+  readonly requestId?: string;
+}
+
+/** The guard routes: each RPC is judged as this request to the policy set's own token API. `{id}` is the token id, URL-encoded. */
+export const GUARD_ROUTES = {
+  createToken: { method: "POST", path: "/api/settings/api-tokens" },
+  getToken: { method: "GET", path: "/api/settings/api-tokens/{id}" },
+  listTokens: { method: "GET", path: "/api/settings/api-tokens" },
+  updateTokenControls: { method: "PATCH", path: "/api/settings/api-tokens/{id}" },
+  rotateToken: { method: "POST", path: "/api/settings/api-tokens/{id}/rotate" },
+  revokeToken: { method: "DELETE", path: "/api/settings/api-tokens/{id}" },
+  emergencyRevoke: { method: "POST", path: "/api/settings/api-tokens/emergency-revoke" },
+} as const satisfies Record<string, { method: string; path: string }>;
+
+/** Token lifecycle rules of a policy set (its `tokens` section), with defaults applied. */
+export interface TokenLifecycleRules {
+  /** Overlap a rotation grants when the caller names none, ms; default 90 days. */
+  readonly defaultOverlapMs: number;
+  /** Longest overlap a rotation may grant, ms; default 90 days. */
+  readonly maxOverlapMs: number;
+  /** Active user tokens one creator may hold in a tenant; `null` for no limit (the default). */
+  readonly userTokensPerCreator: number | null;
+  /** Active service tokens one tenant may hold; `null` for no limit (the default). */
+  readonly serviceTokensPerTenant: number | null;
+}
+
+/** A token as listed, with the lifecycle facts the API shows. */
+export type LifecycleListing = TokenListing & {
+  readonly lineageId?: string | null;
+  readonly predecessorId?: string | null;
+  readonly successorId?: string | null;
+  readonly rotatedAtMs?: number | null;
+  readonly overlapEndsAtMs?: number | null;
+  readonly revokedReason?: string | null;
+  readonly service?: string | null;
+  readonly controls?: unknown;
+};
+
+/** What the token service needs of the store; {@link TokenStore} provides it. */
+export interface LifecycleStore {
+  getListing(id: string): LifecycleListing | undefined;
+  list(filter: { tenant?: string; workspace?: string; includeRevoked?: boolean }): LifecycleListing[];
+  revoke(id: string, actor: string, reason?: string): TokenRecord;
+  rotate(id: string, options: { overlapMs: number; actor: string; nowMs: number }): { token: string; record: TokenRecord; predecessor: TokenRecord };
+  emergencyRevoke(target: { lineageOf: string } | { ids: readonly string[] }, options: { tenant?: string; actor: string; reason: string }): string[];
+  updateControls(id: string, controls: JsonObject | null, actor: string): TokenRecord;
+}
+
+/** Everything {@link createTokenService} reads from the world. */
+export interface TokenServiceDeps {
+  readonly store: LifecycleStore & Parameters<typeof createToken>[0];
+  /** The policy set in force, or `null` when none is loaded (every call is then `unavailable`). */
+  readonly policy: () => CompiledPolicySet | null;
+  /** Judges the caller's token; the same authorizer every transport serves. */
+  readonly authorize: Authorizer;
+  /** The policy set's lifecycle rules. */
+  readonly rules: (policy: CompiledPolicySet) => TokenLifecycleRules;
+  /** Milliseconds since the epoch; read once per call. */
+  readonly now: () => number;
+  /** Forgets cached look-ups of a token whose record changed (revoked, rotated, new controls). */
+  readonly evictTokenId: (tokenId: string) => void;
+  /** Validates a token's controls against the policy schema; returns an error message or `null`. Absent: controls are refused. */
+  readonly checkControls?: (controls: JsonObject, policy: CompiledPolicySet) => string | null;
+}
+
+/** The service, one method per RPC; every method throws only {@link ConnectError}. */
+export interface TokenServiceImpl {
+  createToken(request: CreateTokenRequest, call: CallContext): CreateTokenResponse;
+  getToken(request: GetTokenRequest, call: CallContext): GetTokenResponse;
+  listTokens(request: ListTokensRequest, call: CallContext): ListTokensResponse;
+  updateTokenControls(request: UpdateTokenControlsRequest, call: CallContext): UpdateTokenControlsResponse;
+  rotateToken(request: RotateTokenRequest, call: CallContext): RotateTokenResponse;
+  revokeToken(request: RevokeTokenRequest, call: CallContext): RevokeTokenResponse;
+  emergencyRevoke(request: EmergencyRevokeRequest, call: CallContext): EmergencyRevokeResponse;
+}
+
+/** A token filter as the API and the CLI share it; every field given must match. */
+export interface TokenFilter {
+  readonly tenant?: string;
+  readonly serviceLabel?: string;
+  readonly environment?: string;
+  /** A scope the token holds under the policy set in force. */
+  readonly scope?: string;
+  readonly ids?: readonly string[];
+}
+
+/** Who is calling, once the guard let them through. */
+interface Caller {
+  readonly identity: Identity;
+  readonly policy: CompiledPolicySet;
+  readonly nowMs: number;
+  /** For the audit trail: `token:<id>`. */
+  readonly actor: string;
+}
+
+const TOKEN_ID = /^tok_[0-9A-Za-z]{1,64}$/;
+
+/**
+ * Builds the service.
+ *
+ * @example
+ * ```ts
+ * const tokens = createTokenService({ store, policy: () => policy, authorize, rules: tokenRulesOf, now: Date.now, evictTokenId: (id) => cache.evictTokenId(id) });
+ * registerTokenService(router, tokens); // Connect
+ * addTokenService(grpcServer, tokens); // grpc-js
+ * ```
+ */
+export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
+  const guard = (route: keyof typeof GUARD_ROUTES, call: CallContext, id?: string): Caller => {
+    const policy = deps.policy();
+    if (policy === null) throw new ConnectError("no valid policy set is loaded", Code.Unavailable);
+    const { method, path } = GUARD_ROUTES[route];
+    const input: AuthzInput = {
+      method,
+      path: path.replace("{id}", encodeURIComponent(id === undefined || id === "" ? "_" : id)),
+      host: hostForCredential(call.authorization, policy),
+      headers: guardHeaders(call),
+      sourceIp: call.sourceIp,
+      clientCertificate: null,
+    };
+    const { decision } = deps.authorize(input);
+    if (!decision.allowed || decision.identity === null) throw guardError(decision);
+    const identity = decision.identity;
+    return { identity, policy, nowMs: deps.now(), actor: `token:${identity.tokenId}` };
+  };
+
+  /** The token `id` when the caller's tenant owns it; `not_found` otherwise, whoever owns it. */
+  const owned = (caller: Caller, id: string): LifecycleListing => {
+    const listing = TOKEN_ID.test(id) ? deps.store.getListing(id) : undefined;
+    if (listing === undefined || listing.tenant !== caller.identity.tenant) {
+      throw new ConnectError(`no token with id \`${clip(id)}\``, Code.NotFound);
+    }
+    return listing;
+  };
+
+  const message = (caller: Caller, id: string): Token => {
+    // INVARIANT: called right after a write to a row the caller owns.
+    return tokenMessage(deps.store.getListing(id)!, caller.policy, caller.nowMs);
+  };
+
+  return {
+    createToken(request, call) {
+      const caller = guard("createToken", call);
+      return translate(() => {
+        const { identity, policy, nowMs } = caller;
+        const type = request.type === "" ? "service" : request.type;
+        if (type !== "user" && type !== "service") throw new ConnectError(`token type must be \`user\` or \`service\`, got \`${clip(type)}\``, Code.InvalidArgument);
+        if (request.expiresInSeconds < 0n) throw new ConnectError("expires_in_seconds must not be negative", Code.InvalidArgument);
+        const controls = request.controls === undefined || Object.keys(request.controls).length === 0 ? null : request.controls;
+        const candidate = {
+          id: "tok_candidate",
+          tenant: identity.tenant,
+          workspace: request.workspace,
+          environment: request.environment === "" ? identity.environment : request.environment,
+          type,
+          name: request.name,
+          role: request.role === "" ? null : request.role,
+          keyLevel: request.keyLevel === "" ? null : request.keyLevel,
+          scopes: request.scopes.length === 0 ? null : [...request.scopes],
+          creatorRole: request.creatorRole === "" ? null : request.creatorRole,
+          createdAtMs: nowMs,
+          expiresAtMs: request.expiresInSeconds === 0n ? null : nowMs + Number(request.expiresInSeconds) * 1_000,
+          revokedAtMs: null,
+          service: request.serviceLabel === "" ? null : request.serviceLabel,
+          controls: controls ?? {},
+        } as TokenRecord;
+        refuseEscalation(candidate, identity, policy);
+        if (controls !== null) checkControls(deps, controls, policy);
+        const { token, record } = createToken(
+          deps.store,
+          policy,
+          {
+            tenant: candidate.tenant,
+            workspace: candidate.workspace,
+            environment: candidate.environment,
+            name: candidate.name,
+            type,
+            role: candidate.role,
+            keyLevel: candidate.keyLevel,
+            scopes: candidate.scopes,
+            creator: request.creator === "" ? null : request.creator,
+            creatorRole: candidate.creatorRole,
+            expiresAtMs: candidate.expiresAtMs,
+            actor: caller.actor,
+            ...lifecycleCreateFields(request.serviceLabel, controls, deps.rules(policy)),
+          },
+          nowMs,
+        );
+        return create(CreateTokenResponseSchema, { token: message(caller, record.id), plaintext: token });
+      });
+    },
+
+    getToken(request, call) {
+      const caller = guard("getToken", call, request.id);
+      return create(GetTokenResponseSchema, { token: tokenMessage(owned(caller, request.id), caller.policy, caller.nowMs) });
+    },
+
+    listTokens(request, call) {
+      const caller = guard("listTokens", call);
+      const rows = deps.store.list({
+        tenant: caller.identity.tenant,
+        workspace: request.workspace === "" ? undefined : request.workspace,
+        includeRevoked: request.includeRevoked,
+      });
+      return create(ListTokensResponseSchema, { tokens: rows.map((row) => tokenMessage(row, caller.policy, caller.nowMs)) });
+    },
+
+    updateTokenControls(request, call) {
+      const caller = guard("updateTokenControls", call, request.id);
+      owned(caller, request.id);
+      return translate(() => {
+        const controls = request.controls === undefined || Object.keys(request.controls).length === 0 ? null : request.controls;
+        if (controls !== null) checkControls(deps, controls, caller.policy);
+        deps.store.updateControls(request.id, controls, caller.actor);
+        deps.evictTokenId(request.id);
+        return create(UpdateTokenControlsResponseSchema, { token: message(caller, request.id) });
+      });
+    },
+
+    rotateToken(request, call) {
+      const caller = guard("rotateToken", call, request.id);
+      owned(caller, request.id);
+      return translate(() => {
+        const rules = deps.rules(caller.policy);
+        const overlapMs = request.overlapSeconds === undefined ? rules.defaultOverlapMs : Number(request.overlapSeconds) * 1_000;
+        checkOverlap(overlapMs, rules);
+        const rotated = deps.store.rotate(request.id, { overlapMs, actor: caller.actor, nowMs: caller.nowMs });
+        deps.evictTokenId(request.id);
+        return create(RotateTokenResponseSchema, {
+          token: message(caller, rotated.record.id),
+          plaintext: rotated.token,
+          predecessor: message(caller, request.id),
+        });
+      });
+    },
+
+    revokeToken(request, call) {
+      const caller = guard("revokeToken", call, request.id);
+      owned(caller, request.id);
+      return translate(() => {
+        deps.store.revoke(request.id, caller.actor, request.reason === "" ? undefined : request.reason);
+        deps.evictTokenId(request.id);
+        return create(RevokeTokenResponseSchema, { token: message(caller, request.id) });
+      });
+    },
+
+    emergencyRevoke(request, call) {
+      const caller = guard("emergencyRevoke", call);
+      return translate(() => {
+        const { target } = request;
+        const tenant = caller.identity.tenant;
+        const reason = `emergency${request.reason === "" ? "" : `: ${request.reason}`}`;
+        let ids: string[];
+        if (target.case === "lineageOf") {
+          const listing = owned(caller, target.value);
+          const lineageId = listing.lineageId ?? listing.id;
+          ids = deps.store
+            .list({ tenant, includeRevoked: false })
+            .filter((row) => (row.lineageId ?? row.id) === lineageId)
+            .map((row) => row.id);
+          if (!request.dryRun) ids = deps.store.emergencyRevoke({ lineageOf: listing.id }, { tenant, actor: caller.actor, reason });
+        } else if (target.case === "filter") {
+          const filter = filterFromMessage(target.value, tenant);
+          ids = selectTokens(deps.store.list({ tenant, includeRevoked: false }), filter, caller.policy).map((row) => row.id);
+          if (!request.dryRun && ids.length > 0) ids = deps.store.emergencyRevoke({ ids }, { tenant, actor: caller.actor, reason });
+        } else {
+          throw new ConnectError("emergency revoke needs `lineage_of` or a `filter`", Code.InvalidArgument);
+        }
+        if (!request.dryRun) for (const id of ids) deps.evictTokenId(id);
+        return create(EmergencyRevokeResponseSchema, { matchedCount: BigInt(ids.length), tokenIds: ids, dryRun: request.dryRun });
+      });
+    },
+  };
+}
+
+/**
+ * The tokens a filter selects: every field given must match, and a filter with
+ * no field selects nothing (an emergency revoke of everything is refused by the
+ * callers, not guessed at here). `scope` matches tokens that hold it under the
+ * policy set in force, whatever granted it (role, key level or explicit scopes).
+ */
+export function selectTokens<T extends LifecycleListing>(rows: readonly T[], filter: TokenFilter, policy: CompiledPolicySet): T[] {
+  if (!filterHasField(filter)) return [];
+  const ids = filter.ids === undefined || filter.ids.length === 0 ? null : new Set(filter.ids);
+  return rows.filter(
+    (row) =>
+      (filter.tenant === undefined || row.tenant === filter.tenant) &&
+      (filter.serviceLabel === undefined || row.service === filter.serviceLabel) &&
+      (filter.environment === undefined || row.environment === filter.environment) &&
+      (filter.scope === undefined || holdsScope(row, policy, filter.scope)) &&
+      (ids === null || ids.has(row.id)),
+  );
+}
+
+/** Whether a filter names anything besides the tenant. */
+export function filterHasField(filter: TokenFilter): boolean {
+  return filter.serviceLabel !== undefined || filter.environment !== undefined || filter.scope !== undefined || (filter.ids !== undefined && filter.ids.length > 0);
+}
+
+/** `active`, `rotating`, `rotated`, `revoked` or `expired`, in that order of precedence reversed: revoked wins. */
+export function tokenStatus(row: LifecycleListing, nowMs: number): "active" | "rotating" | "rotated" | "revoked" | "expired" {
+  if (row.revokedAtMs !== null) return "revoked";
+  if (row.expiresAtMs !== null && nowMs >= row.expiresAtMs) return "expired";
+  if (row.overlapEndsAtMs != null) return nowMs >= row.overlapEndsAtMs ? "rotated" : "rotating";
+  return "active";
+}
+
+/** The API's view of a stored token: never the plaintext or the hash. */
+export function tokenMessage(row: LifecycleListing, policy: CompiledPolicySet, nowMs: number): Token {
+  return create(TokenSchema, {
+    id: row.id,
+    tenant: row.tenant,
+    workspace: row.workspace,
+    environment: row.environment,
+    prefix: row.prefix,
+    type: row.type,
+    name: row.name,
+    role: row.role ?? "",
+    keyLevel: row.keyLevel ?? "",
+    scopes: row.scopes === null ? [] : [...row.scopes],
+    effectiveScopes: [...effectiveScopes(row, policy)],
+    creator: row.creator ?? "",
+    creatorRole: row.creatorRole ?? "",
+    serviceLabel: row.service ?? "",
+    controls: isJsonObject(row.controls) && Object.keys(row.controls).length > 0 ? row.controls : undefined,
+    status: tokenStatus(row, nowMs),
+    createdAtUnixMs: BigInt(row.createdAtMs),
+    expiresAtUnixMs: BigInt(row.expiresAtMs ?? 0),
+    revokedAtUnixMs: BigInt(row.revokedAtMs ?? 0),
+    revokedBy: row.revokedBy ?? "",
+    revokedReason: row.revokedReason ?? "",
+    lastUsedAtUnixMs: BigInt(row.lastUsedAtMs ?? 0),
+    useCount: BigInt(row.useCount),
+    lineageId: row.lineageId ?? row.id,
+    predecessorId: row.predecessorId ?? "",
+    successorId: row.successorId ?? "",
+    rotatedAtUnixMs: BigInt(row.rotatedAtMs ?? 0),
+    overlapEndsAtUnixMs: BigInt(row.overlapEndsAtMs ?? 0),
+  });
+}
+
+/** Checks a requested overlap against the policy set's maximum. */
+export function checkOverlap(overlapMs: number, rules: TokenLifecycleRules): void {
+  if (!Number.isSafeInteger(overlapMs) || overlapMs < 0) throw new ConnectError("overlap must be zero or a positive number of seconds", Code.InvalidArgument);
+  if (overlapMs > rules.maxOverlapMs) {
+    throw new ConnectError(`overlap of ${formatDuration(overlapMs)} exceeds the policy set's maximum of ${formatDuration(rules.maxOverlapMs)}`, Code.InvalidArgument);
+  }
+}
+
+/** `90d`, `12h`, `30m` or `45s`: the largest unit that divides the duration. */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${Math.round(ms / 1_000)}s`;
+}
+
+/** Refuses a token that would hold a scope the caller does not: no one mints more than they have. */
+function refuseEscalation(candidate: TokenRecord, caller: Identity, policy: CompiledPolicySet): void {
+  const held = new Set(caller.scopes);
+  const beyond = effectiveScopes(candidate, policy).filter((scope) => !held.has(scope));
+  if (beyond.length > 0) {
+    const shown = beyond.slice(0, 5).map((scope) => `\`${scope}\``).join(", ");
+    throw new ConnectError(
+      `the new token would hold ${beyond.length === 1 ? "a scope" : `${beyond.length} scopes`} the calling token does not: ${shown}${beyond.length > 5 ? ", ..." : ""}`,
+      Code.PermissionDenied,
+    );
+  }
+}
+
+function checkControls(deps: TokenServiceDeps, controls: JsonObject, policy: CompiledPolicySet): void {
+  if (deps.checkControls === undefined) throw new ConnectError("token controls are not supported by this build", Code.Unimplemented);
+  const problem = deps.checkControls(controls, policy);
+  if (problem !== null) throw new ConnectError(`invalid controls: ${problem}`, Code.InvalidArgument);
+}
+
+/** Fields of a create request that only the lifecycle-aware store reads. */
+function lifecycleCreateFields(serviceLabel: string, controls: JsonObject | null, rules: TokenLifecycleRules): Record<string, unknown> {
+  return {
+    ...(serviceLabel === "" ? {} : { service: serviceLabel }),
+    ...(controls === null ? {} : { controls }),
+    limits: { userTokensPerCreator: rules.userTokensPerCreator, serviceTokensPerTenant: rules.serviceTokensPerTenant },
+  };
+}
+
+function filterFromMessage(message: TokenFilterMessage, tenant: string): TokenFilter {
+  const filter: TokenFilter = {
+    tenant,
+    ...(message.serviceLabel === "" ? {} : { serviceLabel: message.serviceLabel }),
+    ...(message.environment === "" ? {} : { environment: message.environment }),
+    ...(message.scope === "" ? {} : { scope: message.scope }),
+    ...(message.ids.length === 0 ? {} : { ids: [...message.ids] }),
+  };
+  if (!filterHasField(filter)) {
+    throw new ConnectError("an emergency revoke filter needs at least one of `service_label`, `environment`, `scope` or `ids`", Code.InvalidArgument);
+  }
+  return filter;
+}
+
+/** The guard's request carries the caller's credential and request id, nothing else. */
+function guardHeaders(call: CallContext): Map<string, string> {
+  const headers = new Map<string, string>();
+  if (call.authorization !== undefined) headers.set("authorization", call.authorization);
+  if (call.requestId !== undefined) headers.set("x-request-id", call.requestId);
+  return headers;
+}
+
+/**
+ * A host that targets the environment the caller's token names, so that a
+ * sandbox token manages sandbox tokens and its environment check passes. When
+ * the header holds no readable token, the default environment's: the guard
+ * then answers `unauthenticated` with the engine's own reason.
+ */
+function hostForCredential(authorization: string | undefined, policy: CompiledPolicySet): string {
+  const raw = authorization?.trim().split(/\s+/)[1];
+  const parsed = raw === undefined ? undefined : parseToken(raw, policy.tokenPrefixes);
+  const environment = parsed?.ok === true ? policy.environmentByPrefix.get(parsed.prefix) : undefined;
+  if (environment === undefined || environment === policy.defaultEnvironment) return "";
+  for (const [host, name] of policy.environmentByHost) if (name === environment) return host;
+  // An environment without hosts cannot be targeted by any request; the guard will say wrong environment.
+  return "";
+}
+
+/** The RPC status for a denied guard: the code the decision's HTTP status stands for. */
+function guardError(decision: Decision): ConnectError {
+  return new ConnectError(decision.message, guardCode(decision.code), undefined, undefined, undefined);
+}
+
+function guardCode(code: DecisionCode): Code {
+  switch (code) {
+    case "unauthenticated":
+      return Code.Unauthenticated;
+    case "invalid_request":
+      return Code.InvalidArgument;
+    case "quota_exceeded":
+      return Code.ResourceExhausted;
+    case "unavailable":
+      return Code.Unavailable;
+    case "ok": // allowed without an identity cannot happen; refuse rather than guess
+    case "tenant_suspended":
+    case "ip_allowlist_blocked":
+    case "mtls_required":
+    case "conditional_access_blocked":
+    case "scope_denied":
+    case "workspace_restricted":
+      return Code.PermissionDenied;
+    default:
+      return assertNeverCode(code);
+  }
+}
+
+function assertNeverCode(code: never): never {
+  throw new Error(`unhandled decision code: ${String(code)}`);
+}
+
+/** Runs a write and turns the store's and the token rules' refusals into RPC errors. */
+function translate<T>(run: () => T): T {
+  try {
+    return run();
+  } catch (error) {
+    throw toConnectError(error);
+  }
+}
+
+/** Maps a refusal to its RPC status; anything unexpected becomes `internal` without its message. */
+export function toConnectError(error: unknown): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (error instanceof TokenRequestError) return new ConnectError(error.message, Code.InvalidArgument);
+  if (error instanceof StoreError) {
+    switch (error.kind) {
+      case "not_found":
+        return new ConnectError(error.message, Code.NotFound);
+      case "conflict":
+        return new ConnectError(`conflict: ${error.message}`, Code.FailedPrecondition);
+      case "invalid":
+        return new ConnectError(error.message, Code.InvalidArgument);
+      case "unwritable":
+      case "corrupt":
+      case "too_new":
+      case "secret":
+        return new ConnectError("the token store cannot be written", Code.Unavailable, undefined, undefined, error);
+      default:
+        return assertNeverKind(error.kind);
+    }
+  }
+  return new ConnectError("token management failed", Code.Internal, undefined, undefined, error);
+}
+
+function assertNeverKind(kind: never): never {
+  throw new Error(`unhandled store error kind: ${String(kind)}`);
+}
+
+function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Ids echoed in messages are user input: shown short. */
+function clip(value: string): string {
+  return value.length > 64 ? `${value.slice(0, 64)}...` : value;
+}

@@ -1,0 +1,40 @@
+/**
+ * `portcullis.v1.TokenService` as Connect routes on the HTTP/1.1 port (Connect
+ * JSON and binary, gRPC-Web). Thin: reads the caller's credential and peer
+ * address into a {@link CallContext} and calls the service.
+ */
+import { createContextKey, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { TokenService } from "../gen/portcullis/v1/token_service_pb.js";
+import type { CallContext, TokenServiceImpl } from "../service/token-service.js";
+
+/**
+ * The socket's remote address, set per request by the HTTP server through the
+ * Connect adapter's `contextValues`; `""` when not set. Connect's handler
+ * context carries no peer address of its own.
+ */
+export const peerAddressKey = createContextKey<string>("", { description: "remote address of the http connection" });
+
+/** Registers every `TokenService` method on a Connect router. */
+export function registerTokenService(router: ConnectRouter, service: TokenServiceImpl): void {
+  router.service(TokenService, {
+    createToken: (request, context) => service.createToken(request, callContextOf(context)),
+    getToken: (request, context) => service.getToken(request, callContextOf(context)),
+    listTokens: (request, context) => service.listTokens(request, callContextOf(context)),
+    updateTokenControls: (request, context) => service.updateTokenControls(request, callContextOf(context)),
+    rotateToken: (request, context) => service.rotateToken(request, callContextOf(context)),
+    revokeToken: (request, context) => service.revokeToken(request, callContextOf(context)),
+    emergencyRevoke: (request, context) => service.emergencyRevoke(request, callContextOf(context)),
+  });
+}
+
+function callContextOf(context: HandlerContext): CallContext {
+  // Headers.get joins repeated fields with ", ", which the engine reads as a duplicate header.
+  const authorization = context.requestHeader.get("authorization") ?? undefined;
+  const requestId = context.requestHeader.get("x-request-id") ?? undefined;
+  return { authorization, sourceIp: unmapIpv4(context.values.get(peerAddressKey)), ...(requestId === undefined ? {} : { requestId }) };
+}
+
+/** `::ffff:127.0.0.1` -> `127.0.0.1`: Node reports IPv4 peers of a dual-stack socket in mapped form. */
+export function unmapIpv4(address: string): string {
+  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+}

@@ -1,0 +1,83 @@
+import { afterAll, describe, expect, it } from "vitest";
+import type { TokenRecord } from "../../src/engine/types.js";
+import { loadExamplePolicy, makeToken, NOW_MS, request } from "../support/fixtures.js";
+import { judge } from "../support/judge.js";
+import { policyWith, removePolicyFolders } from "./support.js";
+
+afterAll(removePolicyFolders);
+
+const policy = loadExamplePolicy();
+const operator = makeToken({ role: "tenant_operator" });
+const admin = makeToken({ role: "tenant_admin", keyLevel: "admin" });
+const tokens = new Map<string, TokenRecord>([operator, admin].map((t) => [t.token, t.record]));
+
+describe("the tenant_suspended stage", () => {
+  it.each([
+    ["a read", "GET"],
+    ["a write", "POST"],
+  ])("denies %s of a suspended tenant's token with 403", (_name, method) => {
+    const decision = judge(request({ method, token: operator.token }), policy, tokens, NOW_MS, { tenantSuspended: true });
+    expect(decision).toMatchObject({
+      allowed: false,
+      code: "tenant_suspended",
+      httpStatus: 403,
+      reason: "suspended",
+      ruleId: "tenant-suspension",
+      auditEvent: "auth.api_token_tenant_suspended",
+      details: { tenant: "acme" },
+    });
+    expect(decision.message).toBe("tenant `acme` is suspended");
+    expect(decision.identity?.tokenId).toBe(operator.record.id);
+  });
+
+  it("passes when the tenant is not suspended", () => {
+    expect(judge(request({ token: operator.token }), policy, tokens, NOW_MS, { tenantSuspended: false }).code).toBe("ok");
+  });
+});
+
+describe("the workspace_restricted stage (423)", () => {
+  it.each([
+    ["reads pass by default", "GET", "/api/payouts", "ok"],
+    ["HEAD and OPTIONS are reads", "OPTIONS", "/api/payouts", "ok"],
+    ["writes are protected by default", "POST", "/api/payouts", "workspace_restricted"],
+    ["DELETE is a write", "DELETE", "/api/payouts/po_1", "workspace_restricted"],
+    ["unknown methods count as writes", "PURGE", "/api/payouts", "workspace_restricted"],
+  ])("%s: %s %s → %s", (_name, method, path, code) => {
+    const decision = judge(request({ method, path, token: operator.token }), policy, tokens, NOW_MS, { workspaceRestricted: true });
+    expect(decision.code).toBe(code);
+    if (code !== "ok") {
+      expect(decision).toMatchObject({ httpStatus: 423, reason: "restricted", ruleId: "workspace-restriction", auditEvent: "auth.api_token_workspace_restricted" });
+      expect(decision.details).toEqual({ tenant: "acme", workspace: "main" });
+    }
+  });
+
+  it("passes writes when the workspace is not restricted", () => {
+    expect(judge(request({ method: "POST", token: operator.token }), policy, tokens, NOW_MS, { workspaceRestricted: false }).code).toBe("ok");
+  });
+
+  describe("with a policy protect list", () => {
+    const protecting = policyWith({
+      "restriction.json": {
+        workspaceRestriction: {
+          protect: [
+            { method: "POST", path: "/api/payouts/**" },
+            { method: "GET", path: "/api/ledger/{entryId}" },
+            { path: "/api/settings/api-tokens/**" },
+          ],
+        },
+      },
+    });
+    it.each([
+      ["a listed method and path", "POST", "/api/payouts/po_1", "workspace_restricted"],
+      ["an unlisted method on a listed path passes", "DELETE", "/api/payouts/po_1", "ok"],
+      ["an unlisted write passes", "POST", "/api/ledger", "ok"],
+      ["a listed read is protected", "GET", "/api/ledger/le_1", "workspace_restricted"],
+      ["GET also protects HEAD", "HEAD", "/api/ledger/le_1", "workspace_restricted"],
+      ["a template is exact without /**", "GET", "/api/ledger/le_1/lines", "ok"],
+      ["no method means every method", "GET", "/api/settings/api-tokens", "workspace_restricted"],
+    ])("%s: %s %s → %s", (_name, method, path, code) => {
+      const decision = judge(request({ method, path, token: admin.token }), protecting, tokens, NOW_MS, { workspaceRestricted: true });
+      expect(decision.code).toBe(code);
+    });
+  });
+});

@@ -1,0 +1,158 @@
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import Database from "better-sqlite3";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createTenantStateCache } from "../../src/service/tenant-state-cache.js";
+import { StoreError } from "../../src/store/store-error.js";
+import { type CreateTokenSpec, TokenStore } from "../../src/store/token-store.js";
+
+const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
+const SPEC: CreateTokenSpec = { tenant: "acme", workspace: "main", environment: "live", prefix: "sk_live_", type: "service", name: "robot", role: "tenant_operator" };
+
+let dir: string;
+let store: TokenStore;
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-controls-store-"));
+  store = TokenStore.open({ dataDir: dir, now: () => T0 });
+});
+afterEach(() => {
+  store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function storeError(run: () => unknown): StoreError {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(StoreError);
+    return error as StoreError;
+  }
+  throw new Error("expected a store error");
+}
+
+describe("token controls in the store", () => {
+  it("stores a service label and controls, and reads them back on every look-up", () => {
+    const controls = { ipAllowlist: ["198.51.100.0/24"], mtls: { fingerprints: ["AB:".repeat(31) + "AB"] }, conditionalAccess: { readOnly: true } };
+    const { token, record } = store.create({ ...SPEC, service: "payout-robot", controls });
+    expect(record).toMatchObject({ service: "payout-robot", controls });
+    expect(store.findByToken(token)).toEqual(record);
+    expect(store.list()[0]).toMatchObject({ service: "payout-robot", controls });
+    expect(store.listAudit()[0]!.data).toMatchObject({ service: "payout-robot", controls });
+  });
+
+  it("defaults to no label and no controls", () => {
+    expect(store.create(SPEC).record).toMatchObject({ service: null, controls: {} });
+  });
+
+  it.each([
+    [{ ipAllowlist: ["10.0.0.1/8"] }, "controls /ipAllowlist/0: cidr `10.0.0.1/8` has host bits set (did you mean `10.0.0.0/8`?)"],
+    [{ ipAllowlist: ["not-an-ip"] }, "controls /ipAllowlist/0: `not-an-ip` is not an ip address or cidr"],
+    [{ ipAllowlist: [] }, "controls /ipAllowlist: expected at least 1 item"],
+    [{ mtls: { fingerprints: ["xyz"] } }, "controls /mtls/fingerprints/0: `xyz` is not a sha-256 fingerprint"],
+    [{ conditionalAccess: { timeZone: "Mars/Base" } }, "controls /conditionalAccess/timeZone: unknown time zone `Mars/Base`"],
+    [{ quota: 5 }, "controls /quota: unknown property `quota`"],
+  ])("refuses %j at create", (controls, message) => {
+    const error = storeError(() => store.create({ ...SPEC, controls: controls as never }));
+    expect(error.kind).toBe("invalid");
+    expect(error.message).toContain(message);
+    expect(store.list()).toEqual([]);
+  });
+
+  it("refuses a service label that is not an identifier", () => {
+    expect(storeError(() => store.create({ ...SPEC, service: "has space" })).message).toContain("service label `has space`");
+  });
+
+  it("replaces controls on update, audits it, and clears them with null", () => {
+    const { token, record } = store.create({ ...SPEC, controls: { ipAllowlist: ["10.0.0.0/8"] } });
+    const updated = store.updateControls(record.id, { mtls: {} }, "cli:ops");
+    expect(updated.controls).toEqual({ mtls: {} });
+    expect(store.findByToken(token)!.controls).toEqual({ mtls: {} });
+    expect(store.listAudit()[0]).toMatchObject({ event: "api_token.controls_updated", actor: "cli:ops", tokenId: record.id, data: { controls: { mtls: {} } } });
+    expect(store.updateControls(record.id, null, "cli:ops").controls).toEqual({});
+  });
+
+  it("refuses bad controls and unknown ids on update, changing nothing", () => {
+    const { record } = store.create({ ...SPEC, controls: { ipAllowlist: ["10.0.0.0/8"] } });
+    expect(storeError(() => store.updateControls(record.id, { ipAllowlist: ["10.0.0.0/33"] }, "x")).kind).toBe("invalid");
+    expect(storeError(() => store.updateControls("tok_nope", {}, "x")).kind).toBe("not_found");
+    expect(store.get(record.id)!.controls).toEqual({ ipAllowlist: ["10.0.0.0/8"] });
+  });
+
+  it("fails closed on a damaged controls column", () => {
+    const { token, record } = store.create(SPEC);
+    const db = new Database(path.join(dir, "portcullis.db"));
+    db.prepare("UPDATE tokens SET controls = '{oops' WHERE id = ?").run(record.id);
+    db.close();
+    expect(store.findByToken(token)!.controls).toEqual({ ipAllowlist: [] });
+  });
+});
+
+describe("tenant suspension and workspace restriction in the store", () => {
+  it("suspends and resumes a tenant, idempotently, with audit rows", () => {
+    expect(store.suspendTenant("acme", { actor: "cli:ops", reason: "unpaid invoice" })).toBe(true);
+    expect(store.suspendTenant("acme", { actor: "cli:ops" })).toBe(false);
+    expect(store.listSuspendedTenants()).toEqual([{ tenant: "acme", suspendedAtMs: T0, suspendedBy: "cli:ops", reason: "unpaid invoice" }]);
+    expect(store.readAdministrativeState().suspendedTenants).toEqual(new Set(["acme"]));
+    expect(store.resumeTenant("acme", { actor: "cli:ops" })).toBe(true);
+    expect(store.resumeTenant("acme", { actor: "cli:ops" })).toBe(false);
+    expect(store.listSuspendedTenants()).toEqual([]);
+    expect(store.listAudit({ tenant: "acme" }).map((a) => a.event)).toEqual(["tenant.resumed", "tenant.suspended"]);
+  });
+
+  it("restricts and unrestricts a workspace", () => {
+    expect(store.restrictWorkspace("acme", "main", { actor: "cli:ops", reason: "incident 42" })).toBe(true);
+    store.restrictWorkspace("globex", "main", { actor: "cli:ops" });
+    expect(store.listRestrictedWorkspaces({ tenant: "acme" })).toEqual([
+      { tenant: "acme", workspace: "main", restrictedAtMs: T0, restrictedBy: "cli:ops", reason: "incident 42" },
+    ]);
+    expect(store.readAdministrativeState().restrictedWorkspaces).toEqual(new Set(["acme/main", "globex/main"]));
+    expect(store.unrestrictWorkspace("acme", "main", { actor: "cli:ops" })).toBe(true);
+    expect(store.listRestrictedWorkspaces().map((w) => w.tenant)).toEqual(["globex"]);
+    expect(store.listAudit({ tenant: "acme" }).map((a) => a.event)).toEqual(["workspace.unrestricted", "workspace.restricted"]);
+  });
+
+  it("refuses names that are not identifiers", () => {
+    expect(storeError(() => store.suspendTenant("a/b", { actor: "x" })).kind).toBe("invalid");
+    expect(storeError(() => store.restrictWorkspace("acme", "", { actor: "x" })).kind).toBe("invalid");
+  });
+});
+
+describe("the tenant state cache", () => {
+  it("sees a change made through the same store at once, without waiting for its ttl", () => {
+    const cache = createTenantStateCache(store, { ttlMs: 60_000 });
+    expect(cache.tenantSuspended("acme")).toBe(false);
+    store.suspendTenant("acme", { actor: "x" });
+    expect(cache.tenantSuspended("acme")).toBe(true);
+    store.restrictWorkspace("acme", "main", { actor: "x" });
+    expect(cache.workspaceRestricted("acme", "main")).toBe(true);
+    expect(cache.workspaceRestricted("acme", "other")).toBe(false);
+  });
+
+  it("reads the store once per ttl, and sees another process's change after it", () => {
+    let clock = 0;
+    let reads = 0;
+    const counting = {
+      get administrativeStateVersion() {
+        return store.administrativeStateVersion;
+      },
+      readAdministrativeState() {
+        reads++;
+        return store.readAdministrativeState();
+      },
+    };
+    const cache = createTenantStateCache(counting, { ttlMs: 1_000, clock: () => clock });
+    for (let i = 0; i < 100; i++) cache.tenantSuspended("acme");
+    expect(reads).toBe(1);
+
+    const other = TokenStore.open({ dataDir: dir, now: () => T0 });
+    other.suspendTenant("acme", { actor: "another process" });
+    other.close();
+    clock = 999;
+    expect(cache.tenantSuspended("acme")).toBe(false);
+    clock = 1_000;
+    expect(cache.tenantSuspended("acme")).toBe(true);
+    expect(reads).toBe(2);
+  });
+});
