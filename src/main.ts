@@ -11,6 +11,8 @@ import type { CompiledPolicySet } from "./policy/types.js";
 import { createAuthorizer, type Authorizer } from "./service/authorize.js";
 import { createTenantStateCache } from "./service/tenant-state-cache.js";
 import { createTokenCache, type TokenCache } from "./service/token-cache.js";
+import { createTokenService } from "./service/token-service.js";
+import { createUsageRecorder, type UsageRecorder } from "./service/usage-recorder.js";
 import { TokenStore } from "./store/token-store.js";
 import { closeGrpc, createGrpcServer, listenGrpc } from "./transport/grpc.js";
 import { closeHttp, createHttpServer, listenHttp } from "./transport/http.js";
@@ -24,6 +26,8 @@ export interface RunningServer {
   readonly authorize: Authorizer;
   readonly store: TokenStore;
   readonly tokenCache: TokenCache;
+  /** Last-used stamps waiting for their batch; `flush()` writes them now. */
+  readonly usage: UsageRecorder;
   /** The policy set in force. */
   policy(): CompiledPolicySet;
   /** Reloads the policy folder; on any error the set in force stays and the errors are returned. */
@@ -45,6 +49,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   const store = TokenStore.open({ dataDir: config.dataDir });
   const tokenCache = createTokenCache({ find: (token) => store.findByToken(token) });
+  // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
+  store.onTokensChanged((tokenIds) => tokenCache.evictTokenIds(tokenIds));
+  const usage = createUsageRecorder(store, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: tokenCache,
@@ -52,18 +59,21 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     tenantState: createTenantStateCache(store),
     now: Date.now,
     onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
+    usage,
   });
+  const tokenService = createTokenService({ store, policy: () => policy, authorize, now: Date.now });
 
   const health = new HealthImplementation({ "": "NOT_SERVING", [`portcullis.v1.AuthorizationService`]: "NOT_SERVING" });
   // Parsed once: every request's forwarding headers are judged against these.
   const trustedProxies = buildTrustedProxyMatcher(config.trustedProxies ?? []);
   const onTransportError = (error: unknown, requestId: string) => log.error({ err: error, requestId }, "ext_authz request failed; answered unavailable");
-  const grpcServer = createGrpcServer({ authorize, health, envoy: { trustedProxies, onError: onTransportError } });
+  const grpcServer = createGrpcServer({ authorize, health, envoy: { trustedProxies, onError: onTransportError }, tokenService });
   let ready = false;
   const httpServer = createHttpServer({
     authorize,
     ready: () => ready,
     extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
+    tokenService,
   });
 
   let grpcPort: number;
@@ -74,6 +84,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   } catch (error) {
     grpcServer.forceShutdown();
     httpServer.close();
+    usage.close();
     store.close();
     throw error;
   }
@@ -81,6 +92,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   health.setStatus("", "SERVING");
   health.setStatus("portcullis.v1.AuthorizationService", "SERVING");
   health.setStatus("envoy.service.auth.v3.Authorization", "SERVING");
+  health.setStatus("portcullis.v1.TokenService", "SERVING");
   log.info({ grpc: `${config.host}:${grpcPort}`, http: `${config.host}:${httpPort}` }, `listening: grpc on ${config.host}:${grpcPort}, http on ${config.host}:${httpPort}`);
 
   return {
@@ -89,6 +101,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     authorize,
     store,
     tokenCache,
+    usage,
     policy: () => policy,
     reloadPolicy() {
       const next = loadPolicySet(config.policyDir);
@@ -106,6 +119,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       ready = false;
       health.setStatus("", "NOT_SERVING");
       await Promise.all([closeGrpc(grpcServer, graceMs), closeHttp(httpServer, graceMs)]);
+      // Stamps of the last decisions are written before the store closes.
+      usage.close();
       store.close();
     },
   };

@@ -12,7 +12,9 @@ import { PolicyLoadError, formatPolicyErrors } from "../policy/errors.js";
 import { loadPolicySet } from "../policy/load.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import { createToken, parseDurationMs, TokenRequestError, updateTokenControls } from "../service/tokens.js";
+import { tokenStatus } from "../service/token-service.js";
 import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
+import { registerLifecycleCommands } from "./lifecycle.js";
 import { StoreError, TokenStore } from "../store/token-store.js";
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
@@ -26,6 +28,11 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (error instanceof PolicyLoadError) {
       process.stderr.write(`error: the policy set is invalid:\n${formatPolicyErrors(error.errors)}\n`);
       return 1;
+    }
+    // A limit, or a rotation of a token that cannot be rotated: exit 3, so scripts can tell it from other failures.
+    if (error instanceof StoreError && error.kind === "conflict") {
+      process.stderr.write(`error: conflict: ${error.message}\n`);
+      return 3;
     }
     if (error instanceof ConfigError || error instanceof StoreError || error instanceof TokenRequestError || error instanceof UsageError) {
       process.stderr.write(`error: ${error.message}\n`);
@@ -62,7 +69,7 @@ function buildProgram(): Command {
     .option("--ext-authz-prefix <path>", "path prefix of the HTTP ext-authz endpoints (env PORTCULLIS_EXT_AUTHZ_PREFIX, default /ext-authz)")
     .action(async (flags: ServeFlags) => serve(flags));
 
-  const tokens = program.command("tokens").description("create, list, update and revoke tokens");
+  const tokens = program.command("tokens").description("create, list, update, rotate and revoke tokens");
   withStoreOptions(
     withControlOptions(
       tokens
@@ -120,6 +127,7 @@ function buildProgram(): Command {
   );
 
   registerAdminCommands(program, { withStoreOptions, withStore, actor });
+  registerLifecycleCommands(program, tokens, { withStoreOptions, withStore, withPolicyAndStore, actor, usageError: (message) => new UsageError(message) });
 
   const policy = program.command("policy").description("check policy sets");
   policy
@@ -269,9 +277,7 @@ function list(store: TokenStore, flags: ListFlags): void {
 }
 
 function status(record: TokenRecord): string {
-  if (record.revokedAtMs !== null) return "revoked";
-  if (record.expiresAtMs !== null && record.expiresAtMs <= Date.now()) return "expired";
-  return "active";
+  return tokenStatus(record, Date.now());
 }
 
 function date(ms: number | null): string {

@@ -57,7 +57,8 @@ export function readCredential(request: PreparedRequest, policy: CompiledPolicyS
 }
 
 /**
- * Judges a looked-up token: unknown, revoked, expired, or issued for another
+ * Judges a looked-up token: unknown, revoked, expired, rotated out (its overlap
+ * window ended at `overlapEndsAtMs`, inclusive), or issued for another
  * environment than its prefix names (a store that disagrees with itself fails closed).
  */
 export function checkToken(record: TokenRecord | undefined, credential: Credential, nowMs: number): AuthFailure | null {
@@ -65,6 +66,9 @@ export function checkToken(record: TokenRecord | undefined, credential: Credenti
   if (record.revokedAtMs !== null) return { reason: "revoked", message: "bearer token was revoked", presented: true };
   if (record.expiresAtMs !== null && nowMs >= record.expiresAtMs) {
     return { reason: "expired", message: "bearer token expired", presented: true };
+  }
+  if (record.overlapEndsAtMs !== null && nowMs >= record.overlapEndsAtMs) {
+    return { reason: "rotated", message: "bearer token was rotated and its overlap window has ended: use its successor", presented: true };
   }
   if (record.environment !== credential.environment) {
     return { reason: "wrong_environment", message: `token is for the \`${record.environment}\` environment`, presented: true };
@@ -87,6 +91,13 @@ function bearerToken(header: string): string | null {
 }
 
 function queryCarriesToken(query: string, prefixes: readonly string[]): boolean {
+  // Most queries hold no escape, no credential-like name and no token prefix: answer those without parsing.
+  if (!query.includes("%") && !prefixes.some((prefix) => query.includes(prefix))) {
+    const lower = query.toLowerCase();
+    let named = false;
+    for (const name of CREDENTIAL_PARAMS) if (lower.includes(name)) named = true;
+    if (!named) return false;
+  }
   for (const [name, value] of new URLSearchParams(query)) {
     if (CREDENTIAL_PARAMS.has(name.toLowerCase())) return true;
     const trimmed = value.trim();

@@ -80,7 +80,7 @@ export function decide(
   // INVARIANT: checkToken returns null only for a stored token.
   const token = facts.token!;
 
-  const identity = identityOf(token, policy);
+  const { identity, upstreamHeaders } = principalOf(token, policy);
   const denied = (code: Exclude<DecisionCode, "ok">, denial: Denial, warnings: readonly Warning[] = []): Decision =>
     deny(code, denial.reason, denial.message, denial.ruleId, denial.details, [], identity, denial.auditEvent ?? auditEventOf(code), warnings);
 
@@ -93,8 +93,9 @@ export function decide(
 
   const mtls = checkMtls(request, controls.mtls, nowMs);
   if (!mtls.ok) return denied("mtls_required", mtls.denial);
-  // why: a certificate close to expiry is worth telling operators about even when a later stage denies
-  const warnings = mtls.warnings;
+  // why: a certificate close to expiry, or a token inside its rotation window, is worth telling operators about even when a later stage denies
+  const rotating = rotationWarning(token);
+  const warnings = rotating === null ? mtls.warnings : [...mtls.warnings, rotating];
 
   const access = checkConditionalAccess(request, controls.conditionalAccess, nowMs);
   if (!access.ok) return denied("conditional_access_blocked", access.denial, warnings);
@@ -124,7 +125,7 @@ export function decide(
     auditEvent: null,
     details: {},
     responseHeaders: [],
-    upstreamHeaders: upstreamHeadersOf(identity),
+    upstreamHeaders,
     identity,
     warnings,
   };
@@ -170,8 +171,32 @@ function deny(
   };
 }
 
-function identityOf(token: TokenRecord, policy: CompiledPolicySet): Identity {
-  return {
+/**
+ * The `token_rotating` warning for a token inside its overlap window. Only
+ * called once {@link checkToken} passed, so the window has not ended yet.
+ */
+function rotationWarning(token: TokenRecord): Warning | null {
+  if (token.overlapEndsAtMs === null) return null;
+  const successor = token.successorId === null ? "" : ` to \`${token.successorId}\``;
+  return { code: "token_rotating", message: `token was rotated${successor}; it stops working at ${new Date(token.overlapEndsAtMs).toISOString()}` };
+}
+
+/** The identity of a token and the headers that forward it upstream. */
+interface Principal {
+  readonly identity: Identity;
+  readonly upstreamHeaders: readonly HeaderField[];
+}
+
+const principals = new WeakMap<TokenRecord, { policy: CompiledPolicySet; principal: Principal }>();
+
+/**
+ * Memoised per (record, policy) pair: both are immutable, so the memo cannot go
+ * stale, and an allow does not rebuild the same scope list and headers each time.
+ */
+function principalOf(token: TokenRecord, policy: CompiledPolicySet): Principal {
+  const cached = principals.get(token);
+  if (cached !== undefined && cached.policy === policy) return cached.principal;
+  const identity: Identity = Object.freeze({
     tokenId: token.id,
     tenant: token.tenant,
     workspace: token.workspace,
@@ -180,11 +205,8 @@ function identityOf(token: TokenRecord, policy: CompiledPolicySet): Identity {
     role: token.role,
     name: token.name,
     scopes: effectiveScopes(token, policy),
-  };
-}
-
-function upstreamHeadersOf(identity: Identity): HeaderField[] {
-  const headers: HeaderField[] = [
+  });
+  const upstreamHeaders: HeaderField[] = [
     [UPSTREAM_HEADERS.tokenId, identity.tokenId],
     [UPSTREAM_HEADERS.tenant, identity.tenant],
     [UPSTREAM_HEADERS.workspace, identity.workspace],
@@ -192,6 +214,8 @@ function upstreamHeadersOf(identity: Identity): HeaderField[] {
     [UPSTREAM_HEADERS.tokenType, identity.tokenType],
     [UPSTREAM_HEADERS.scopes, identity.scopes.join(" ")],
   ];
-  if (identity.role !== null) headers.push([UPSTREAM_HEADERS.role, identity.role]);
-  return headers;
+  if (identity.role !== null) upstreamHeaders.push([UPSTREAM_HEADERS.role, identity.role]);
+  const principal = { identity, upstreamHeaders: Object.freeze(upstreamHeaders) };
+  principals.set(token, { policy, principal });
+  return principal;
 }

@@ -123,6 +123,16 @@ export interface TokenRecord {
   readonly service: string | null;
   /** The token's own controls; `{}` when it has none. */
   readonly controls: TokenControls;
+  /** Id of the first token of its rotation lineage; its own id when it was never rotated from another. */
+  readonly lineageId: string;
+  /** Id of the token it was rotated to; `null` unless rotated. */
+  readonly successorId: string | null;
+  /**
+   * End of the rotation overlap window, ms since the epoch; `null` unless rotated.
+   * From this instant on the token answers `unauthenticated`, reason `rotated`;
+   * before it, decisions on it carry a `token_rotating` warning.
+   */
+  readonly overlapEndsAtMs: number | null;
 }
 
 /** Why a stage denied: everything the decision needs besides the code, which the stage implies. */

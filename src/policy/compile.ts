@@ -5,8 +5,11 @@
  */
 import { createHash } from "node:crypto";
 import { compileControls } from "./controls.js";
+import { parseDuration } from "./duration.js";
 import { buildPathPatternMatcher } from "./path-pattern-matcher.js";
 import type {
+  CompiledTokenRules,
+  TokensSpec,
   CompiledControlEntry,
   CompiledControlSelector,
   ControlEntrySpec,
@@ -45,6 +48,8 @@ export interface MergedPolicySet {
   readonly controls?: readonly Located<ControlEntrySpec>[];
   /** Absent when no file has the section: every write is then protected. */
   readonly workspaceRestriction?: Located<WorkspaceRestrictionSpec> | undefined;
+  /** Absent when no file has the section: defaults apply. */
+  readonly tokens?: Located<TokensSpec> | undefined;
 }
 
 /** The part of a source file the revision hash covers. */
@@ -330,5 +335,25 @@ export function compilePolicySet(
     workspaceRestriction: Object.freeze({
       protect: merged.workspaceRestriction?.value.protect === undefined ? null : buildPathPatternMatcher(merged.workspaceRestriction.value.protect),
     }),
+    tokens: compileTokenRules(merged.tokens?.value),
+  });
+}
+
+/** Default overlap window and its default maximum: 90 days, as DESIGN.md says. */
+export const DEFAULT_OVERLAP_MS = 90 * 86_400_000;
+
+/**
+ * Applies the `tokens` section's defaults.
+ * INVARIANT: the section passed the schema (durations match its pattern) and
+ * the cross-check (the default overlap is at most the maximum).
+ */
+export function compileTokenRules(spec: TokensSpec | undefined): CompiledTokenRules {
+  const maxOverlapMs = spec?.rotation?.maxOverlap === undefined ? DEFAULT_OVERLAP_MS : parseDuration(spec.rotation.maxOverlap)!;
+  const defaultOverlapMs = spec?.rotation?.defaultOverlap === undefined ? Math.min(DEFAULT_OVERLAP_MS, maxOverlapMs) : parseDuration(spec.rotation.defaultOverlap)!;
+  return Object.freeze({
+    defaultOverlapMs,
+    maxOverlapMs,
+    userTokensPerCreator: spec?.limits?.userTokensPerCreator ?? null,
+    serviceTokensPerTenant: spec?.limits?.serviceTokensPerTenant ?? null,
   });
 }

@@ -5,7 +5,9 @@
  */
 import { closest, distance } from "fastest-levenshtein";
 import { compileControls } from "./controls.js";
+import { parseDuration } from "./duration.js";
 import {
+  DEFAULT_OVERLAP_MS,
   compileSelector,
   selectorLevel,
   selectorsOverlap,
@@ -337,6 +339,16 @@ export function crossCheckPolicySet(
           "make the selectors disjoint, set the control on one entry only, or give one selector a more specific field",
         );
       }
+    }
+  }
+
+  // Token rules: a default overlap beyond the maximum could never be granted.
+  if (merged.tokens !== undefined) {
+    const rotation = merged.tokens.value.rotation;
+    const defaultMs = rotation?.defaultOverlap === undefined ? undefined : parseDuration(rotation.defaultOverlap);
+    const maxMs = rotation?.maxOverlap === undefined ? DEFAULT_OVERLAP_MS : parseDuration(rotation.maxOverlap);
+    if (defaultMs != null && maxMs != null && defaultMs > maxMs) {
+      report(merged.tokens, "/rotation/defaultOverlap", `default overlap \`${rotation!.defaultOverlap}\` exceeds the maximum overlap \`${rotation?.maxOverlap ?? "90d"}\``, "lower `defaultOverlap` or raise `maxOverlap`");
     }
   }
 

@@ -25,19 +25,60 @@ const MAPPED_PREFIX = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
  * Parses an address strictly (Node's `isIP`, so `127.1` or `0x7f.0.0.1` are
  * refused). An IPv4-mapped IPv6 address (`::ffff:203.0.113.10`) comes back as
  * its IPv4 address, so both forms are judged alike. `null` when unparseable.
+ *
+ * This runs once per request, so after `isIP` has validated the syntax the
+ * bytes are read directly rather than through ipaddr.js's regular expressions.
  */
 export function parseIpAddress(text: string): IpAddress | null {
-  if (isIP(text) === 0) return null;
-  let parsed: ipaddr.IPv4 | ipaddr.IPv6;
-  try {
-    parsed = parseValidated(text);
-  } catch {
-    return null;
+  const version = isIP(text);
+  if (version === 4) return { version: 4, bytes: dottedQuadBytes(text) };
+  if (version === 0) return null;
+  const bytes = ipv6Bytes(text);
+  for (let i = 0; i < 12; i++) if (bytes[i] !== MAPPED_PREFIX[i]) return { version: 6, bytes };
+  return { version: 4, bytes: bytes.slice(12) };
+}
+
+// INVARIANT: callers pass only text that `isIP` accepted, so it is four decimal octets.
+function dottedQuadBytes(text: string): number[] {
+  const bytes = [0, 0, 0, 0];
+  let index = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code === 46 /* . */) index++;
+    else bytes[index] = bytes[index]! * 10 + (code - 48);
   }
-  if (parsed.kind() === "ipv6" && (parsed as ipaddr.IPv6).isIPv4MappedAddress()) {
-    parsed = (parsed as ipaddr.IPv6).toIPv4Address();
+  return bytes;
+}
+
+// INVARIANT: callers pass only text that `isIP` accepted as IPv6 (at most one `::`, valid groups).
+function ipv6Bytes(text: string): number[] {
+  const zone = text.indexOf("%");
+  const address = zone === -1 ? text : text.slice(0, zone);
+  const elision = address.indexOf("::");
+  const head = groupsOf(elision === -1 ? address : address.slice(0, elision));
+  const tail = elision === -1 ? [] : groupsOf(address.slice(elision + 2));
+  const groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
+  const bytes = new Array<number>(16);
+  for (let i = 0; i < 8; i++) {
+    bytes[2 * i] = groups[i]! >> 8;
+    bytes[2 * i + 1] = groups[i]! & 0xff;
   }
-  return { version: parsed.kind() === "ipv4" ? 4 : 6, bytes: parsed.toByteArray() };
+  return bytes;
+}
+
+/** 16-bit groups of one side of `::`; a trailing dotted quad counts as two groups. */
+function groupsOf(side: string): number[] {
+  if (side === "") return [];
+  const groups: number[] = [];
+  for (const part of side.split(":")) {
+    if (part.includes(".")) {
+      const [a, b, c, d] = dottedQuadBytes(part) as [number, number, number, number];
+      groups.push((a << 8) | b, (c << 8) | d);
+    } else {
+      groups.push(parseInt(part, 16));
+    }
+  }
+  return groups;
 }
 
 /**

@@ -137,6 +137,7 @@ function mergeFiles(
 ): MergedPolicySet | undefined {
   let policySet: Located<PolicyFile["policySet"] & object> | undefined;
   let workspaceRestriction: Located<PolicyFile["workspaceRestriction"] & object> | undefined;
+  let tokens: Located<PolicyFile["tokens"] & object> | undefined;
   const lists = new Map<string, Located<unknown>[]>(ARRAY_SECTIONS.map((s) => [s, []]));
   for (const { source, value } of files) {
     if (value.policySet !== undefined) {
@@ -155,6 +156,13 @@ function mergeFiles(
         );
       }
     }
+    if (value.tokens !== undefined) {
+      if (tokens === undefined) {
+        tokens = { value: value.tokens, file: source.file, pointer: "/tokens" };
+      } else {
+        errors.push(errorAt(source, "/tokens", `section \`tokens\` is already defined in \`${tokens.file}\``, "keep one `tokens` section per folder"));
+      }
+    }
     for (const section of ARRAY_SECTIONS) {
       (value[section] ?? []).forEach((item: unknown, i: number) => {
         lists.get(section)?.push({ value: item, file: source.file, pointer: `/${section}/${i}` });
@@ -169,7 +177,7 @@ function mergeFiles(
   }
   if (policySet === undefined || errors.length > 0) return undefined;
   // INVARIANT: every file passed the schema, so each list holds items of its section's type
-  return { policySet, workspaceRestriction, ...Object.fromEntries(lists) } as unknown as MergedPolicySet;
+  return { policySet, workspaceRestriction, tokens, ...Object.fromEntries(lists) } as unknown as MergedPolicySet;
 }
 
 /**

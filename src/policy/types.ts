@@ -29,6 +29,35 @@ export interface PolicyFile {
   keyLevels?: KeyLevelSpec[];
   controls?: ControlEntrySpec[];
   workspaceRestriction?: WorkspaceRestrictionSpec;
+  tokens?: TokensSpec;
+}
+
+/** Token lifecycle rules, as a policy file writes them. See docs/token-lifecycle.md. */
+export interface TokensSpec {
+  rotation?: {
+    /** Overlap when a rotation names none, e.g. `90d`; default `90d`, at most `maxOverlap`. */
+    defaultOverlap?: string;
+    /** Longest overlap a rotation may grant; default `90d`. */
+    maxOverlap?: string;
+  };
+  limits?: {
+    /** Active user tokens one creator may hold in a tenant; no cap when absent. */
+    userTokensPerCreator?: number;
+    /** Active service tokens one tenant may hold; no cap when absent. */
+    serviceTokensPerTenant?: number;
+  };
+}
+
+/** Token lifecycle rules with defaults applied. */
+export interface CompiledTokenRules {
+  /** Overlap a rotation grants when the caller names none, ms; default 90 days. */
+  readonly defaultOverlapMs: number;
+  /** Longest overlap a rotation may grant, ms; default 90 days. */
+  readonly maxOverlapMs: number;
+  /** Active user tokens one creator may hold in a tenant; `null` for no cap (the default). */
+  readonly userTokensPerCreator: number | null;
+  /** Active service tokens one tenant may hold; `null` for no cap (the default). */
+  readonly serviceTokensPerTenant: number | null;
 }
 
 export interface PolicySetSettings {
@@ -218,6 +247,8 @@ export interface CompiledPolicySet {
   readonly controls: readonly CompiledControlEntry[];
   /** Which operations a restricted workspace refuses. */
   readonly workspaceRestriction: CompiledWorkspaceRestriction;
+  /** Rotation overlap and token limits. */
+  readonly tokens: CompiledTokenRules;
 }
 
 /**

@@ -9,6 +9,7 @@ import type { CompiledPolicySet } from "../policy/types.js";
 import { renderDecision, type RenderedResponse } from "../render/render.js";
 import type { TenantStateLookup } from "./tenant-state-cache.js";
 import type { TokenLookup } from "./token-cache.js";
+import type { UsageRecorder } from "./usage-recorder.js";
 
 /** The answer to one request, ready for any transport to put on the wire. */
 export interface AuthorizeResult {
@@ -30,6 +31,12 @@ export interface AuthorizerDeps {
   readonly now: () => number;
   /** Told about every request-path exception, which has already become an `unavailable` decision. */
   readonly onError: (error: unknown, requestId: string) => void;
+  /**
+   * Last-used stamps: told about every decision that identified a stored token
+   * (it authenticated; the decision may still deny). An in-memory update; the
+   * recorder writes batches off the decision path. Absent: nothing is stamped.
+   */
+  readonly usage?: Pick<UsageRecorder, "record">;
 }
 
 /** A function from request to decision: the service every transport serves. */
@@ -59,7 +66,9 @@ export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
           tenantSuspended: token !== undefined && deps.tenantState.tenantSuspended(token.tenant),
           workspaceRestricted: token !== undefined && deps.tenantState.workspaceRestricted(token.tenant, token.workspace),
         };
-        decision = decide(reading.request, reading.credential, policy, facts, deps.now());
+        const nowMs = deps.now();
+        decision = decide(reading.request, reading.credential, policy, facts, nowMs);
+        if (decision.identity !== null) deps.usage?.record(decision.identity.tokenId, nowMs);
       }
       return { decision, response: renderDecision(decision, policy.errorDialect, requestId), requestId, stripCredential: policy.stripCredential };
     } catch (error) {

@@ -18,6 +18,8 @@ export interface TokenLookup {
 export interface TokenCache extends TokenLookup {
   /** Forgets the entry of a token id, e.g. after it was revoked on this node. */
   evictTokenId(tokenId: string): void;
+  /** Forgets the entries of several token ids in one pass over the cache (an emergency revoke, a rotated lineage). */
+  evictTokenIds(tokenIds: Iterable<string>): void;
   clear(): void;
 }
 
@@ -41,6 +43,11 @@ export function createTokenCache(store: TokenLookup, options: TokenCacheOptions 
     },
     evictTokenId(tokenId) {
       for (const [token, record] of cache.entries()) if (record.id === tokenId) cache.delete(token);
+    },
+    evictTokenIds(tokenIds) {
+      const ids = new Set(tokenIds);
+      if (ids.size === 0) return;
+      for (const [token, record] of cache.entries()) if (ids.has(record.id)) cache.delete(token);
     },
     clear() {
       cache.clear();

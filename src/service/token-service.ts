@@ -27,7 +27,7 @@ import { create, type JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { DecisionCode } from "../engine/codes.js";
 import { effectiveScopes, holdsScope } from "../engine/scope.js";
-import type { AuthzInput, Decision, Identity, TokenRecord } from "../engine/types.js";
+import type { AuthzInput, Decision, Identity, TokenControls, TokenRecord } from "../engine/types.js";
 import {
   CreateTokenResponseSchema,
   EmergencyRevokeResponseSchema,
@@ -54,11 +54,11 @@ import {
   type UpdateTokenControlsRequest,
   type UpdateTokenControlsResponse,
 } from "../gen/portcullis/v1/token_service_pb.js";
-import type { CompiledPolicySet } from "../policy/types.js";
-import { StoreError, type TokenListing } from "../store/token-store.js";
+import type { CompiledPolicySet, CompiledTokenRules } from "../policy/types.js";
+import { StoreError, type TokenListing, type TokenStore } from "../store/token-store.js";
 import { parseToken } from "../token/index.js";
 import type { Authorizer } from "./authorize.js";
-import { createToken, TokenRequestError } from "./tokens.js";
+import { createToken, TokenRequestError, updateTokenControls } from "./tokens.js";
 
 /** What a transport knows about one call. */
 export interface CallContext {
@@ -81,55 +81,15 @@ export const GUARD_ROUTES = {
   emergencyRevoke: { method: "POST", path: "/api/settings/api-tokens/emergency-revoke" },
 } as const satisfies Record<string, { method: string; path: string }>;
 
-/** Token lifecycle rules of a policy set (its `tokens` section), with defaults applied. */
-export interface TokenLifecycleRules {
-  /** Overlap a rotation grants when the caller names none, ms; default 90 days. */
-  readonly defaultOverlapMs: number;
-  /** Longest overlap a rotation may grant, ms; default 90 days. */
-  readonly maxOverlapMs: number;
-  /** Active user tokens one creator may hold in a tenant; `null` for no limit (the default). */
-  readonly userTokensPerCreator: number | null;
-  /** Active service tokens one tenant may hold; `null` for no limit (the default). */
-  readonly serviceTokensPerTenant: number | null;
-}
-
-/** A token as listed, with the lifecycle facts the API shows. */
-export type LifecycleListing = TokenListing & {
-  readonly lineageId?: string | null;
-  readonly predecessorId?: string | null;
-  readonly successorId?: string | null;
-  readonly rotatedAtMs?: number | null;
-  readonly overlapEndsAtMs?: number | null;
-  readonly revokedReason?: string | null;
-  readonly service?: string | null;
-  readonly controls?: unknown;
-};
-
-/** What the token service needs of the store; {@link TokenStore} provides it. */
-export interface LifecycleStore {
-  getListing(id: string): LifecycleListing | undefined;
-  list(filter: { tenant?: string; workspace?: string; includeRevoked?: boolean }): LifecycleListing[];
-  revoke(id: string, actor: string, reason?: string): TokenRecord;
-  rotate(id: string, options: { overlapMs: number; actor: string; nowMs: number }): { token: string; record: TokenRecord; predecessor: TokenRecord };
-  emergencyRevoke(target: { lineageOf: string } | { ids: readonly string[] }, options: { tenant?: string; actor: string; reason: string }): string[];
-  updateControls(id: string, controls: JsonObject | null, actor: string): TokenRecord;
-}
-
 /** Everything {@link createTokenService} reads from the world. */
 export interface TokenServiceDeps {
-  readonly store: LifecycleStore & Parameters<typeof createToken>[0];
+  readonly store: TokenStore;
   /** The policy set in force, or `null` when none is loaded (every call is then `unavailable`). */
   readonly policy: () => CompiledPolicySet | null;
   /** Judges the caller's token; the same authorizer every transport serves. */
   readonly authorize: Authorizer;
-  /** The policy set's lifecycle rules. */
-  readonly rules: (policy: CompiledPolicySet) => TokenLifecycleRules;
   /** Milliseconds since the epoch; read once per call. */
   readonly now: () => number;
-  /** Forgets cached look-ups of a token whose record changed (revoked, rotated, new controls). */
-  readonly evictTokenId: (tokenId: string) => void;
-  /** Validates a token's controls against the policy schema; returns an error message or `null`. Absent: controls are refused. */
-  readonly checkControls?: (controls: JsonObject, policy: CompiledPolicySet) => string | null;
 }
 
 /** The service, one method per RPC; every method throws only {@link ConnectError}. */
@@ -169,7 +129,7 @@ const TOKEN_ID = /^tok_[0-9A-Za-z]{1,64}$/;
  *
  * @example
  * ```ts
- * const tokens = createTokenService({ store, policy: () => policy, authorize, rules: tokenRulesOf, now: Date.now, evictTokenId: (id) => cache.evictTokenId(id) });
+ * const tokens = createTokenService({ store, policy: () => policy, authorize, now: Date.now });
  * registerTokenService(router, tokens); // Connect
  * addTokenService(grpcServer, tokens); // grpc-js
  * ```
@@ -194,7 +154,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
   };
 
   /** The token `id` when the caller's tenant owns it; `not_found` otherwise, whoever owns it. */
-  const owned = (caller: Caller, id: string): LifecycleListing => {
+  const owned = (caller: Caller, id: string): TokenListing => {
     const listing = TOKEN_ID.test(id) ? deps.store.getListing(id) : undefined;
     if (listing === undefined || listing.tenant !== caller.identity.tenant) {
       throw new ConnectError(`no token with id \`${clip(id)}\``, Code.NotFound);
@@ -215,8 +175,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
         const type = request.type === "" ? "service" : request.type;
         if (type !== "user" && type !== "service") throw new ConnectError(`token type must be \`user\` or \`service\`, got \`${clip(type)}\``, Code.InvalidArgument);
         if (request.expiresInSeconds < 0n) throw new ConnectError("expires_in_seconds must not be negative", Code.InvalidArgument);
-        const controls = request.controls === undefined || Object.keys(request.controls).length === 0 ? null : request.controls;
-        const candidate = {
+        const controls = controlsOf(request.controls);
+        const candidate: TokenRecord = {
           id: "tok_candidate",
           tenant: identity.tenant,
           workspace: request.workspace,
@@ -232,9 +192,11 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
           revokedAtMs: null,
           service: request.serviceLabel === "" ? null : request.serviceLabel,
           controls: controls ?? {},
-        } as TokenRecord;
+          lineageId: "tok_candidate",
+          successorId: null,
+          overlapEndsAtMs: null,
+        };
         refuseEscalation(candidate, identity, policy);
-        if (controls !== null) checkControls(deps, controls, policy);
         const { token, record } = createToken(
           deps.store,
           policy,
@@ -250,8 +212,9 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
             creator: request.creator === "" ? null : request.creator,
             creatorRole: candidate.creatorRole,
             expiresAtMs: candidate.expiresAtMs,
+            service: candidate.service,
+            controls,
             actor: caller.actor,
-            ...lifecycleCreateFields(request.serviceLabel, controls, deps.rules(policy)),
           },
           nowMs,
         );
@@ -278,10 +241,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       const caller = guard("updateTokenControls", call, request.id);
       owned(caller, request.id);
       return translate(() => {
-        const controls = request.controls === undefined || Object.keys(request.controls).length === 0 ? null : request.controls;
-        if (controls !== null) checkControls(deps, controls, caller.policy);
-        deps.store.updateControls(request.id, controls, caller.actor);
-        deps.evictTokenId(request.id);
+        updateTokenControls(deps.store, caller.policy, request.id, controlsOf(request.controls), caller.actor);
         return create(UpdateTokenControlsResponseSchema, { token: message(caller, request.id) });
       });
     },
@@ -290,11 +250,11 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       const caller = guard("rotateToken", call, request.id);
       owned(caller, request.id);
       return translate(() => {
-        const rules = deps.rules(caller.policy);
+        const rules = caller.policy.tokens;
         const overlapMs = request.overlapSeconds === undefined ? rules.defaultOverlapMs : Number(request.overlapSeconds) * 1_000;
         checkOverlap(overlapMs, rules);
+        // The store tells the token cache about every changed token, so this node's next decision sees the change.
         const rotated = deps.store.rotate(request.id, { overlapMs, actor: caller.actor, nowMs: caller.nowMs });
-        deps.evictTokenId(request.id);
         return create(RotateTokenResponseSchema, {
           token: message(caller, rotated.record.id),
           plaintext: rotated.token,
@@ -308,7 +268,6 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       owned(caller, request.id);
       return translate(() => {
         deps.store.revoke(request.id, caller.actor, request.reason === "" ? undefined : request.reason);
-        deps.evictTokenId(request.id);
         return create(RevokeTokenResponseSchema, { token: message(caller, request.id) });
       });
     },
@@ -322,10 +281,9 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
         let ids: string[];
         if (target.case === "lineageOf") {
           const listing = owned(caller, target.value);
-          const lineageId = listing.lineageId ?? listing.id;
           ids = deps.store
-            .list({ tenant, includeRevoked: false })
-            .filter((row) => (row.lineageId ?? row.id) === lineageId)
+            .lineageOf(listing.id)
+            .filter((row) => row.revokedAtMs === null && row.tenant === tenant)
             .map((row) => row.id);
           if (!request.dryRun) ids = deps.store.emergencyRevoke({ lineageOf: listing.id }, { tenant, actor: caller.actor, reason });
         } else if (target.case === "filter") {
@@ -335,7 +293,6 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
         } else {
           throw new ConnectError("emergency revoke needs `lineage_of` or a `filter`", Code.InvalidArgument);
         }
-        if (!request.dryRun) for (const id of ids) deps.evictTokenId(id);
         return create(EmergencyRevokeResponseSchema, { matchedCount: BigInt(ids.length), tokenIds: ids, dryRun: request.dryRun });
       });
     },
@@ -348,7 +305,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
  * callers, not guessed at here). `scope` matches tokens that hold it under the
  * policy set in force, whatever granted it (role, key level or explicit scopes).
  */
-export function selectTokens<T extends LifecycleListing>(rows: readonly T[], filter: TokenFilter, policy: CompiledPolicySet): T[] {
+export function selectTokens<T extends TokenListing>(rows: readonly T[], filter: TokenFilter, policy: CompiledPolicySet): T[] {
   if (!filterHasField(filter)) return [];
   const ids = filter.ids === undefined || filter.ids.length === 0 ? null : new Set(filter.ids);
   return rows.filter(
@@ -366,8 +323,8 @@ export function filterHasField(filter: TokenFilter): boolean {
   return filter.serviceLabel !== undefined || filter.environment !== undefined || filter.scope !== undefined || (filter.ids !== undefined && filter.ids.length > 0);
 }
 
-/** `active`, `rotating`, `rotated`, `revoked` or `expired`, in that order of precedence reversed: revoked wins. */
-export function tokenStatus(row: LifecycleListing, nowMs: number): "active" | "rotating" | "rotated" | "revoked" | "expired" {
+/** `revoked`, `expired`, `rotated` (its window ended), `rotating` (inside its window) or `active`; the first that holds wins. */
+export function tokenStatus(row: TokenRecord, nowMs: number): "active" | "rotating" | "rotated" | "revoked" | "expired" {
   if (row.revokedAtMs !== null) return "revoked";
   if (row.expiresAtMs !== null && nowMs >= row.expiresAtMs) return "expired";
   if (row.overlapEndsAtMs != null) return nowMs >= row.overlapEndsAtMs ? "rotated" : "rotating";
@@ -375,7 +332,7 @@ export function tokenStatus(row: LifecycleListing, nowMs: number): "active" | "r
 }
 
 /** The API's view of a stored token: never the plaintext or the hash. */
-export function tokenMessage(row: LifecycleListing, policy: CompiledPolicySet, nowMs: number): Token {
+export function tokenMessage(row: TokenListing, policy: CompiledPolicySet, nowMs: number): Token {
   return create(TokenSchema, {
     id: row.id,
     tenant: row.tenant,
@@ -391,7 +348,8 @@ export function tokenMessage(row: LifecycleListing, policy: CompiledPolicySet, n
     creator: row.creator ?? "",
     creatorRole: row.creatorRole ?? "",
     serviceLabel: row.service ?? "",
-    controls: isJsonObject(row.controls) && Object.keys(row.controls).length > 0 ? row.controls : undefined,
+    // INVARIANT: stored controls passed the controls schema, so they are plain JSON.
+    controls: Object.keys(row.controls).length > 0 ? (row.controls as unknown as JsonObject) : undefined,
     status: tokenStatus(row, nowMs),
     createdAtUnixMs: BigInt(row.createdAtMs),
     expiresAtUnixMs: BigInt(row.expiresAtMs ?? 0),
@@ -400,7 +358,7 @@ export function tokenMessage(row: LifecycleListing, policy: CompiledPolicySet, n
     revokedReason: row.revokedReason ?? "",
     lastUsedAtUnixMs: BigInt(row.lastUsedAtMs ?? 0),
     useCount: BigInt(row.useCount),
-    lineageId: row.lineageId ?? row.id,
+    lineageId: row.lineageId,
     predecessorId: row.predecessorId ?? "",
     successorId: row.successorId ?? "",
     rotatedAtUnixMs: BigInt(row.rotatedAtMs ?? 0),
@@ -408,12 +366,17 @@ export function tokenMessage(row: LifecycleListing, policy: CompiledPolicySet, n
   });
 }
 
-/** Checks a requested overlap against the policy set's maximum. */
-export function checkOverlap(overlapMs: number, rules: TokenLifecycleRules): void {
-  if (!Number.isSafeInteger(overlapMs) || overlapMs < 0) throw new ConnectError("overlap must be zero or a positive number of seconds", Code.InvalidArgument);
-  if (overlapMs > rules.maxOverlapMs) {
-    throw new ConnectError(`overlap of ${formatDuration(overlapMs)} exceeds the policy set's maximum of ${formatDuration(rules.maxOverlapMs)}`, Code.InvalidArgument);
-  }
+/** Checks a requested overlap against the policy set's maximum: `invalid_argument` when it is refused. */
+export function checkOverlap(overlapMs: number, rules: CompiledTokenRules): void {
+  const problem = overlapProblem(overlapMs, rules);
+  if (problem !== null) throw new ConnectError(problem, Code.InvalidArgument);
+}
+
+/** Why a requested overlap is refused, or `null`; shared by the API and the CLI. */
+export function overlapProblem(overlapMs: number, rules: CompiledTokenRules): string | null {
+  if (!Number.isSafeInteger(overlapMs) || overlapMs < 0) return "overlap must be zero or a positive duration";
+  if (overlapMs > rules.maxOverlapMs) return `overlap of ${formatDuration(overlapMs)} exceeds the policy set's maximum of ${formatDuration(rules.maxOverlapMs)}`;
+  return null;
 }
 
 /** `90d`, `12h`, `30m` or `45s`: the largest unit that divides the duration. */
@@ -437,19 +400,9 @@ function refuseEscalation(candidate: TokenRecord, caller: Identity, policy: Comp
   }
 }
 
-function checkControls(deps: TokenServiceDeps, controls: JsonObject, policy: CompiledPolicySet): void {
-  if (deps.checkControls === undefined) throw new ConnectError("token controls are not supported by this build", Code.Unimplemented);
-  const problem = deps.checkControls(controls, policy);
-  if (problem !== null) throw new ConnectError(`invalid controls: ${problem}`, Code.InvalidArgument);
-}
-
-/** Fields of a create request that only the lifecycle-aware store reads. */
-function lifecycleCreateFields(serviceLabel: string, controls: JsonObject | null, rules: TokenLifecycleRules): Record<string, unknown> {
-  return {
-    ...(serviceLabel === "" ? {} : { service: serviceLabel }),
-    ...(controls === null ? {} : { controls }),
-    limits: { userTokensPerCreator: rules.userTokensPerCreator, serviceTokensPerTenant: rules.serviceTokensPerTenant },
-  };
+/** A `google.protobuf.Struct` of controls; an empty or absent one clears them. The store and the policy check their shape. */
+function controlsOf(value: { [key: string]: unknown } | undefined): TokenControls | null {
+  return value === undefined || Object.keys(value).length === 0 ? null : (value as TokenControls);
 }
 
 function filterFromMessage(message: TokenFilterMessage, tenant: string): TokenFilter {
@@ -557,10 +510,6 @@ export function toConnectError(error: unknown): ConnectError {
 
 function assertNeverKind(kind: never): never {
   throw new Error(`unhandled store error kind: ${String(kind)}`);
-}
-
-function isJsonObject(value: unknown): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 /** Ids echoed in messages are user input: shown short. */

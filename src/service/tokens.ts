@@ -82,6 +82,8 @@ export function createToken(store: TokenStore, policy: CompiledPolicySet, reques
     service: request.service ?? null,
     controls: request.controls ?? null,
     actor: request.actor,
+    // The policy set's caps; the store checks them inside the insert's transaction.
+    limits: { userTokensPerCreator: policy.tokens.userTokensPerCreator, serviceTokensPerTenant: policy.tokens.serviceTokensPerTenant },
   });
 }
 

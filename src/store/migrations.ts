@@ -66,4 +66,20 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (tenant, workspace)
   ) STRICT;
   `,
+  // 3: rotation lineage and overlap windows, and why a token was revoked. A
+  // token's lineage is the id of the first token of its rotation chain; rows
+  // from before rotation existed are their own lineage. The partial index
+  // serves the policy set's limits, which count the newest unrevoked token of
+  // each lineage.
+  `
+  ALTER TABLE tokens ADD COLUMN lineage_id TEXT;
+  ALTER TABLE tokens ADD COLUMN predecessor_id TEXT;
+  ALTER TABLE tokens ADD COLUMN successor_id TEXT;
+  ALTER TABLE tokens ADD COLUMN rotated_at INTEGER;
+  ALTER TABLE tokens ADD COLUMN overlap_ends_at INTEGER;
+  ALTER TABLE tokens ADD COLUMN revoked_reason TEXT;
+  UPDATE tokens SET lineage_id = id;
+  CREATE INDEX tokens_lineage ON tokens (lineage_id);
+  CREATE INDEX tokens_active_heads ON tokens (tenant, type, creator) WHERE revoked_at IS NULL AND successor_id IS NULL;
+  `,
 ];

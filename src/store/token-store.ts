@@ -65,7 +65,37 @@ export interface CreateTokenSpec {
   readonly service?: string | null;
   /** The token's own controls; checked with {@link checkTokenControls}. Absent or `null` for none. */
   readonly controls?: TokenControls | null;
+  /**
+   * The policy set's caps, checked inside the insert's transaction so that two
+   * concurrent creations cannot both take the last place. Absent: no caps.
+   */
+  readonly limits?: TokenLimits | null;
 }
+
+/**
+ * Caps on active tokens, from the policy set's `tokens.limits`. A token is
+ * active while it is unrevoked, unexpired and the newest of its lineage (a
+ * rotation replaces a token; it does not add one). `null` means no cap.
+ */
+export interface TokenLimits {
+  /** Active user tokens one creator may hold in a tenant. */
+  readonly userTokensPerCreator: number | null;
+  /** Active service tokens one tenant may hold. */
+  readonly serviceTokensPerTenant: number | null;
+}
+
+/** Options of {@link TokenStore.rotate}. */
+export interface RotateOptions {
+  /** How long the predecessor stays valid, ms; 0 ends it at once. The caller checks it against the policy set's maximum. */
+  readonly overlapMs: number;
+  /** Who rotates, for the audit trail. */
+  readonly actor: string;
+  /** The instant of the rotation; defaults to the store's clock. */
+  readonly nowMs?: number;
+}
+
+/** What {@link TokenStore.emergencyRevoke} revokes: a token's whole lineage, or explicit ids. */
+export type EmergencyTarget = { readonly lineageOf: string } | { readonly ids: readonly string[] };
 
 /** A token as listed to operators: the record plus bookkeeping, never the hash or plaintext. */
 export interface TokenListing extends TokenRecord {
@@ -75,6 +105,12 @@ export interface TokenListing extends TokenRecord {
   /** Last successful use as stamped by {@link TokenStore.recordUse}; `null` if never used. */
   readonly lastUsedAtMs: number | null;
   readonly useCount: number;
+  /** Id of the token this one was rotated from; `null` for the first of a lineage. */
+  readonly predecessorId: string | null;
+  /** When this token was rotated; `null` unless rotated. */
+  readonly rotatedAtMs: number | null;
+  /** Why it was revoked (`emergency: …` for an emergency revoke); `null` when not given or not revoked. */
+  readonly revokedReason: string | null;
 }
 
 /** One token's usage since the last flush, for {@link TokenStore.recordUse}. */
@@ -117,6 +153,12 @@ interface TokenRow {
   use_count: number;
   service: string | null;
   controls: string;
+  lineage_id: string | null;
+  predecessor_id: string | null;
+  successor_id: string | null;
+  rotated_at: number | null;
+  overlap_ends_at: number | null;
+  revoked_reason: string | null;
 }
 
 interface AuditRow {
@@ -154,6 +196,7 @@ export class TokenStore {
   private readonly statements: ReturnType<typeof prepareStatements>;
   private readonly tenantStatements: ReturnType<typeof prepareTenantStatements>;
   private administrativeVersion = 0;
+  private readonly tokenListeners = new Set<(tokenIds: readonly string[]) => void>();
 
   private constructor(
     private readonly db: Database.Database,
@@ -212,8 +255,9 @@ export class TokenStore {
     const nowMs = this.now();
     validateSpec(spec, nowMs);
     const token = generateToken(spec.prefix);
+    const id = newTokenId();
     const row: TokenRow = {
-      id: newTokenId(),
+      id,
       hash: hashToken(this.secret, token),
       prefix: spec.prefix,
       tenant: spec.tenant,
@@ -234,6 +278,12 @@ export class TokenStore {
       use_count: 0,
       service: spec.service ?? null,
       controls: JSON.stringify(spec.controls ?? {}),
+      lineage_id: id,
+      predecessor_id: null,
+      successor_id: null,
+      rotated_at: null,
+      overlap_ends_at: null,
+      revoked_reason: null,
     };
     const record = toRecord(row);
     const data = {
@@ -250,11 +300,14 @@ export class TokenStore {
       controls: record.controls,
     };
     try {
+      // Immediate: the limit count and the insert must see one state, also across processes.
       this.db.transaction(() => {
+        if (spec.limits != null) this.checkLimits(spec, spec.limits, nowMs);
         this.statements.insertToken.run(row);
         this.audit("api_token.created", spec.actor ?? spec.creator ?? "system", row, data, nowMs);
-      })();
+      }).immediate();
     } catch (error) {
+      if (error instanceof StoreError) throw error;
       if (sqliteCode(error)?.startsWith("SQLITE_CONSTRAINT")) {
         // Only a random id or hash collision can get here, which is astronomically rare.
         throw new StoreError("conflict", `token id \`${row.id}\` or its hash already exists`, { cause: error });
@@ -290,6 +343,38 @@ export class TokenStore {
     return row === undefined ? undefined : toRecord(row);
   }
 
+  /**
+   * Tells `listener` the ids of tokens whose record changed through this store
+   * object (revoked, rotated, emergency-revoked, new controls), after the
+   * change committed, so that a cache in front of the store can forget them at
+   * once. Changes by other processes are not seen here; caches bound those by
+   * age. Returns a function that removes the listener.
+   */
+  onTokensChanged(listener: (tokenIds: readonly string[]) => void): () => void {
+    this.tokenListeners.add(listener);
+    return () => this.tokenListeners.delete(listener);
+  }
+
+  /** Looks a token up by its public id, with its bookkeeping (last use, lineage, revocation reason). */
+  getListing(id: string): TokenListing | undefined {
+    const row = this.statements.byId.get(id) as TokenRow | undefined;
+    return row === undefined ? undefined : toListing(row);
+  }
+
+  /** Every token of the rotation lineage `id` belongs to, revoked ones too, oldest first; `[]` for an unknown id. */
+  lineageOf(id: string): TokenListing[] {
+    return (this.statements.lineage.all({ id }) as TokenRow[]).map(toListing);
+  }
+
+  /**
+   * Counts active tokens (unrevoked, unexpired, newest of their lineage) of a
+   * tenant and type, optionally of one creator: what the policy set's limits cap.
+   */
+  countActive(filter: { tenant: string; type: "user" | "service"; creator?: string | null }, nowMs: number = this.now()): number {
+    const row = this.statements.countActive.get({ tenant: filter.tenant, type: filter.type, creator: filter.creator ?? null, now: nowMs }) as { n: number };
+    return row.n;
+  }
+
   /** Lists tokens, oldest first, optionally of one tenant and workspace; revoked ones only when asked. */
   list(filter: { tenant?: string; workspace?: string; includeRevoked?: boolean } = {}): TokenListing[] {
     const rows = this.statements.list.all({
@@ -305,19 +390,109 @@ export class TokenStore {
    * transaction. Revoking a revoked token changes nothing and writes no second
    * audit row, so retries are safe.
    *
+   * @param reason - why, kept with the token and in the audit row
    * @throws {@link StoreError} of kind `not_found` for an unknown id
    */
-  revoke(id: string, actor: string): TokenRecord {
-    return this.db.transaction((): TokenRecord => {
+  revoke(id: string, actor: string, reason?: string | null): TokenRecord {
+    return this.notifying([id], () => this.db.transaction((): TokenRecord => {
       const row = this.statements.byId.get(id) as TokenRow | undefined;
       if (row === undefined) throw new StoreError("not_found", `no token with id \`${id}\``);
       if (row.revoked_at !== null) return toRecord(row);
       const nowMs = this.now();
-      this.statements.revoke.run({ id, revokedAt: nowMs, revokedBy: actor });
-      const revoked = { ...row, revoked_at: nowMs, revoked_by: actor };
-      this.audit("api_token.revoked", actor, revoked, { name: row.name }, nowMs);
+      this.statements.revoke.run({ id, revokedAt: nowMs, revokedBy: actor, reason: reason ?? null });
+      const revoked = { ...row, revoked_at: nowMs, revoked_by: actor, revoked_reason: reason ?? null };
+      this.audit("api_token.revoked", actor, revoked, { name: row.name, ...(reason == null ? {} : { reason }) }, nowMs);
       return toRecord(revoked);
-    }).immediate();
+    }).immediate());
+  }
+
+  /**
+   * Rotates a token in one transaction: issues a successor that inherits
+   * everything but the secret (tenant, workspace, environment and prefix, type,
+   * name, role, key level, scopes, controls, service label, creator and creator
+   * role, expiry), and ends the predecessor's validity `overlapMs` from now.
+   * Older tokens of the lineage still inside a window are capped to the same
+   * end (a later rotation never extends an older window). Writes
+   * `api_token.rotated` (predecessor) and `api_token.created` (successor).
+   *
+   * @returns the successor's plaintext `token`, to show once, its `record`, and the updated `predecessor`
+   * @throws {@link StoreError}: `not_found` for an unknown id; `conflict` for a
+   * revoked or expired token, or one that already has a successor (rotate the
+   * newest token of a lineage); `invalid` for a bad overlap
+   */
+  rotate(id: string, options: RotateOptions): { token: string; record: TokenRecord; predecessor: TokenRecord } {
+    const { overlapMs, actor } = options;
+    if (!Number.isSafeInteger(overlapMs) || overlapMs < 0) throw new StoreError("invalid", `overlap must be zero or more milliseconds, got \`${overlapMs}\``);
+    // why: the whole lineage's windows may have moved, so every cached member is stale
+    return this.notifying(() => this.lineageOf(id).map((row) => row.id), () => this.db.transaction(() => {
+      const nowMs = options.nowMs ?? this.now();
+      const row = this.statements.byId.get(id) as TokenRow | undefined;
+      if (row === undefined) throw new StoreError("not_found", `no token with id \`${id}\``);
+      if (row.revoked_at !== null) throw new StoreError("conflict", `token \`${id}\` is revoked; a revoked token cannot be rotated`);
+      if (row.successor_id !== null) throw new StoreError("conflict", `token \`${id}\` was already rotated to \`${row.successor_id}\`; rotate that one instead`);
+      if (row.expires_at !== null && nowMs >= row.expires_at) throw new StoreError("conflict", `token \`${id}\` has expired; an expired token cannot be rotated`);
+
+      const token = generateToken(row.prefix);
+      const lineageId = row.lineage_id ?? row.id;
+      const successor: TokenRow = {
+        ...row,
+        id: newTokenId(),
+        hash: hashToken(this.secret, token),
+        created_at: nowMs,
+        revoked_at: null,
+        revoked_by: null,
+        revoked_reason: null,
+        last_used_at: null,
+        use_count: 0,
+        lineage_id: lineageId,
+        predecessor_id: row.id,
+        successor_id: null,
+        rotated_at: null,
+        overlap_ends_at: null,
+      };
+      const endsAtMs = nowMs + overlapMs;
+      this.statements.insertToken.run(successor);
+      this.statements.capLineageOverlap.run({ lineageId, endsAt: endsAtMs, now: nowMs });
+      this.statements.markRotated.run({ id, successorId: successor.id, rotatedAt: nowMs, endsAt: endsAtMs });
+      const predecessor = this.statements.byId.get(id) as TokenRow;
+      this.audit("api_token.rotated", actor, predecessor, { name: row.name, successorId: successor.id, overlapEndsAtMs: predecessor.overlap_ends_at, overlapMs }, nowMs);
+      this.audit("api_token.created", actor, successor, { name: row.name, type: row.type, prefix: row.prefix, workspace: row.workspace, environment: row.environment, predecessorId: row.id, lineageId }, nowMs);
+      return { token, record: toRecord(successor), predecessor: toRecord(predecessor) };
+    }).immediate());
+  }
+
+  /**
+   * Revokes at once, in one transaction, every unrevoked token of a lineage
+   * (`lineageOf`: any token of it) or of explicit ids, each with its own
+   * `api_token.emergency_revoked` audit row. With `tenant`, tokens of other
+   * tenants are neither revoked nor reported, and a lineage token of another
+   * tenant is `not_found`. Ids that are unknown or already revoked are skipped.
+   *
+   * @returns the ids revoked by this call
+   */
+  emergencyRevoke(target: EmergencyTarget, options: { tenant?: string; actor: string; reason: string }): string[] {
+    return this.notifying((ids) => ids, () => this.db.transaction((): string[] => {
+      const nowMs = this.now();
+      let rows: TokenRow[];
+      if ("lineageOf" in target) {
+        const anchor = this.statements.byId.get(target.lineageOf) as TokenRow | undefined;
+        if (anchor === undefined || (options.tenant !== undefined && anchor.tenant !== options.tenant)) {
+          throw new StoreError("not_found", `no token with id \`${target.lineageOf}\``);
+        }
+        rows = this.statements.lineage.all({ id: anchor.id }) as TokenRow[];
+      } else {
+        rows = target.ids.map((id) => this.statements.byId.get(id) as TokenRow | undefined).filter((row): row is TokenRow => row !== undefined);
+      }
+      const revoked: string[] = [];
+      for (const row of rows) {
+        if (row.revoked_at !== null || revoked.includes(row.id)) continue;
+        if (options.tenant !== undefined && row.tenant !== options.tenant) continue;
+        this.statements.revoke.run({ id: row.id, revokedAt: nowMs, revokedBy: options.actor, reason: options.reason });
+        this.audit("api_token.emergency_revoked", options.actor, row, { name: row.name, reason: options.reason, lineageId: row.lineage_id ?? row.id }, nowMs);
+        revoked.push(row.id);
+      }
+      return revoked;
+    }).immediate());
   }
 
   /**
@@ -367,14 +542,14 @@ export class TokenStore {
     const value = controls ?? {};
     const problem = checkTokenControls(value);
     if (problem !== null) throw new StoreError("invalid", problem);
-    return this.db.transaction((): TokenRecord => {
+    return this.notifying([id], () => this.db.transaction((): TokenRecord => {
       const row = this.statements.byId.get(id) as TokenRow | undefined;
       if (row === undefined) throw new StoreError("not_found", `no token with id \`${id}\``);
       const text = JSON.stringify(value);
       this.statements.updateControls.run({ id, controls: text });
       this.audit("api_token.controls_updated", actor, row, { controls: value }, this.now());
       return toRecord({ ...row, controls: text });
-    }).immediate();
+    }).immediate());
   }
 
   /**
@@ -469,6 +644,35 @@ export class TokenStore {
     if (this.db.open) this.db.close();
   }
 
+  /**
+   * Runs a committed change, then tells the listeners which tokens changed:
+   * fixed ids, ids from the result, or ids read after the commit.
+   */
+  private notifying<T>(ids: readonly string[] | ((result: T) => readonly string[]), change: () => T): T {
+    const result = change();
+    if (this.tokenListeners.size > 0) {
+      const changed = typeof ids === "function" ? ids(result) : ids;
+      if (changed.length > 0) for (const listener of this.tokenListeners) listener(changed);
+    }
+    return result;
+  }
+
+  /** Throws `conflict` when creating `spec` would pass a cap; runs inside the create transaction. */
+  private checkLimits(spec: CreateTokenSpec, limits: TokenLimits, nowMs: number): void {
+    if (spec.type === "service" && limits.serviceTokensPerTenant !== null) {
+      const count = this.countActive({ tenant: spec.tenant, type: "service" }, nowMs);
+      if (count >= limits.serviceTokensPerTenant) {
+        throw new StoreError("conflict", `tenant \`${spec.tenant}\` already has ${count} active service token${count === 1 ? "" : "s"}, the policy set's limit`);
+      }
+    }
+    if (spec.type === "user" && limits.userTokensPerCreator !== null) {
+      const count = this.countActive({ tenant: spec.tenant, type: "user", creator: spec.creator ?? null }, nowMs);
+      if (count >= limits.userTokensPerCreator) {
+        throw new StoreError("conflict", `creator \`${spec.creator ?? ""}\` already has ${count} active user token${count === 1 ? "" : "s"} in tenant \`${spec.tenant}\`, the policy set's limit`);
+      }
+    }
+  }
+
   private audit(event: LifecycleEvent, actor: string, row: TokenRow, data: object, atMs: number): void {
     this.statements.insertAudit.run({
       at: atMs,
@@ -486,9 +690,11 @@ function prepareStatements(db: Database.Database) {
   return {
     insertToken: db.prepare(`
       INSERT INTO tokens (id, hash, prefix, tenant, workspace, environment, type, name, role, key_level,
-        scopes, creator, creator_role, created_at, expires_at, revoked_at, revoked_by, last_used_at, use_count, service, controls)
+        scopes, creator, creator_role, created_at, expires_at, revoked_at, revoked_by, last_used_at, use_count, service, controls,
+        lineage_id, predecessor_id, successor_id, rotated_at, overlap_ends_at, revoked_reason)
       VALUES (@id, @hash, @prefix, @tenant, @workspace, @environment, @type, @name, @role, @key_level,
-        @scopes, @creator, @creator_role, @created_at, @expires_at, @revoked_at, @revoked_by, @last_used_at, @use_count, @service, @controls)`),
+        @scopes, @creator, @creator_role, @created_at, @expires_at, @revoked_at, @revoked_by, @last_used_at, @use_count, @service, @controls,
+        @lineage_id, @predecessor_id, @successor_id, @rotated_at, @overlap_ends_at, @revoked_reason)`),
     updateControls: db.prepare(`UPDATE tokens SET controls = @controls WHERE id = @id`),
     byHash: db.prepare(`SELECT * FROM tokens WHERE hash = ?`),
     byId: db.prepare(`SELECT * FROM tokens WHERE id = ?`),
@@ -498,7 +704,21 @@ function prepareStatements(db: Database.Database) {
         AND (@workspace IS NULL OR workspace = @workspace)
         AND (@includeRevoked = 1 OR revoked_at IS NULL)
       ORDER BY created_at, id`),
-    revoke: db.prepare(`UPDATE tokens SET revoked_at = @revokedAt, revoked_by = @revokedBy WHERE id = @id`),
+    revoke: db.prepare(`UPDATE tokens SET revoked_at = @revokedAt, revoked_by = @revokedBy, revoked_reason = @reason WHERE id = @id`),
+    lineage: db.prepare(`
+      SELECT * FROM tokens WHERE lineage_id = (SELECT coalesce(lineage_id, id) FROM tokens WHERE id = @id) ORDER BY created_at, id`),
+    // A later rotation caps, never extends, the windows of older tokens of the lineage still inside one.
+    capLineageOverlap: db.prepare(`
+      UPDATE tokens SET overlap_ends_at = min(overlap_ends_at, @endsAt)
+      WHERE lineage_id = @lineageId AND overlap_ends_at IS NOT NULL AND overlap_ends_at > @now`),
+    markRotated: db.prepare(`
+      UPDATE tokens SET successor_id = @successorId, rotated_at = @rotatedAt,
+        overlap_ends_at = CASE WHEN overlap_ends_at IS NULL THEN @endsAt ELSE min(overlap_ends_at, @endsAt) END
+      WHERE id = @id`),
+    countActive: db.prepare(`
+      SELECT count(*) AS n FROM tokens
+      WHERE tenant = @tenant AND type = @type AND (@creator IS NULL OR creator = @creator)
+        AND revoked_at IS NULL AND successor_id IS NULL AND (expires_at IS NULL OR expires_at > @now)`),
     recordUse: db.prepare(`
       UPDATE tokens
       SET last_used_at = max(coalesce(last_used_at, 0), @lastUsedAt), use_count = use_count + @count
@@ -617,6 +837,9 @@ function toRecord(row: TokenRow): TokenRecord {
     revokedAtMs: row.revoked_at,
     service: row.service,
     controls: parseControls(row.controls),
+    lineageId: row.lineage_id ?? row.id,
+    successorId: row.successor_id,
+    overlapEndsAtMs: row.overlap_ends_at,
   };
 }
 
@@ -628,6 +851,9 @@ function toListing(row: TokenRow): TokenListing {
     revokedBy: row.revoked_by,
     lastUsedAtMs: row.last_used_at,
     useCount: row.use_count,
+    predecessorId: row.predecessor_id,
+    rotatedAtMs: row.rotated_at,
+    revokedReason: row.revoked_reason,
   };
 }
 

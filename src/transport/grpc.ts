@@ -8,8 +8,11 @@ import * as grpc from "@grpc/grpc-js";
 import { HealthImplementation } from "grpc-health-check";
 import { AuthorizationService, AuthorizeRequestSchema, AuthorizeResponseSchema } from "../gen/portcullis/v1/authorization_pb.js";
 import type { Authorizer } from "../service/authorize.js";
+import type { TokenServiceImpl } from "../service/token-service.js";
 import { authzInputFromMessage, messageFromResult } from "./authorize-messages.js";
 import { registerEnvoyAuthorization, type EnvoyCheckOptions } from "./envoy.js";
+// A cycle (it builds its definitions with unaryMethod), safe because both sides only use function declarations.
+import { addTokenService } from "./token-service-grpc.js";
 import { buildTrustedProxyMatcher } from "./trusted-proxies.js";
 
 /** A unary gRPC method definition whose messages are protobuf-es schemas. */
@@ -38,6 +41,8 @@ export interface GrpcServerOptions {
   readonly health: HealthImplementation;
   /** Envoy's `Authorization/Check`: which peers' forwarding headers to believe, and where transport failures go. */
   readonly envoy?: Omit<EnvoyCheckOptions, "authorize">;
+  /** `portcullis.v1.TokenService` (token management, guarded by Portcullis itself); not served when absent. */
+  readonly tokenService?: TokenServiceImpl;
 }
 
 /** Creates the gRPC server with every service registered; {@link listenGrpc} binds it. */
@@ -49,6 +54,7 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
     },
   });
   registerEnvoyAuthorization(server, { trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize: options.authorize });
+  if (options.tokenService !== undefined) addTokenService(server, options.tokenService);
   options.health.addToServer(server);
   return server;
 }

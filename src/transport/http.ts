@@ -4,9 +4,12 @@
  */
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
+import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Authorizer } from "../service/authorize.js";
+import type { TokenServiceImpl } from "../service/token-service.js";
 import { registerAuthorizationService } from "./connect.js";
+import { peerAddressKey, registerTokenService } from "./token-service-connect.js";
 import { createExtAuthzHandler, type ExtAuthzOptions } from "./ext-authz-http.js";
 
 export interface HttpServerOptions {
@@ -15,12 +18,19 @@ export interface HttpServerOptions {
   readonly ready: () => boolean;
   /** The HTTP ext-authz endpoints (Envoy HTTP service, nginx `auth_request`, Traefik ForwardAuth); none when absent. */
   readonly extAuthz?: ExtAuthzOptions;
+  /** `portcullis.v1.TokenService` (token management, guarded by Portcullis itself); not served when absent. */
+  readonly tokenService?: TokenServiceImpl;
 }
 
 /** Creates the HTTP/1.1 server; {@link listenHttp} binds it. */
 export function createHttpServer(options: HttpServerOptions): http.Server {
   const connect = connectNodeAdapter({
-    routes: (router) => registerAuthorizationService(router, options.authorize),
+    routes: (router) => {
+      registerAuthorizationService(router, options.authorize);
+      if (options.tokenService !== undefined) registerTokenService(router, options.tokenService);
+    },
+    // The token service's guard judges the caller's own address, as its token's IP allowlist asks.
+    contextValues: (request) => createContextValues().set(peerAddressKey, request.socket.remoteAddress ?? ""),
     // Decisions are small; a larger body is not a request we need to read.
     readMaxBytes: 1024 * 1024,
   });

@@ -145,6 +145,9 @@ describe("TokenStore.create and find", () => {
       revokedAtMs: null,
       service: null,
       controls: {},
+      lineageId: record.id,
+      successorId: null,
+      overlapEndsAtMs: null,
     });
     expect(store.findByToken(token)).toEqual(record);
     expect(store.findByHash(hashToken(secret, token))).toEqual(record);

@@ -30,8 +30,9 @@ let nextId = 1;
 
 /** A token string with the environment's prefix and a record for it. */
 export function makeToken(overrides: Partial<TokenRecord> = {}, prefix = "sk_live_"): { token: string; record: TokenRecord } {
+  const id = overrides.id ?? `tok_test${nextId++}`;
   const record: TokenRecord = {
-    id: `tok_test${nextId++}`,
+    id,
     tenant: "acme",
     workspace: "main",
     environment: "production",
@@ -46,6 +47,9 @@ export function makeToken(overrides: Partial<TokenRecord> = {}, prefix = "sk_liv
     revokedAtMs: null,
     service: null,
     controls: {},
+    lineageId: id,
+    successorId: null,
+    overlapEndsAtMs: null,
     ...overrides,
   };
   return { token: generateToken(prefix), record };

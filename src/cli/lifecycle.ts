@@ -1,0 +1,160 @@
+/**
+ * The token lifecycle commands: `tokens rotate`, `tokens emergency-revoke` and
+ * `audit list`. Registered by `main.ts`, which owns the program, the store
+ * options and error handling; the rules are the same functions the
+ * `TokenService` API uses.
+ */
+import type { Command } from "commander";
+import { parseDuration } from "../policy/duration.js";
+import type { CompiledPolicySet } from "../policy/types.js";
+import { filterHasField, formatDuration, overlapProblem, selectTokens, type TokenFilter } from "../service/token-service.js";
+import type { TokenStore } from "../store/token-store.js";
+
+/** What `main.ts` lends the lifecycle commands. */
+export interface LifecycleCommandHelpers {
+  withStoreOptions(command: Command): Command;
+  withStore(flags: StoreFlags, run: (store: TokenStore) => void): void;
+  withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void): void;
+  actor(): string;
+  /** An error that exits 2, for a command line that cannot be run. */
+  usageError(message: string): Error;
+}
+
+interface StoreFlags {
+  readonly policies?: string;
+  readonly dataDir?: string;
+}
+
+interface RotateFlags extends StoreFlags {
+  readonly overlap?: string;
+  readonly json?: boolean;
+}
+
+interface EmergencyFlags extends StoreFlags {
+  readonly tenant?: string;
+  readonly service?: string;
+  readonly environment?: string;
+  readonly scope?: string;
+  readonly ids?: string;
+  readonly reason?: string;
+  readonly yes?: boolean;
+}
+
+interface AuditFlags extends StoreFlags {
+  readonly tenant?: string;
+  readonly limit?: string;
+  readonly json?: boolean;
+}
+
+/** Adds `tokens rotate` and `tokens emergency-revoke` to `tokens`, and the `audit` command to `program`. */
+export function registerLifecycleCommands(program: Command, tokens: Command, helpers: LifecycleCommandHelpers): void {
+  const { withStoreOptions, withStore, withPolicyAndStore, actor, usageError } = helpers;
+
+  withStoreOptions(
+    tokens
+      .command("rotate")
+      .description("issue a successor that inherits everything but the secret and print it once (stdout); the old token works until its overlap ends")
+      .argument("<id>", "token id, e.g. tok_…")
+      .option("--overlap <duration>", "how long the old token keeps working, e.g. 7d, 12h, 0s (default: the policy set's, 90d unless it says otherwise)")
+      .option("--json", "print the successor's token and record, and the old record, as JSON"),
+  ).action((id: string, flags: RotateFlags) =>
+    withPolicyAndStore(flags, (policy, store) => {
+      const rules = policy.tokens;
+      let overlapMs = rules.defaultOverlapMs;
+      if (flags.overlap !== undefined) {
+        const parsed = parseDuration(flags.overlap);
+        if (parsed === null) throw usageError(`invalid --overlap \`${flags.overlap}\`: expected a duration such as 7d, 12h or 0s`);
+        overlapMs = parsed;
+      }
+      const problem = overlapProblem(overlapMs, rules);
+      if (problem !== null) throw usageError(problem);
+      const { token, record, predecessor } = store.rotate(id, { overlapMs, actor: actor() });
+      if (flags.json) {
+        process.stdout.write(JSON.stringify({ token, record, predecessor }, null, 2) + "\n");
+        return;
+      }
+      // INVARIANT: rotate sets the predecessor's overlap end.
+      const endsAt = new Date(predecessor.overlapEndsAtMs!).toISOString();
+      process.stderr.write(`rotated ${id} to ${record.id}; ${id} stops working at ${endsAt} (overlap ${formatDuration(overlapMs)})\n`);
+      process.stderr.write(`store the new token now, it is shown only once:\n`);
+      process.stdout.write(token + "\n");
+    }),
+  );
+
+  withStoreOptions(
+    tokens
+      .command("emergency-revoke")
+      .description("revoke a token and its whole rotation lineage, or every token matching filters; without --yes only shows what it would hit")
+      .argument("[id]", "a token id: that token and every token of its rotation lineage")
+      .option("--service <label>", "tokens with this service label")
+      .option("--environment <environment>", "tokens of this environment")
+      .option("--scope <scope>", "tokens holding this scope under the policy set in force")
+      .option("--ids <ids>", "explicit token ids, comma-separated")
+      .option("--tenant <tenant>", "only tokens of this tenant")
+      .option("--reason <text>", "why, for the audit trail")
+      .option("--yes", "revoke; without it nothing is revoked and the command exits 1"),
+  ).action((id: string | undefined, flags: EmergencyFlags) =>
+    withPolicyAndStore(flags, (policy, store) => {
+      const filter: TokenFilter = {
+        ...(flags.tenant === undefined ? {} : { tenant: flags.tenant }),
+        ...(flags.service === undefined ? {} : { serviceLabel: flags.service }),
+        ...(flags.environment === undefined ? {} : { environment: flags.environment }),
+        ...(flags.scope === undefined ? {} : { scope: flags.scope }),
+        ...(flags.ids === undefined ? {} : { ids: flags.ids.split(",").map((part) => part.trim()).filter((part) => part !== "") }),
+      };
+      if (id === undefined && !filterHasField(filter)) throw usageError("emergency-revoke needs a token id or at least one of --service, --environment, --scope, --ids");
+      if (id !== undefined && filterHasField(filter)) throw usageError("give a token id (its lineage) or filters, not both");
+
+      const matched =
+        id === undefined
+          ? selectTokens(store.list({ tenant: filter.tenant, includeRevoked: false }), filter, policy)
+          : store.lineageOf(id).filter((row) => row.revokedAtMs === null && (filter.tenant === undefined || row.tenant === filter.tenant));
+      if (id !== undefined && store.get(id) === undefined) throw usageError(`no token with id \`${id}\``);
+      const ids = matched.map((row) => row.id);
+      if (ids.length === 0) {
+        process.stderr.write("no unrevoked token matches; nothing to revoke\n");
+        return;
+      }
+      if (flags.yes !== true) {
+        process.stderr.write(`would revoke ${count(ids.length)}: ${ids.join(", ")}\nrun again with --yes to revoke them\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const reason = `emergency${flags.reason === undefined || flags.reason === "" ? "" : `: ${flags.reason}`}`;
+      const options = { actor: actor(), reason, ...(filter.tenant === undefined ? {} : { tenant: filter.tenant }) };
+      const revoked = id === undefined ? store.emergencyRevoke({ ids }, options) : store.emergencyRevoke({ lineageOf: id }, options);
+      process.stderr.write(`emergency-revoked ${count(revoked.length)}: ${revoked.join(", ")}\n`);
+      for (const revokedId of revoked) process.stdout.write(revokedId + "\n");
+    }),
+  );
+
+  const audit = program.command("audit").description("read the token lifecycle audit trail");
+  withStoreOptions(
+    audit
+      .command("list")
+      .description("list lifecycle audit events, newest first: time, event, actor, tenant, token id (never the token)")
+      .option("--tenant <tenant>", "only this tenant")
+      .option("--limit <n>", "at most this many events, 1 to 10000", "100")
+      .option("--json", "print JSON"),
+  ).action((flags: AuditFlags) =>
+    withStore(flags, (store) => {
+      const limit = Number(flags.limit ?? "100");
+      if (!/^\d+$/.test(flags.limit ?? "100") || limit < 1 || limit > 10_000) throw usageError(`invalid --limit \`${flags.limit}\`: expected a whole number from 1 to 10000`);
+      const rows = store.listAudit({ ...(flags.tenant === undefined ? {} : { tenant: flags.tenant }), limit });
+      if (flags.json) {
+        process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
+        return;
+      }
+      const table = [["TIME", "EVENT", "ACTOR", "TENANT", "TOKEN", "DETAILS"]];
+      for (const row of rows) {
+        table.push([new Date(row.atMs).toISOString().slice(0, 19) + "Z", row.event, row.actor, row.tenant ?? "-", row.tokenId ?? "-", JSON.stringify(row.data)]);
+      }
+      const widths = table[0]!.map((_, column) => Math.max(...table.map((line) => line[column]!.length)));
+      for (const line of table) process.stdout.write(line.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd() + "\n");
+    }),
+  );
+}
+
+function count(n: number): string {
+  return `${n} token${n === 1 ? "" : "s"}`;
+}

@@ -1,0 +1,148 @@
+/**
+ * Rotation, expiry and revocation under an injected clock, through the real
+ * store and the real authorizer: inside the overlap window and one second past
+ * it, rotation of a rotated token, chains, expiry.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createAuthorizer, type Authorizer } from "../../src/service/authorize.js";
+import { createToken } from "../../src/service/tokens.js";
+import { StoreError, TokenStore } from "../../src/store/token-store.js";
+import { loadExamplePolicy, NOW_MS, request } from "../support/fixtures.js";
+
+const DAY_MS = 86_400_000;
+
+let dir: string;
+let store: TokenStore;
+let nowMs: number;
+let authorize: Authorizer;
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-clock-"));
+  nowMs = NOW_MS;
+  store = TokenStore.open({ dataDir: dir, secret: Buffer.alloc(32, 3), now: () => nowMs });
+  const policy = loadExamplePolicy();
+  authorize = createAuthorizer({
+    policy: () => policy,
+    tokens: { find: (token) => store.findByToken(token) },
+    tenantState: { tenantSuspended: () => false, workspaceRestricted: () => false },
+    now: () => nowMs,
+    onError: (error) => {
+      throw error;
+    },
+  });
+});
+
+afterEach(() => {
+  store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+function issue(expiresAtMs: number | null = null): { token: string; id: string } {
+  const { token, record } = createToken(
+    store,
+    loadExamplePolicy(),
+    { tenant: "acme", workspace: "main", environment: "production", type: "service", name: "clocked", role: "tenant_operator", expiresAtMs, actor: "test" },
+    nowMs,
+  );
+  return { token, id: record.id };
+}
+
+function decide(token: string) {
+  return authorize(request({ token })).decision;
+}
+
+describe("rotation with an injected clock", () => {
+  it("keeps the predecessor valid, with a warning, until the overlap ends, then answers rotated", () => {
+    const old = issue();
+    const rotated = store.rotate(old.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
+    const endMs = NOW_MS + 7 * DAY_MS;
+    expect(rotated.predecessor).toMatchObject({ id: old.id, successorId: rotated.record.id, overlapEndsAtMs: endMs });
+    expect(rotated.record).toMatchObject({ lineageId: old.id, successorId: null, overlapEndsAtMs: null });
+
+    nowMs = endMs - 1_000; // one second before the end: still inside
+    const inside = decide(old.token);
+    expect(inside).toMatchObject({ allowed: true, code: "ok" });
+    expect(inside.warnings).toEqual([{ code: "token_rotating", message: expect.stringContaining(new Date(endMs).toISOString()) }]);
+    expect(decide(rotated.token)).toMatchObject({ allowed: true, warnings: [] });
+
+    nowMs = endMs; // the end itself is already outside
+    expect(decide(old.token)).toMatchObject({ allowed: false, code: "unauthenticated", reason: "rotated", httpStatus: 401 });
+
+    nowMs = endMs + 1_000; // one second past
+    expect(decide(old.token)).toMatchObject({ allowed: false, code: "unauthenticated", reason: "rotated" });
+    expect(decide(rotated.token)).toMatchObject({ allowed: true });
+  });
+
+  it("refuses to rotate a token that already has a successor, naming it", () => {
+    const old = issue();
+    const first = store.rotate(old.id, { overlapMs: DAY_MS, actor: "test", nowMs });
+    const again = (() => {
+      try {
+        store.rotate(old.id, { overlapMs: DAY_MS, actor: "test", nowMs });
+      } catch (error) {
+        return error;
+      }
+      return null;
+    })();
+    expect(again).toBeInstanceOf(StoreError);
+    expect((again as StoreError).kind).toBe("conflict");
+    expect((again as StoreError).message).toBe(`token \`${old.id}\` was already rotated to \`${first.record.id}\`; rotate that one instead`);
+  });
+
+  it.each([
+    ["revoked", (id: string) => store.revoke(id, "test"), /is revoked/],
+    ["expired", () => void (nowMs += 2 * DAY_MS), /has expired/],
+  ])("refuses to rotate a %s token", (_name, spoil, message) => {
+    const old = issue(NOW_MS + DAY_MS);
+    spoil(old.id);
+    expect(() => store.rotate(old.id, { overlapMs: DAY_MS, actor: "test", nowMs })).toThrow(message);
+  });
+
+  it("keeps chains consistent: a later, shorter window caps every older token of the lineage", () => {
+    const a = issue();
+    const b = store.rotate(a.id, { overlapMs: 30 * DAY_MS, actor: "test", nowMs });
+    nowMs += DAY_MS;
+    const c = store.rotate(b.record.id, { overlapMs: 2 * DAY_MS, actor: "test", nowMs });
+    expect(store.get(a.id)!.overlapEndsAtMs).toBe(nowMs + 2 * DAY_MS); // was NOW + 30d, capped
+    expect(store.get(b.record.id)!.overlapEndsAtMs).toBe(nowMs + 2 * DAY_MS);
+    expect(new Set([a.id, b.record.id, c.record.id].map((id) => store.get(id)!.lineageId))).toEqual(new Set([a.id]));
+    // A longer later window never extends an older token's.
+    nowMs += DAY_MS;
+    store.rotate(c.record.id, { overlapMs: 30 * DAY_MS, actor: "test", nowMs });
+    expect(store.get(a.id)!.overlapEndsAtMs).toBe(NOW_MS + 3 * DAY_MS);
+    nowMs = NOW_MS + 3 * DAY_MS + 1_000;
+    expect(decide(a.token)).toMatchObject({ reason: "rotated" });
+    expect(decide(c.token)).toMatchObject({ allowed: true, warnings: [expect.objectContaining({ code: "token_rotating" })] });
+  });
+
+  it("inherits the predecessor's expiry, and expiry still ends the overlap early", () => {
+    const old = issue(NOW_MS + DAY_MS);
+    const rotated = store.rotate(old.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
+    expect(rotated.record.expiresAtMs).toBe(NOW_MS + DAY_MS);
+    nowMs = NOW_MS + DAY_MS - 1_000;
+    expect(decide(old.token)).toMatchObject({ allowed: true });
+    nowMs = NOW_MS + DAY_MS + 1_000;
+    expect(decide(old.token)).toMatchObject({ allowed: false, reason: "expired" });
+    expect(decide(rotated.token)).toMatchObject({ allowed: false, reason: "expired" });
+  });
+
+  it("treats revocation as final whatever the window says", () => {
+    const old = issue();
+    const rotated = store.rotate(old.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
+    store.revoke(old.id, "test");
+    expect(decide(old.token)).toMatchObject({ allowed: false, reason: "revoked" });
+    expect(decide(rotated.token)).toMatchObject({ allowed: true });
+  });
+
+  it("writes api_token.rotated with the successor id and never the token", () => {
+    const old = issue();
+    const rotated = store.rotate(old.id, { overlapMs: DAY_MS, actor: "cli:ann", nowMs });
+    const [created, event] = store.listAudit({ tenant: "acme", limit: 2 });
+    expect(event).toMatchObject({ event: "api_token.rotated", actor: "cli:ann", tokenId: old.id, data: { successorId: rotated.record.id, overlapEndsAtMs: NOW_MS + DAY_MS } });
+    expect(created).toMatchObject({ event: "api_token.created", tokenId: rotated.record.id, data: expect.objectContaining({ predecessorId: old.id }) });
+    expect(JSON.stringify(store.listAudit({ limit: 100 }))).not.toContain(rotated.token.slice(8, 30));
+  });
+});
