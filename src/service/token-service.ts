@@ -196,6 +196,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
           successorId: null,
           overlapEndsAtMs: null,
         };
+        // A token manages its own environment only: a sandbox key must never mint production keys.
+        if (candidate.environment !== identity.environment) {
+          throw new ConnectError(
+            `a \`${identity.environment}\` token cannot create tokens for the \`${clip(candidate.environment)}\` environment`,
+            Code.PermissionDenied,
+          );
+        }
         refuseEscalation(candidate, identity, policy);
         const { token, record } = createToken(
           deps.store,

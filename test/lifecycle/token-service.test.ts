@@ -174,6 +174,14 @@ describe("creating tokens", () => {
     expect(t.server.store.list({ tenant: "escalate" }).map((row) => row.name)).not.toContain("wider");
   });
 
+  it("refuses a token for another environment than the caller's own", async () => {
+    const admin = seed({ name: "env admin", tenant: "crossenv" });
+    const error = await rpcError(tokenServiceClient(t.httpUrl, admin.token).createToken({ workspace: "main", name: "sandbox-key", role: "tenant_operator", environment: "sandbox" }));
+    expect(error.code).toBe(Code.PermissionDenied);
+    expect(error.rawMessage).toBe("a `production` token cannot create tokens for the `sandbox` environment");
+    expect(t.server.store.list({ tenant: "crossenv" }).map((row) => row.name)).not.toContain("sandbox-key");
+  });
+
   it("allows a token within the caller's scopes", async () => {
     const narrow = seed({ name: "narrow admin 2", tenant: "escalate2", scopes: ["api_tokens:read", "api_tokens:write", "payouts:read"] });
     const created = await tokenServiceClient(t.httpUrl, narrow.token).createToken({ workspace: "main", name: "reader", role: "tenant_operator", scopes: ["payouts:read"] });
