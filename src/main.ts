@@ -9,6 +9,7 @@ import { loadPolicySet } from "./policy/load.js";
 import { PolicyLoadError } from "./policy/errors.js";
 import type { CompiledPolicySet } from "./policy/types.js";
 import { createAuthorizer, type Authorizer } from "./service/authorize.js";
+import { createServerMetrics } from "./service/metrics.js";
 import { createTenantStateCache } from "./service/tenant-state-cache.js";
 import { createTokenCache, type TokenCache } from "./service/token-cache.js";
 import { createTokenService } from "./service/token-service.js";
@@ -51,6 +52,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const tokenCache = createTokenCache({ find: (token) => store.findByToken(token) });
   // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
   store.onTokensChanged((tokenIds) => tokenCache.evictTokenIds(tokenIds));
+  const metrics = createServerMetrics();
+  metrics.policyLoaded(policy);
   const usage = createUsageRecorder(store, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
   const authorize = createAuthorizer({
     policy: () => policy,
@@ -60,6 +63,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     now: Date.now,
     onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
     usage,
+    observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
   });
   const tokenService = createTokenService({ store, policy: () => policy, authorize, now: Date.now });
 
@@ -74,6 +78,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     ready: () => ready,
     extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
     tokenService,
+    metrics: () => metrics.render(),
   });
 
   let grpcPort: number;
@@ -108,10 +113,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       if (!next.ok) {
         const error = new PolicyLoadError(next.errors);
         log.error({ errors: next.errors }, `policy reload refused; keeping revision ${policy.revision.slice(0, 12)}`);
+        metrics.policyReload("refused");
         return { ok: false, error };
       }
       policy = next.policy;
       tokenCache.clear();
+      metrics.policyReload("ok");
+      metrics.policyLoaded(policy);
       log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);
       return { ok: true };
     },

@@ -37,6 +37,8 @@ export interface AuthorizerDeps {
    * recorder writes batches off the decision path. Absent: nothing is stamped.
    */
   readonly usage?: Pick<UsageRecorder, "record">;
+  /** Told about every decision with its duration in seconds, e.g. for metrics. Absent: nothing is timed. */
+  readonly observe?: (decision: Decision, seconds: number) => void;
 }
 
 /** A function from request to decision: the service every transport serves. */
@@ -50,6 +52,18 @@ const REQUEST_ID_PATTERN = /^[\w.:\-]{1,128}$/;
  * path becomes an `unavailable` (503) decision, reported through `onError`.
  */
 export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
+  const observe = deps.observe;
+  const decideOnce = decideWith(deps);
+  if (observe === undefined) return decideOnce;
+  return (input) => {
+    const startMs = performance.now();
+    const result = decideOnce(input);
+    observe(result.decision, (performance.now() - startMs) / 1_000);
+    return result;
+  };
+}
+
+function decideWith(deps: AuthorizerDeps): Authorizer {
   return (input) => {
     const given = input.headers.get("x-request-id");
     const requestId = given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();

@@ -1,6 +1,6 @@
 /**
- * The HTTP/1.1 port: Connect and gRPC-Web for `Authorize`, and the health
- * probes. Later the ext-authz prefix and metrics join it here.
+ * The HTTP/1.1 port: Connect and gRPC-Web for `Authorize` and `TokenService`,
+ * the ext-authz prefix, the health probes and `/metrics`.
  */
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -20,6 +20,8 @@ export interface HttpServerOptions {
   readonly extAuthz?: ExtAuthzOptions;
   /** `portcullis.v1.TokenService` (token management, guarded by Portcullis itself); not served when absent. */
   readonly tokenService?: TokenServiceImpl;
+  /** Prometheus exposition at `/metrics`; not served when absent. */
+  readonly metrics?: () => Promise<{ contentType: string; body: string }>;
 }
 
 /** Creates the HTTP/1.1 server; {@link listenHttp} binds it. */
@@ -40,8 +42,19 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
     const path = request.url ?? "/";
     if (path === "/healthz") return plain(response, 200, "ok\n");
     if (path === "/readyz") return options.ready() ? plain(response, 200, "ready\n") : plain(response, 503, "not ready\n");
+    if (path === "/metrics" && options.metrics !== undefined) return void serveMetrics(response, options.metrics);
     connect(request, response);
   });
+}
+
+async function serveMetrics(response: http.ServerResponse, metrics: NonNullable<HttpServerOptions["metrics"]>): Promise<void> {
+  try {
+    const { contentType, body } = await metrics();
+    response.writeHead(200, { "content-type": contentType, "content-length": Buffer.byteLength(body) });
+    response.end(body);
+  } catch {
+    plain(response, 500, "metrics unavailable\n");
+  }
 }
 
 function plain(response: http.ServerResponse, status: number, body: string): void {

@@ -95,6 +95,19 @@ describe("Authorize over Connect JSON on HTTP/1.1", () => {
     expect(json.code).toBe("invalid_argument");
   });
 
+  it("counts decisions by code on /metrics", async () => {
+    const count = async (code: string) => {
+      const text = await (await fetch(`${t.httpUrl}/metrics`)).text();
+      return Number(new RegExp(`^portcullis_decisions_total\\{code="${code}"\\} (\\d+)$`, "m").exec(text)?.[1]);
+    };
+    const before = await count("scope_denied");
+    await connectJson({ method: "DELETE", path: "/api/payouts/1", host: "api.example.com", headers: [{ name: "authorization", value: `Bearer ${readOnlyToken}` }] });
+    expect(await count("scope_denied")).toBe(before + 1);
+    const text = await (await fetch(`${t.httpUrl}/metrics`)).text();
+    expect(text).toMatch(/^portcullis_policy_info\{policy_set="example-payments",revision="[0-9a-f]{12}"\} 1$/m);
+    expect(text).toMatch(/^portcullis_decision_duration_seconds_count \d+$/m);
+  });
+
   it("serves health probes", async () => {
     expect((await fetch(`${t.httpUrl}/healthz`)).status).toBe(200);
     expect((await fetch(`${t.httpUrl}/readyz`)).status).toBe(200);

@@ -1,0 +1,397 @@
+/**
+ * Loopback figures: the real server and no-op servers of the same libraries,
+ * each pinned to the server core, driven by h2load or wrk on the other core,
+ * measured interleaved run by run so that ratios come from the same minutes.
+ *
+ * Every row reports, at a fixed moderate rate and at saturation: requests/s,
+ * p50 and p99 latency, and server CPU per request from `/proc/PID/stat`.
+ */
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { create, fromBinary, toBinary, toJsonString } from "@bufbuild/protobuf";
+import * as grpc from "@grpc/grpc-js";
+import { AuthorizeRequestSchema, AuthorizeResponseSchema } from "../src/gen/portcullis/v1/authorization_pb.js";
+import { generateToken } from "../src/token/index.js";
+import { CHECK_PATH, envoyTransportExists, loadCheckCodec, type CheckCodec, type CheckFields } from "./envoy-check.js";
+import { BENCH_SECRET_HEX, BUNDLED_POLICY_DIR, REPO_ROOT, breakChecksum, fillStore, tempDir } from "./fixtures.js";
+import { runH2load, runWrk, type H2Job, type LoadResult } from "./load.js";
+import { GRPC_PATHS, type NoopKind } from "./noop-servers.js";
+import { cpuMicros, statusMiB } from "./proc-cpu.js";
+import { SERVER_CORE, startPinned, stopGroup, type ServerProcess } from "./processes.js";
+import { summariseProfile } from "./profile.js";
+import type { Budget, Figure, Row } from "./report.js";
+import { spread } from "./stats.js";
+
+export interface LoopbackOptions {
+  readonly quick: boolean;
+  readonly loopback: boolean;
+  readonly mix: boolean;
+  /** When set, the real server runs with `--cpu-prof` into this folder and its top functions are logged. */
+  readonly profileDir?: string;
+  readonly log: (line: string) => void;
+}
+
+const AUTHORIZE_PATH = GRPC_PATHS[0];
+
+/** How hard and how long to push. */
+interface Plan {
+  readonly runs: number;
+  readonly warmupSeconds: number;
+  readonly rateSeconds: number;
+  readonly saturationSeconds: number;
+  /** Fixed moderate rate, total requests/s. */
+  readonly rate: number;
+}
+
+/** A request of the realistic mix and of the single-request rows. */
+interface RequestKind {
+  readonly name: string;
+  readonly fields: CheckFields;
+  /** The `Authorize` code the real server must answer. */
+  readonly expect: string;
+  /** Share of the mix (in streams, see {@link mixJobs}). */
+  readonly weight: number;
+}
+
+/** A server the bench drives: the real one or a no-op. */
+interface Target {
+  readonly label: string;
+  readonly server: ServerProcess;
+  readonly grpcUrl: string;
+  readonly httpUrl: string;
+}
+
+type Mode = "rate" | "saturation";
+
+interface Sample {
+  readonly load: LoadResult;
+  readonly cpuUsPerRequest: number;
+}
+
+/** Drives one target once in one mode. */
+type Drive = (target: Target, mode: Mode, seconds: number) => Promise<LoadResult>;
+
+/** A row family: the real server first, then its floors, all driven the same way. */
+interface LoadCase {
+  readonly name: string;
+  readonly section: "loopback" | "mix";
+  readonly targets: readonly Target[];
+  readonly drive: Drive;
+  /** Budget on the real server's saturation CPU ratio to the first floor. */
+  readonly ratioBudget?: Budget;
+  readonly rpsBudget?: Budget;
+  readonly p99Budget?: Budget;
+  readonly note?: string;
+}
+
+function frame(message: Uint8Array): Buffer {
+  const out = Buffer.alloc(5 + message.length);
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, 5);
+  return out;
+}
+
+function authorizeRequest(fields: CheckFields) {
+  return create(AuthorizeRequestSchema, {
+    method: fields.method,
+    path: fields.path,
+    host: fields.host,
+    sourceIp: fields.sourceIp,
+    headers: Object.entries(fields.headers).map(([name, value]) => ({ name, value })),
+  });
+}
+
+/** One unary gRPC call with raw bytes both ways, to check a body before loading with it. */
+function grpcCall(address: string, method: string, body: Buffer): Promise<Buffer> {
+  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const identity = (bytes: Buffer) => bytes;
+  return new Promise<Buffer>((resolve, reject) => {
+    client.makeUnaryRequest(method, identity, identity, body, { deadline: Date.now() + 5_000 }, (error, response) => (error ? reject(error) : resolve(response!)));
+  }).finally(() => client.close());
+}
+
+function requestKinds(tokens: { operator: readonly string[]; readOnly: readonly string[] }): RequestKind[] {
+  const base = { host: "api.example.com", sourceIp: "203.0.113.10" };
+  const headers = (token: string | null): Record<string, string> => ({
+    "user-agent": "bench/1.0",
+    accept: "application/json",
+    "x-request-id": "bench-0001",
+    ...(token === null ? {} : { authorization: `Bearer ${token}` }),
+  });
+  const unknown = generateToken("sk_live_");
+  return [
+    { name: "allow GET payout", expect: "ok", weight: 16, fields: { ...base, method: "GET", path: "/api/payouts/po_123?page=2", headers: headers(tokens.operator[0]!) } },
+    { name: "allow POST ledger", expect: "ok", weight: 16, fields: { ...base, method: "POST", path: "/api/ledger/entries", headers: headers(tokens.operator[1]!) } },
+    { name: "allow GET settlement", expect: "ok", weight: 16, fields: { ...base, method: "GET", path: "/api/settlement/batches/b_9", headers: headers(tokens.operator[2]!) } },
+    { name: "deny unknown token", expect: "unauthenticated", weight: 1, fields: { ...base, method: "GET", path: "/api/payouts", headers: headers(unknown) } },
+    { name: "deny bad checksum", expect: "unauthenticated", weight: 1, fields: { ...base, method: "GET", path: "/api/payouts", headers: headers(breakChecksum(tokens.operator[3]!)) } },
+    { name: "deny scope (read_only POST)", expect: "scope_denied", weight: 1, fields: { ...base, method: "POST", path: "/api/payouts", headers: headers(tokens.readOnly[0]!) } },
+    { name: "deny missing token", expect: "unauthenticated", weight: 1, fields: { ...base, method: "GET", path: "/api/payouts", headers: headers(null) } },
+    { name: "deny invalid path", expect: "invalid_request", weight: 1, fields: { ...base, method: "GET", path: "/api/payouts%2F..%2Fadmin", headers: headers(tokens.operator[4]!) } },
+  ];
+}
+
+/** The h2load jobs of the mix: one process per kind, streams in proportion to weight; at the fixed rate, rates in proportion. */
+function mixJobs(url: string, bodyFiles: readonly string[], kinds: readonly RequestKind[], mode: Mode, rate: number): H2Job[] {
+  const totalWeight = kinds.reduce((sum, kind) => sum + kind.weight, 0);
+  return kinds.map((kind, i) => {
+    const connections = kind.weight >= 8 ? 2 : 1;
+    return mode === "rate"
+      ? { url, bodyFile: bodyFiles[i]!, connections, streams: 4, rpsPerConnection: Math.max(1, Math.round((rate * kind.weight) / totalWeight / connections)) }
+      : { url, bodyFile: bodyFiles[i]!, connections, streams: Math.max(1, Math.round(kind.weight / connections)) };
+  });
+}
+
+/** Saturation and rate settings of the single-request rows. */
+const H2_SATURATION = { connections: 4, streams: 16 };
+const H2_RATE = { connections: 4, streams: 4 };
+const H1_SATURATION = { connections: 32 };
+const H1_RATE = { connections: 8 };
+
+async function measure(cases: readonly LoadCase[], plan: Plan, log: (line: string) => void): Promise<Map<LoadCase, Map<Target, Record<Mode, Sample[]>>>> {
+  const results = new Map<LoadCase, Map<Target, Record<Mode, Sample[]>>>();
+  for (const c of cases) {
+    const perTarget = new Map<Target, Record<Mode, Sample[]>>();
+    for (const target of c.targets) {
+      perTarget.set(target, { rate: [], saturation: [] });
+      log(`loopback: warm-up ${c.name} on ${target.label}`);
+      await c.drive(target, "saturation", plan.warmupSeconds);
+    }
+    results.set(c, perTarget);
+  }
+  // Interleaved: run i of every case and target before run i + 1 of any.
+  for (let run = 0; run < plan.runs; run++) {
+    for (const c of cases) {
+      for (const target of c.targets) {
+        for (const mode of ["rate", "saturation"] as const) {
+          log(`loopback: run ${run + 1}/${plan.runs} ${c.name} on ${target.label}, ${mode}`);
+          const before = serverCpu(target);
+          const load = await c.drive(target, mode, mode === "rate" ? plan.rateSeconds : plan.saturationSeconds);
+          const cpu = serverCpu(target) - before;
+          perTarget(results, c, target)[mode].push({ load, cpuUsPerRequest: load.requests === 0 ? Number.NaN : cpu / load.requests });
+        }
+      }
+    }
+  }
+  return results;
+}
+
+/** The target's CPU time so far; a server that died says so with its last output. */
+function serverCpu(target: Target): number {
+  try {
+    return cpuMicros(target.server.pid);
+  } catch {
+    throw new Error(`${target.label} (pid ${target.server.pid}) is gone: ${target.server.output().slice(-3000)}`);
+  }
+}
+
+function perTarget(results: Map<LoadCase, Map<Target, Record<Mode, Sample[]>>>, c: LoadCase, target: Target): Record<Mode, Sample[]> {
+  return results.get(c)!.get(target)!;
+}
+
+function rowsOf(c: LoadCase, samples: Map<Target, Record<Mode, Sample[]>>, rate: number): Row[] {
+  const rows: Row[] = [];
+  const [real, floor] = c.targets;
+  for (const target of c.targets) {
+    const s = samples.get(target)!;
+    const of = (mode: Mode, pick: (sample: Sample) => number) => spread(s[mode].map(pick));
+    const failed = [...s.rate, ...s.saturation].reduce((sum, sample) => sum + sample.load.failed, 0);
+    const figures: Figure[] = [
+      { label: `~${rate.toLocaleString("en-US")} rps: achieved`, unit: "req/s", value: of("rate", (x) => x.load.rps) },
+      { label: `~${rate.toLocaleString("en-US")} rps: p50`, unit: "ms", value: of("rate", (x) => x.load.p50Ms) },
+      { label: `~${rate.toLocaleString("en-US")} rps: p99`, unit: "ms", value: of("rate", (x) => x.load.p99Ms), ...(target === real && c.p99Budget ? { budget: c.p99Budget } : {}) },
+      { label: `~${rate.toLocaleString("en-US")} rps: server CPU per request`, unit: "µs", value: of("rate", (x) => x.cpuUsPerRequest) },
+      { label: "saturation: throughput", unit: "req/s", value: of("saturation", (x) => x.load.rps), ...(target === real && c.rpsBudget ? { budget: c.rpsBudget } : {}) },
+      { label: "saturation: p50", unit: "ms", value: of("saturation", (x) => x.load.p50Ms) },
+      { label: "saturation: p99", unit: "ms", value: of("saturation", (x) => x.load.p99Ms) },
+      { label: "saturation: server CPU per request", unit: "µs", value: of("saturation", (x) => x.cpuUsPerRequest) },
+    ];
+    if (target === real && floor !== undefined) {
+      const f = samples.get(floor)!;
+      const ratio = (mode: Mode) => spread(s[mode].map((sample, i) => sample.cpuUsPerRequest / f[mode][i]!.cpuUsPerRequest));
+      figures.push({ label: `CPU per request ÷ ${floor.label}, saturation`, unit: "×", value: ratio("saturation"), ...(c.ratioBudget ? { budget: c.ratioBudget } : {}) });
+      figures.push({ label: `CPU per request ÷ ${floor.label}, ~${rate.toLocaleString("en-US")} rps`, unit: "×", value: ratio("rate") });
+      figures.push({ label: `throughput ÷ ${floor.label}, saturation`, unit: "×", value: spread(s.saturation.map((sample, i) => sample.load.rps / f.saturation[i]!.load.rps)) });
+    }
+    if (c.section === "mix" && target === real) {
+      const done = s.saturation.flatMap((sample) => [sample.load.perJob]);
+      const allowShare = done.map((perJob) => perJob.slice(0, 3).reduce((a, b) => a + b, 0) / perJob.reduce((a, b) => a + b, 0));
+      figures.push({ label: "saturation: share of allows", unit: "%", value: spread(allowShare.map((x) => x * 100)) });
+    }
+    const peak = statusMiB(target.server.pid, "VmHWM");
+    figures.push({ label: "peak RSS of the server so far (VmHWM)", unit: "MiB", value: { median: peak, min: peak, max: peak, runs: 1 } });
+    const notes = [target === real ? c.note : undefined, failed > 0 ? `${failed} requests failed` : undefined].filter((x) => x !== undefined);
+    rows.push({
+      section: c.section,
+      name: `${c.name} — ${target.label}`,
+      status: "ok",
+      ...(notes.length > 0 ? { note: notes.join("; ") } : {}),
+      figures,
+    });
+  }
+  return rows;
+}
+
+async function startNoop(kind: NoopKind): Promise<ServerProcess & { port: number }> {
+  const server = await startPinned([path.join(REPO_ROOT, "dist", "bench", "noop-servers.js"), kind], { core: SERVER_CORE, ready: /listening (\d+)/ });
+  return { ...server, port: Number(server.match[1]) };
+}
+
+export async function runLoopback(options: LoopbackOptions): Promise<Row[]> {
+  const plan: Plan = options.quick
+    ? { runs: 1, warmupSeconds: 1, rateSeconds: 2, saturationSeconds: 2, rate: 2_000 }
+    : { runs: 3, warmupSeconds: 2, rateSeconds: 3, saturationSeconds: 4, rate: 2_000 };
+  const work = tempDir("loopback");
+  const servers: ServerProcess[] = [];
+  const rows: Row[] = [];
+  try {
+    const total = options.quick ? 10_000 : 100_000;
+    options.log(`loopback: filling a store with ${total.toLocaleString("en-US")} tokens`);
+    const filled = fillStore(path.join(work, "data"), total, [
+      { name: "operator", count: 8, role: "tenant_operator", keyLevel: null },
+      { name: "readOnly", count: 2, role: "tenant_operator", keyLevel: "read_only" },
+    ]);
+    const kinds = requestKinds({ operator: filled.known.operator!, readOnly: filled.known.readOnly! });
+
+    const profileArgs = options.profileDir === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${options.profileDir}`];
+    if (options.profileDir !== undefined) mkdirSync(options.profileDir, { recursive: true });
+    const realProcess = await startPinned(
+      [path.join(REPO_ROOT, "bin", "portcullis.js"), "serve", "--grpc-port", "0", "--http-port", "0", "--data-dir", filled.dataDir, "--policies", BUNDLED_POLICY_DIR, "--log-level", "info"],
+      {
+        core: SERVER_CORE,
+        env: { ...process.env, PORTCULLIS_TOKEN_SECRET: BENCH_SECRET_HEX },
+        ready: /listening: grpc on [^:]+:(\d+), http on [^:]+:(\d+)/,
+        nodeFlags: profileArgs,
+      },
+    );
+    servers.push(realProcess);
+    const real: Target = { label: "portcullis", server: realProcess, grpcUrl: `http://127.0.0.1:${realProcess.match[1]}`, httpUrl: `http://127.0.0.1:${realProcess.match[2]}` };
+    const noop = async (kind: NoopKind, label: string): Promise<Target> => {
+      const server = await startNoop(kind);
+      servers.push(server);
+      return { label, server, grpcUrl: `http://127.0.0.1:${server.port}`, httpUrl: `http://127.0.0.1:${server.port}` };
+    };
+    const grpcFloor = await noop("grpc-js", "grpc-js no-op");
+    const http2Floor = await noop("node-http2", "node:http2 no-op");
+    const connectFloor = await noop("connect-http1", "connect-node HTTP/1.1 no-op");
+    const httpFloor = await noop("node-http", "node:http no-op");
+
+    // Bodies, checked once against the real server before any load.
+    const grpcAddress = `127.0.0.1:${realProcess.match[1]}`;
+    const authorizeBodies: string[] = [];
+    for (const [i, kind] of kinds.entries()) {
+      const body = frame(toBinary(AuthorizeRequestSchema, authorizeRequest(kind.fields)));
+      const answer = fromBinary(AuthorizeResponseSchema, await grpcCall(grpcAddress, AUTHORIZE_PATH, body.subarray(5)));
+      if (answer.code !== kind.expect) throw new Error(`${kind.name}: Authorize answered \`${answer.code}\` (${answer.reason}), expected \`${kind.expect}\``);
+      const file = path.join(work, `authorize-${i}.bin`);
+      writeFileSync(file, body);
+      authorizeBodies.push(file);
+    }
+
+    // Envoy Check: only once the transport exists and answers.
+    let checkBodies: string[] | null = null;
+    let checkPending = "no `src/transport/envoy.ts` yet";
+    if (envoyTransportExists()) {
+      try {
+        const codec: CheckCodec = loadCheckCodec();
+        checkBodies = [];
+        for (const [i, kind] of kinds.entries()) {
+          const message = codec.encode(kind.fields);
+          const status = codec.statusCode(await grpcCall(grpcAddress, CHECK_PATH, message));
+          if ((status === 0) !== (kind.expect === "ok")) throw new Error(`${kind.name}: Check answered status ${status}`);
+          const file = path.join(work, `check-${i}.bin`);
+          writeFileSync(file, frame(message));
+          checkBodies.push(file);
+        }
+      } catch (error) {
+        checkBodies = null;
+        checkPending = `\`src/transport/envoy.ts\` exists but Check did not answer as expected: ${error instanceof Error ? error.message : String(error)}`;
+      }
+    }
+
+    const allow = kinds[0]!;
+    const h2Single = (route: string, bodyFile: string): Drive => (target, mode, seconds) =>
+      runH2load(
+        [
+          mode === "rate"
+            ? { url: `${target.grpcUrl}${route}`, bodyFile, ...H2_RATE, rpsPerConnection: plan.rate / H2_RATE.connections }
+            : { url: `${target.grpcUrl}${route}`, bodyFile, ...H2_SATURATION },
+        ],
+        seconds,
+        work,
+      );
+    const connectDrive = (body: Uint8Array, contentType: string): Drive => (target, mode, seconds) =>
+      runWrk(
+        {
+          url: `${target.httpUrl}${AUTHORIZE_PATH}`,
+          body,
+          contentType,
+          headers: { "Connect-Protocol-Version": "1" },
+          ...(mode === "rate" ? { connections: H1_RATE.connections, delayMs: (H1_RATE.connections * 1000) / plan.rate } : H1_SATURATION),
+        },
+        seconds,
+        work,
+      );
+    const mixDrive = (route: string, bodies: readonly string[]): Drive => (target, mode, seconds) =>
+      runH2load(mixJobs(`${target.grpcUrl}${route}`, bodies, kinds, mode, plan.rate), seconds, work);
+
+    const cases: LoadCase[] = [];
+    const pendingRows: Row[] = [];
+    if (options.loopback) {
+      cases.push({ name: "Authorize over gRPC, allow", section: "loopback", targets: [real, grpcFloor, http2Floor], drive: h2Single(AUTHORIZE_PATH, authorizeBodies[0]!) });
+      const json = new TextEncoder().encode(toJsonString(AuthorizeRequestSchema, authorizeRequest(allow.fields)));
+      cases.push({
+        name: "Authorize over Connect JSON (HTTP/1.1), allow",
+        section: "loopback",
+        targets: [real, connectFloor, httpFloor],
+        drive: connectDrive(json, "application/json"),
+        ratioBudget: { limit: 1.25, atMost: true, text: "≤ 1.25× connect no-op" },
+        note: "wrk has no fixed-rate mode: the ~2,000 rps figures pace 8 connections with wrk's delay() (closed loop), so the achieved rate is shown",
+      });
+      cases.push({
+        name: "Authorize over Connect binary (HTTP/1.1), allow",
+        section: "loopback",
+        targets: [real, connectFloor],
+        drive: connectDrive(toBinary(AuthorizeRequestSchema, authorizeRequest(allow.fields)), "application/proto"),
+        ratioBudget: { limit: 1.25, atMost: true, text: "≤ 1.25× connect no-op" },
+      });
+      if (checkBodies !== null) {
+        cases.push({ name: "Envoy Check over gRPC, allow", section: "loopback", targets: [real, grpcFloor], drive: h2Single(CHECK_PATH, checkBodies[0]!), p99Budget: { limit: 2, atMost: true, text: "< 2 ms" } });
+      } else {
+        pendingRows.push({ section: "loopback", name: "Envoy Check over gRPC, allow", status: "pending", note: checkPending, figures: [] });
+      }
+      pendingRows.push({ section: "loopback", name: "HTTP ext-authz prefix (HTTP/1.1)", status: "pending", note: "the HTTP port has no ext-authz prefix yet; add a wrk case with a GET on the prefix once it exists", figures: [] });
+    }
+    if (options.mix) {
+      const mixNote = `bundled policies, ${total.toLocaleString("en-US")} tokens stored; ${kinds.length} h2load processes, one per request kind (${kinds.map((k) => k.name).join(", ")}), streams weighted 16:16:16:1:1:1:1:1 for ~90% allows; one token per allow kind, so the token cache hits`;
+      cases.push({ name: "mix: Authorize over gRPC", section: "mix", targets: [real, grpcFloor], drive: mixDrive(AUTHORIZE_PATH, authorizeBodies), note: mixNote });
+      if (checkBodies !== null) {
+        cases.push({
+          name: "mix: Envoy Check over gRPC",
+          section: "mix",
+          targets: [real, grpcFloor],
+          drive: mixDrive(CHECK_PATH, checkBodies),
+          note: mixNote,
+          ratioBudget: { limit: 1.25, atMost: true, text: "≤ 1.25× grpc-js no-op" },
+          rpsBudget: { limit: 10_000, atMost: false, text: "≥ 10,000 req/s" },
+          p99Budget: { limit: 2, atMost: true, text: "< 2 ms" },
+        });
+      } else {
+        pendingRows.push({ section: "mix", name: "mix: Envoy Check over gRPC", status: "pending", note: checkPending, figures: [] });
+      }
+    }
+
+    const results = await measure(cases, plan, options.log);
+    for (const c of cases) rows.push(...rowsOf(c, results.get(c)!, plan.rate));
+    rows.push(...pendingRows);
+  } finally {
+    for (const server of servers) await stopGroup(server.child);
+    rmSync(work, { recursive: true, force: true });
+  }
+  if (options.profileDir !== undefined) {
+    const profiles = readdirSync(options.profileDir).filter((file) => file.endsWith(".cpuprofile"));
+    const latest = profiles.sort().at(-1);
+    if (latest !== undefined) options.log(`\nserver CPU profile ${path.join(options.profileDir, latest)}, top self time:\n${summariseProfile(path.join(options.profileDir, latest), 25)}`);
+  }
+  return rows;
+}
