@@ -10,6 +10,7 @@ import { PolicyLoadError } from "./policy/errors.js";
 import type { CompiledPolicySet } from "./policy/types.js";
 import { createAuthorizer, type Authorizer } from "./service/authorize.js";
 import { createServerMetrics } from "./service/metrics.js";
+import { installFastTextEncoding } from "./transport/text-encoding.js";
 import { createTenantStateCache } from "./service/tenant-state-cache.js";
 import { createTokenCache, type TokenCache } from "./service/token-cache.js";
 import { createTokenService } from "./service/token-service.js";
@@ -43,6 +44,7 @@ export interface RunningServer {
  * bad start never half-serves.
  */
 export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
+  installFastTextEncoding();
   const loaded = loadPolicySet(config.policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
   let policy = loaded.policy;

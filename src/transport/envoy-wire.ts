@@ -11,7 +11,7 @@
  * test/envoy/ checks both directions against Envoy's full protos and against
  * the generated subset. Unknown fields are skipped, as protobuf requires.
  */
-import type { HeaderField } from "../engine/types.js";
+import type { HeaderField, Identity } from "../engine/types.js";
 
 /** What Check reads from a `CheckRequest`, already in the shape a transport wants. */
 export interface CheckAttributes {
@@ -56,8 +56,14 @@ export interface CheckAnswer {
   readonly headersToRemove: readonly string[];
   /** `ok_response.response_headers_to_add`. */
   readonly responseHeadersToAdd: readonly HeaderField[];
-  /** `dynamic_metadata`, a `google.protobuf.Struct`. */
+  /** `dynamic_metadata`, a `google.protobuf.Struct`: the entries that change with each request. */
   readonly metadata: ReadonlyMap<string, MetadataValue>;
+  /**
+   * The identity's entries of `dynamic_metadata` (`tenant`, `workspace`,
+   * `token_id`, `environment`, `scopes`), when the token is known. Kept apart
+   * because they are the same for every request of a token: their encoding is cached.
+   */
+  readonly identity: Identity | null;
 }
 
 /** A `CheckRequest` that is not valid protobuf. */
@@ -336,32 +342,68 @@ export function encodeCheckResponse(answer: CheckAnswer): Buffer {
   } else {
     // ok_response = 3: { repeated headers = 2; repeated headers_to_remove = 5; repeated response_headers_to_add = 6 }
     start = w.beginLen(3);
-    for (const [name, value] of answer.upstreamHeaders) w.headerOption(2, name, value);
+    w.bytes(encodedUpstreamHeaders(answer.upstreamHeaders));
     for (const name of answer.headersToRemove) w.stringField(5, name);
     for (const [name, value] of answer.responseHeadersToAdd) w.headerOption(6, name, value);
     w.endLen(start);
   }
 
-  if (answer.metadata.size > 0) {
+  if (answer.metadata.size > 0 || answer.identity !== null) {
     // dynamic_metadata = 4: Struct { map<string, Value> fields = 1 }
     start = w.beginLen(4);
-    for (const [key, value] of answer.metadata) {
-      const entry = w.beginLen(1);
-      w.stringField(1, key);
-      // value = 2: Value { string_value = 3; list_value = 6 }
-      const valueStart = w.beginLen(2);
-      if (typeof value === "string") w.stringField(3, value);
-      else w.bytes(encodedList(value as readonly string[]));
-      w.endLen(valueStart);
-      w.endLen(entry);
-    }
+    writeStructEntries(w, answer.metadata);
+    if (answer.identity !== null) w.bytes(encodedIdentityEntries(answer.identity));
     w.endLen(start);
   }
   return Buffer.from(w.buf.subarray(0, w.pos));
 }
 
-// The engine hands out one frozen scope list per token and policy revision, so
-// its encoding is worth keeping: the list is the largest part of an allow.
+/** Struct `fields` map entries: `{ key = 1; value = 2: Value { string_value = 3; list_value = 6 } }`. */
+function writeStructEntries(w: Writer, entries: Iterable<readonly [string, MetadataValue]>): void {
+  for (const [key, value] of entries) {
+    const entry = w.beginLen(1);
+    w.stringField(1, key);
+    const valueStart = w.beginLen(2);
+    if (typeof value === "string") w.stringField(3, value);
+    else w.bytes(encodedList(value as readonly string[]));
+    w.endLen(valueStart);
+    w.endLen(entry);
+  }
+}
+
+// The engine hands out one frozen identity and one frozen list of upstream
+// headers per token and policy revision, so their encodings are worth keeping:
+// together they are most of an allow's bytes.
+const encodedIdentities = new WeakMap<Identity, Buffer>();
+const encodedUpstream = new WeakMap<readonly HeaderField[], Buffer>();
+
+function encodedIdentityEntries(identity: Identity): Buffer {
+  const cached = encodedIdentities.get(identity);
+  if (cached !== undefined) return cached;
+  const w = new Writer(512);
+  writeStructEntries(w, [
+    ["tenant", identity.tenant],
+    ["workspace", identity.workspace],
+    ["token_id", identity.tokenId],
+    ["environment", identity.environment],
+    ["scopes", identity.scopes],
+  ]);
+  const bytes = Buffer.from(w.buf.subarray(0, w.pos));
+  if (Object.isFrozen(identity)) encodedIdentities.set(identity, bytes);
+  return bytes;
+}
+
+/** `ok_response.headers = 2` options, tags included. */
+function encodedUpstreamHeaders(headers: readonly HeaderField[]): Buffer {
+  const cached = encodedUpstream.get(headers);
+  if (cached !== undefined) return cached;
+  const w = new Writer(512);
+  for (const [name, value] of headers) w.headerOption(2, name, value);
+  const bytes = Buffer.from(w.buf.subarray(0, w.pos));
+  if (Object.isFrozen(headers)) encodedUpstream.set(headers, bytes);
+  return bytes;
+}
+
 const encodedLists = new WeakMap<readonly string[], Buffer>();
 
 /** `list_value = 6: ListValue { repeated Value values = 1 { string_value = 3 } }`, field tag included. */

@@ -100,13 +100,6 @@ export function checkAnswerFromResult(result: AuthorizeResult): CheckAnswer {
     ["request_id", requestId],
   ]);
   const identity = decision.identity;
-  if (identity !== null) {
-    metadata.set("tenant", identity.tenant);
-    metadata.set("workspace", identity.workspace);
-    metadata.set("token_id", identity.tokenId);
-    metadata.set("environment", identity.environment);
-    metadata.set("scopes", identity.scopes);
-  }
   if (decision.allowed) {
     return {
       rpcCode: RPC_OK,
@@ -116,6 +109,7 @@ export function checkAnswerFromResult(result: AuthorizeResult): CheckAnswer {
       headersToRemove: result.stripCredential ? STRIP_CREDENTIAL : [],
       responseHeadersToAdd: response.headers,
       metadata,
+      identity,
     };
   }
   return {
@@ -126,6 +120,7 @@ export function checkAnswerFromResult(result: AuthorizeResult): CheckAnswer {
     headersToRemove: [],
     responseHeadersToAdd: [],
     metadata,
+    identity,
   };
 }
 

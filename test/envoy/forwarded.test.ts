@@ -155,6 +155,7 @@ describe("Check codec", () => {
       headersToRemove: [],
       responseHeadersToAdd: [],
       metadata: new Map<string, string | readonly string[]>([["code", "quota_exceeded"], ["scopes", ["a", "b"]]]),
+      identity: null,
     });
     const generated = fromBinary(CheckResponseSchema, bytes);
     expect(generated.status).toMatchObject({ code: 7, message: "denied ✓" });
@@ -164,6 +165,39 @@ describe("Check codec", () => {
     expect(envoyView.denied_response.status.code).toBe(429);
     expect(envoyView.denied_response.headers.map((h: any) => [h.header.key, h.header.value])).toEqual([["retry-after", "30"], ["x-long", long]]);
     expect(envoyView.denied_response.body).toBe(`{"message":"${long}"}`);
+  });
+});
+
+describe("encoding an allow", () => {
+  const identity = Object.freeze({ tokenId: "tok_1", tenant: "acme", workspace: "main", environment: "production", tokenType: "service" as const, role: "tenant_operator", name: "n", scopes: Object.freeze(["ledger:read", "payouts:read"]) });
+  const upstream = Object.freeze([["x-portcullis-tenant", "acme"], ["x-portcullis-scopes", "ledger:read payouts:read"]] as const);
+  const answer = {
+    rpcCode: 0,
+    rpcMessage: "",
+    denied: null,
+    upstreamHeaders: upstream,
+    headersToRemove: ["authorization"],
+    responseHeadersToAdd: [["ratelimit-remaining", "59"]] as const,
+    metadata: new Map([["code", "ok"], ["request_id", "r1"]]),
+    identity,
+  };
+
+  it("writes the identity's metadata and headers, identically when they come from the per-token cache", () => {
+    const first = encodeCheckResponse(answer);
+    const second = encodeCheckResponse({ ...answer, metadata: new Map([["code", "ok"], ["request_id", "r1"]]) });
+    expect(second.equals(first)).toBe(true);
+    const generated = fromBinary(CheckResponseSchema, first);
+    expect(generated.dynamicMetadata).toEqual({ code: "ok", request_id: "r1", tenant: "acme", workspace: "main", token_id: "tok_1", environment: "production", scopes: ["ledger:read", "payouts:read"] });
+    const envoyView = envoyCheckMethod().responseDeserialize(first) as any;
+    expect(envoyView.ok_response.headers.map((h: any) => [h.header.key, h.header.value])).toEqual([["x-portcullis-tenant", "acme"], ["x-portcullis-scopes", "ledger:read payouts:read"]]);
+    expect(envoyView.ok_response.headers_to_remove).toEqual(["authorization"]);
+    expect(envoyView.ok_response.response_headers_to_add.map((h: any) => [h.header.key, h.header.value])).toEqual([["ratelimit-remaining", "59"]]);
+  });
+
+  it("encodes an unfrozen identity the same way, without caching it", () => {
+    const thawed = { ...identity, scopes: [...identity.scopes] };
+    const bytes = encodeCheckResponse({ ...answer, identity: thawed, upstreamHeaders: [...upstream] });
+    expect(bytes.equals(encodeCheckResponse(answer))).toBe(true);
   });
 });
 
