@@ -16,6 +16,10 @@ export interface ControlFlags {
   readonly ipAllow?: string[];
   readonly mtlsFingerprint?: string[];
   readonly mtlsCa?: string[];
+  /** `--quota-per-minute`: allowed requests per UTC minute. */
+  readonly quotaPerMinute?: string;
+  /** `--quota-per-day`: allowed requests per UTC day. */
+  readonly quotaPerDay?: string;
 }
 
 /** Adds the control flags to `tokens create` or `tokens update`. */
@@ -24,7 +28,9 @@ export function withControlOptions(command: Command): Command {
     .option("--ip-allow <cidr...>", "ip allowlist: cidrs or addresses, e.g. 198.51.100.0/24 2001:db8::/48 (repeatable)")
     .option("--mtls-fingerprint <sha256...>", "require a client certificate with one of these sha-256 fingerprints (repeatable)")
     .option("--mtls-ca <sha256...>", "require a client certificate issued by one of these ca sha-256 fingerprints (repeatable)")
-    .option("--controls <json>", "the token's controls as json (or @file.json): ipAllowlist, mtls, conditionalAccess, as in policy files");
+    .option("--quota-per-minute <n>", "quota: allowed requests per utc minute; past it 429 quota_exceeded")
+    .option("--quota-per-day <n>", "quota: allowed requests per utc day; past it 429 quota_exceeded")
+    .option("--controls <json>", "the token's controls as json (or @file.json): ipAllowlist, mtls, conditionalAccess, quota, as in policy files");
 }
 
 /**
@@ -58,7 +64,18 @@ export function controlsFromFlags(flags: ControlFlags): TokenControls | undefine
       ...(flags.mtlsCa === undefined ? {} : { caFingerprints: flags.mtlsCa }),
     });
   }
+  if (flags.quotaPerMinute !== undefined || flags.quotaPerDay !== undefined) {
+    set("quota", {
+      ...(flags.quotaPerMinute === undefined ? {} : { limitPerMinute: quotaLimit(flags.quotaPerMinute, "--quota-per-minute") }),
+      ...(flags.quotaPerDay === undefined ? {} : { limitPerDay: quotaLimit(flags.quotaPerDay, "--quota-per-day") }),
+    });
+  }
   return controls as TokenControls | undefined;
+}
+
+function quotaLimit(text: string, flag: string): number {
+  if (!/^[1-9][0-9]{0,9}$/.test(text)) throw new TokenRequestError(`invalid ${flag} \`${text}\`: expected a whole number of requests, at least 1`);
+  return Number(text);
 }
 
 function readText(file: string): string {

@@ -102,7 +102,7 @@ function buildProgram(): Command {
   ).action((id: string, flags: ControlFlags & StoreFlags & { clear?: boolean }) =>
     withPolicyAndStore(flags, (policy, store) => {
       const controls = controlsFromFlags(flags);
-      if (controls === undefined && flags.clear !== true) throw new UsageError("nothing to update: give --controls, --ip-allow, --mtls-fingerprint, --mtls-ca or --clear");
+      if (controls === undefined && flags.clear !== true) throw new UsageError("nothing to update: give --controls, --ip-allow, --mtls-fingerprint, --mtls-ca, --quota-per-minute, --quota-per-day or --clear");
       if (controls !== undefined && flags.clear === true) throw new UsageError("--clear cannot be combined with controls");
       const record = updateTokenControls(store, policy, id, controls ?? null, actor());
       process.stderr.write(`updated controls of ${record.id} (${record.name})\n`);

@@ -113,7 +113,9 @@ export function decide(
   const workspace = checkWorkspace(request, token, policy, facts);
   if (!workspace.ok) return denied("workspace_restricted", workspace.denial, warnings);
 
-  // Quota (quota_exceeded) goes here, last: it may only charge requests that passed every other stage.
+  // Quota (quota_exceeded) is last: the allow names the quota in force, and the
+  // authorizer charges it (counters are state; see engine/quota.ts), so only
+  // requests that passed every other stage are ever counted.
 
   return {
     allowed: true,
@@ -128,6 +130,7 @@ export function decide(
     upstreamHeaders,
     identity,
     warnings,
+    quota: controls.quota,
   };
 }
 
@@ -168,6 +171,7 @@ function deny(
     upstreamHeaders: [],
     identity,
     warnings,
+    quota: null,
   };
 }
 

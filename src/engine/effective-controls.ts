@@ -1,6 +1,6 @@
 /**
  * Which controls apply to a token. For each kind (IP allowlist, mTLS,
- * conditional access) independently, the most specific source that matches
+ * conditional access, quota) independently, the most specific source that matches
  * the token and sets that kind wins and replaces the others, never merging:
  * the token's own controls, then a policy entry selecting by service label,
  * by environment, by role, and last by workspace. The policy loader refuses two
@@ -15,6 +15,7 @@ import {
   type CompiledIpAllowlist,
   type CompiledMtls,
   type CompiledPolicySet,
+  type CompiledQuota,
 } from "../policy/types.js";
 import type { TokenRecord } from "./types.js";
 
@@ -23,9 +24,11 @@ export interface EffectiveControls {
   readonly ipAllowlist: CompiledIpAllowlist | null;
   readonly mtls: CompiledMtls | null;
   readonly conditionalAccess: CompiledConditionalAccess | null;
+  /** The quota to charge once every check passed; counted per token id. */
+  readonly quota: CompiledQuota | null;
 }
 
-const KINDS = ["ipAllowlist", "mtls", "conditionalAccess"] as const;
+const KINDS = ["ipAllowlist", "mtls", "conditionalAccess", "quota"] as const;
 
 const cache = new WeakMap<TokenRecord, { policy: CompiledPolicySet; controls: EffectiveControls }>();
 
@@ -56,7 +59,7 @@ export function effectiveControls(token: TokenRecord, policy: CompiledPolicySet)
 
   const own = compileControls(token.controls, `token:${token.id}`);
   if (!own.ok) throw new Error(`controls of token \`${token.id}\` do not compile: ${own.errors[0]?.message ?? ""}`);
-  const result: { -readonly [K in keyof EffectiveControls]: EffectiveControls[K] } = { ipAllowlist: null, mtls: null, conditionalAccess: null };
+  const result: { -readonly [K in keyof EffectiveControls]: EffectiveControls[K] } = { ipAllowlist: null, mtls: null, conditionalAccess: null, quota: null };
   for (const kind of KINDS) {
     const mine = own.value[kind];
     if (mine !== undefined) {

@@ -2,11 +2,11 @@
  * The neutral input and output of a decision. Every transport converts its wire
  * format to {@link AuthzInput} and a {@link Decision} back to its wire format.
  */
-import type { ControlsSpec } from "../policy/types.js";
+import type { CompiledQuota, ControlsSpec } from "../policy/types.js";
 import type { AuditEvent, DecisionCode } from "./codes.js";
 
 /**
- * Controls stored with one token (IP allowlist, mTLS, conditional access),
+ * Controls stored with one token (IP allowlist, mTLS, conditional access, quota),
  * as written at `tokens create` / `tokens update`. Each kind given replaces
  * whatever the policy set would apply to the token for that kind.
  */
@@ -91,6 +91,12 @@ export interface Decision {
   readonly upstreamHeaders: readonly HeaderField[];
   readonly identity: Identity | null;
   readonly warnings: readonly Warning[];
+  /**
+   * On an allow: the quota that applies to the token, which the authorizer
+   * charges after the engine (`src/service/charge-quota.ts`); `null` when none
+   * applies and on every denial. Transports do not read it.
+   */
+  readonly quota: CompiledQuota | null;
 }
 
 /**

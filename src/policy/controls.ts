@@ -1,6 +1,6 @@
 /**
- * Compiles enterprise controls (IP allowlist, mTLS pins, conditional access)
- * as policy entries and tokens write them into the structures the engine
+ * Compiles enterprise controls (IP allowlist, mTLS pins, conditional access,
+ * quota) as policy entries and tokens write them into the structures the engine
  * reads. The same functions serve both sources, so a value a policy file may
  * hold is exactly a value a token may hold. Errors carry a JSON pointer
  * relative to the controls object.
@@ -11,9 +11,11 @@ import type {
   CompiledConditionalAccess,
   CompiledControls,
   CompiledMtls,
+  CompiledQuota,
   ConditionalAccessSpec,
   ControlsSpec,
   MtlsSpec,
+  QuotaSpec,
   WeekdayName,
 } from "./types.js";
 import { resolveZoneClock } from "./zone-clock.js";
@@ -59,6 +61,7 @@ export function compileControls(spec: ControlsSpec, ruleId: string): Compiled<Co
   if (spec.conditionalAccess !== undefined) {
     result.conditionalAccess = collect(compileConditionalAccess(spec.conditionalAccess, ruleId), "/conditionalAccess");
   }
+  if (spec.quota !== undefined) result.quota = collect(compileQuota(spec.quota, ruleId), "/quota");
   if (errors.length > 0) return { ok: false, errors };
   return { ok: true, value: Object.freeze(result) };
 }
@@ -86,6 +89,36 @@ export function compileMtls(spec: MtlsSpec, ruleId: string): Compiled<CompiledMt
   }
   if (errors.length > 0) return { ok: false, errors };
   return { ok: true, value: Object.freeze({ ruleId, required, fingerprints, caFingerprints }) };
+}
+
+/** Largest limit accepted: far above any real quota, and exact in a double. */
+export const MAX_QUOTA_LIMIT = 1_000_000_000;
+
+/**
+ * Compiles a quota: at least one limit, each a positive integer, and the
+ * `ratelimit-policy` header value (draft-ietf-httpapi-ratelimit-headers:
+ * `<limit>;w=<window seconds>`, minute first) built once here.
+ */
+export function compileQuota(spec: QuotaSpec, ruleId: string): Compiled<CompiledQuota> {
+  const errors: ControlError[] = [];
+  const limit = (value: number | undefined, field: string): number | null => {
+    if (value === undefined) return null;
+    if (!Number.isInteger(value) || value < 1 || value > MAX_QUOTA_LIMIT) {
+      errors.push({ pointer: `/${field}`, message: `invalid limit \`${String(value)}\`: expected a whole number from 1 to ${MAX_QUOTA_LIMIT}` });
+      return null;
+    }
+    return value;
+  };
+  const limitPerMinute = limit(spec.limitPerMinute, "limitPerMinute");
+  const limitPerDay = limit(spec.limitPerDay, "limitPerDay");
+  if (spec.limitPerMinute === undefined && spec.limitPerDay === undefined) {
+    errors.push({ pointer: "", message: "quota must set `limitPerMinute`, `limitPerDay` or both" });
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  const policies: string[] = [];
+  if (limitPerMinute !== null) policies.push(`${limitPerMinute};w=60`);
+  if (limitPerDay !== null) policies.push(`${limitPerDay};w=86400`);
+  return { ok: true, value: Object.freeze({ ruleId, limitPerMinute, limitPerDay, policyHeader: policies.join(", ") }) };
 }
 
 function minutesOf(hhmm: string): number {

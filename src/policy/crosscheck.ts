@@ -315,8 +315,8 @@ export function crossCheckPolicySet(
         report(at, `/conditionalAccess/environments/${i}`, `unknown environment \`${name}\``, suggest(name, environmentNames));
       }
     });
-    if (entry.ipAllowlist === undefined && entry.mtls === undefined && entry.conditionalAccess === undefined) {
-      report(at, "", `control entry \`${entry.id}\` sets no control`, "add `ipAllowlist`, `mtls` or `conditionalAccess`");
+    if (entry.ipAllowlist === undefined && entry.mtls === undefined && entry.conditionalAccess === undefined && entry.quota === undefined) {
+      report(at, "", `control entry \`${entry.id}\` sets no control`, "add `ipAllowlist`, `mtls`, `conditionalAccess` or `quota`");
     }
     const compiled = compileControls(entry, entry.id);
     if (!compiled.ok) for (const e of compiled.errors) report(at, e.pointer, e.message, e.hint);
@@ -330,7 +330,7 @@ export function crossCheckPolicySet(
       const a = compiledEntries[i]!;
       const b = compiledEntries[j]!;
       if (a.level !== b.level || !selectorsOverlap(a.selector, b.selector)) continue;
-      for (const kind of ["ipAllowlist", "mtls", "conditionalAccess"] as const) {
+      for (const kind of ["ipAllowlist", "mtls", "conditionalAccess", "quota"] as const) {
         if (a.at.value[kind] === undefined || b.at.value[kind] === undefined) continue;
         report(
           b.at,

@@ -95,6 +95,8 @@ function describe(e: ErrorObject): { pointer: string; message: string; hint?: st
     case "maxLength":
       return { pointer: e.instancePath, message: `\`${shown}\` is too long: at most ${String(e.params["limit"])} characters` };
     case "minProperties":
+      // the schema's two objects that need a field: a control selector and a quota
+      if (/\/quota$/.test(e.instancePath)) return { pointer: e.instancePath, message: "quota must set `limitPerMinute`, `limitPerDay` or both" };
       return { pointer: e.instancePath, message: "selector must name at least one of `workspace`, `environment`, `service` or `role`" };
     case "minItems":
       return { pointer: e.instancePath, message: `expected at least ${String(e.params["limit"])} item${e.params["limit"] === 1 ? "" : "s"}` };

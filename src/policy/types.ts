@@ -170,11 +170,24 @@ export interface ConditionalAccessSpec {
   requireIdempotencyKey?: boolean;
 }
 
+/**
+ * A request quota: at most this many allowed requests per UTC minute and/or per
+ * UTC day, counted per token (a policy entry sets the limit for each token it
+ * matches, not a pool they share). At least one limit; positive integers.
+ */
+export interface QuotaSpec {
+  /** Allowed requests per UTC minute (fixed window aligned to the minute). */
+  limitPerMinute?: number;
+  /** Allowed requests per UTC day (fixed window aligned to 00:00 UTC). */
+  limitPerDay?: number;
+}
+
 /** The controls a token or a policy entry can set, each kind independently. */
 export interface ControlsSpec {
   ipAllowlist?: IpAllowlistSpec;
   mtls?: MtlsSpec;
   conditionalAccess?: ConditionalAccessSpec;
+  quota?: QuotaSpec;
 }
 
 /** Which tokens a policy control entry applies to; every field given must match. */
@@ -318,11 +331,24 @@ export interface CompiledConditionalAccess {
   readonly requireIdempotencyKey: boolean;
 }
 
+/**
+ * A compiled quota; `null` limits do not apply. Counting is state and lives
+ * outside the engine (`src/quota/`); the engine only says which quota applies.
+ */
+export interface CompiledQuota {
+  readonly ruleId: string;
+  readonly limitPerMinute: number | null;
+  readonly limitPerDay: number | null;
+  /** The `ratelimit-policy` header value, e.g. `60;w=60, 10000;w=86400`: built once at load. */
+  readonly policyHeader: string;
+}
+
 /** The controls one source sets; absent kinds are left to less specific sources. */
 export interface CompiledControls {
   readonly ipAllowlist?: CompiledIpAllowlist;
   readonly mtls?: CompiledMtls;
   readonly conditionalAccess?: CompiledConditionalAccess;
+  readonly quota?: CompiledQuota;
 }
 
 /** A compiled selector; absent fields match anything. */

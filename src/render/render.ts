@@ -37,6 +37,8 @@ export function errorBody(decision: Decision, dialect: ErrorDialect, requestId: 
       return {
         message: decision.message,
         code: decision.code,
+        // the developer portal's 429 body names the spent quota under `quota`
+        ...(decision.code === "quota_exceeded" ? { quota: quotaOf(decision) } : {}),
         errors: { reason: decision.reason, ...decision.details },
         request_id: requestId,
       };
@@ -47,6 +49,12 @@ export function errorBody(decision: Decision, dialect: ErrorDialect, requestId: 
     default:
       return assertNever(dialect);
   }
+}
+
+/** The `quota` object of a canonical 429 body: which window is spent, its limit, and when to retry. */
+function quotaOf(decision: Decision): { window: string; limit: number; retry_after_seconds: number } {
+  const { quota = "", limit = "0", retry_after_seconds = "0" } = decision.details;
+  return { window: quota, limit: Number(limit), retry_after_seconds: Number(retry_after_seconds) };
 }
 
 /** Upper-case codes of the `{ok:false, error}` envelope that token-API clients already parse. */

@@ -6,7 +6,10 @@ import { randomUUID } from "node:crypto";
 import { decide, readRequest, unavailable } from "../engine/decide.js";
 import type { AuthzInput, Decision } from "../engine/types.js";
 import type { CompiledPolicySet } from "../policy/types.js";
+import { createMemoryQuotaCounter } from "../quota/memory-quota-counter.js";
+import type { QuotaCounter } from "../quota/quota-counter.js";
 import { renderDecision, type RenderedResponse } from "../render/render.js";
+import { chargeQuota } from "./charge-quota.js";
 import type { TenantStateLookup } from "./tenant-state-cache.js";
 import type { TokenLookup } from "./token-cache.js";
 import type { UsageRecorder } from "./usage-recorder.js";
@@ -39,6 +42,11 @@ export interface AuthorizerDeps {
   readonly usage?: Pick<UsageRecorder, "record">;
   /** Told about every decision with its duration in seconds, e.g. for metrics. Absent: nothing is timed. */
   readonly observe?: (decision: Decision, seconds: number) => void;
+  /**
+   * Quota counters, charged only for allows that name a quota. Absent: a fresh
+   * in-memory counter per authorizer (per process; see docs/controls/quota.md).
+   */
+  readonly quota?: QuotaCounter;
 }
 
 /** A function from request to decision: the service every transport serves. */
@@ -64,6 +72,7 @@ export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
 }
 
 function decideWith(deps: AuthorizerDeps): Authorizer {
+  const quota = deps.quota ?? createMemoryQuotaCounter();
   return (input) => {
     const given = input.headers.get("x-request-id");
     const requestId = given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
@@ -81,7 +90,8 @@ function decideWith(deps: AuthorizerDeps): Authorizer {
           workspaceRestricted: token !== undefined && deps.tenantState.workspaceRestricted(token.tenant, token.workspace),
         };
         const nowMs = deps.now();
-        decision = decide(reading.request, reading.credential, policy, facts, nowMs);
+        // the quota comes last and counts only what decide() allowed
+        decision = chargeQuota(decide(reading.request, reading.credential, policy, facts, nowMs), quota, nowMs);
         if (decision.identity !== null) deps.usage?.record(decision.identity.tokenId, nowMs);
       }
       return { decision, response: renderDecision(decision, policy.errorDialect, requestId), requestId, stripCredential: policy.stripCredential };

@@ -60,7 +60,19 @@ describe("token controls from the cli", () => {
     expect(row.controls).toEqual({});
   });
 
+  it("sets and replaces a quota with --quota-per-minute and --quota-per-day", async () => {
+    expect(await create("--quota-per-minute", "60", "--quota-per-day", "10000")).toBe(0);
+    const id = /created (tok_\w+)/.exec(err)![1]!;
+    let [row] = await listJson("tokens", "list");
+    expect(row.controls).toEqual({ quota: { limitPerMinute: 60, limitPerDay: 10000 } });
+    expect(await run("tokens", "update", id, "--quota-per-day", "500", ...common)).toBe(0);
+    [row] = await listJson("tokens", "list");
+    expect(row.controls).toEqual({ quota: { limitPerDay: 500 } });
+  });
+
   it.each([
+    [["--quota-per-minute", "0"], "invalid --quota-per-minute `0`: expected a whole number of requests, at least 1"],
+    [["--quota-per-day", "99999999999"], "invalid --quota-per-day"],
     [["--ip-allow", "198.51.100.1/24"], "controls /ipAllowlist/0: cidr `198.51.100.1/24` has host bits set (did you mean `198.51.100.0/24`?)"],
     [["--mtls-fingerprint", "abc"], "controls /mtls/fingerprints/0: `abc` is not a sha-256 fingerprint"],
     [["--controls", '{"conditionalAccess":{"environments":["productoin"]}}'], "unknown environment `productoin` (did you mean `production`?)"],

@@ -1,10 +1,15 @@
 /**
  * Makes every pair (and every single one) of the checks fail together and
- * asserts that the one DESIGN.md ranks first decides.
+ * asserts that the one DESIGN.md ranks first decides. The quota is charged as
+ * the authorizer charges it, after the engine; a spent quota is one already
+ * charged to its limit of 1, and a request another check denies must not be counted.
  */
 import { describe, expect, it } from "vitest";
 import { DECISION_CODES_BY_PRECEDENCE, type DecisionCode } from "../../src/engine/codes.js";
 import type { TokenControls, TokenRecord } from "../../src/engine/types.js";
+import { createMemoryQuotaCounter } from "../../src/quota/memory-quota-counter.js";
+import type { QuotaCounter } from "../../src/quota/quota-counter.js";
+import { chargeQuota } from "../../src/service/charge-quota.js";
 import { loadExamplePolicy, makeToken, NOW_MS, request } from "../support/fixtures.js";
 import { judge } from "../support/judge.js";
 
@@ -17,6 +22,7 @@ const CHECKS = [
   "conditional_access_blocked",
   "scope_denied",
   "workspace_restricted",
+  "quota_exceeded",
 ] as const satisfies readonly DecisionCode[];
 type Check = (typeof CHECKS)[number];
 
@@ -30,6 +36,7 @@ function scenario(failing: ReadonlySet<Check>) {
     ...(failing.has("mtls_required") ? { mtls: {} } : {}),
     // NOW_MS is a Monday
     conditionalAccess: { weekdays: failing.has("conditional_access_blocked") ? ["sat"] : ["mon"] },
+    quota: { limitPerMinute: 1 },
   };
   const token = makeToken({
     role: "tenant_operator",
@@ -38,10 +45,18 @@ function scenario(failing: ReadonlySet<Check>) {
     controls,
   });
   const input = request({ method: "POST", path: failing.has("invalid_request") ? "/api/payouts/%00" : "/api/payouts", token: token.token });
-  return judge(input, policy, new Map<string, TokenRecord>([[token.token, token.record]]), NOW_MS, {
+  const counter = createMemoryQuotaCounter();
+  const charged: string[] = [];
+  const spy: QuotaCounter = { charge: (key, limits, nowMs) => (charged.push(key), counter.charge(key, limits, nowMs)) };
+  if (failing.has("quota_exceeded")) counter.charge(token.record.id, { limitPerMinute: 1, limitPerDay: null }, NOW_MS);
+  const decision = judge(input, policy, new Map<string, TokenRecord>([[token.token, token.record]]), NOW_MS, {
     tenantSuspended: failing.has("tenant_suspended"),
     workspaceRestricted: failing.has("workspace_restricted"),
   });
+  const final = chargeQuota(decision, spy, NOW_MS);
+  // only a request every other check allowed is ever counted
+  expect(charged).toEqual(decision.allowed ? [token.record.id] : []);
+  return final;
 }
 
 const rank = (code: DecisionCode) => DECISION_CODES_BY_PRECEDENCE.indexOf(code);

@@ -16,6 +16,7 @@ function denial(fields: Partial<Decision>): Decision {
     upstreamHeaders: [],
     identity: null,
     warnings: [],
+    quota: null,
     ...fields,
   };
 }

@@ -43,6 +43,16 @@ beforeAll(async () => {
   make("reader", { keyLevel: "read_only" });
   make("allowlisted", { controls: { ipAllowlist: ["198.51.100.0/24"] } });
   make("pinned", { controls: { mtls: { fingerprints: [certs.clientSha256] } } });
+  make("suspended", { tenant: "initech" });
+  make("readOnly", { controls: { conditionalAccess: { readOnly: true } } });
+  make("frozen", { workspace: "frozen" });
+  make("metered", { controls: { quota: { limitPerMinute: 1000, limitPerDay: 5000 } } });
+  // a per-day limit of 1, spent below: a minute boundary during the run cannot reset it
+  make("spent", { controls: { quota: { limitPerDay: 1 } } });
+  t.server.store.suspendTenant("initech", { actor: "test", reason: "conformance" });
+  t.server.store.restrictWorkspace("acme", "frozen", { actor: "test", reason: "conformance" });
+  const spend = await client.check(checkRequest({ headers: { authorization: `Bearer ${tokens.spent}` } }));
+  expect(spend.status.code).toBe(OK);
 });
 
 afterAll(async () => {
@@ -143,6 +153,28 @@ describe("Envoy Check: allow", () => {
   });
 });
 
+describe("Envoy Check: allow with a quota", () => {
+  it("carries the rate-limit headers in response_headers_to_add, for the client, not upstream", async () => {
+    const response = await client.check(checkRequest({ headers: { authorization: `Bearer ${tokens.metered}` } }));
+    expect(response.status.code).toBe(OK);
+    expect(response.http_response).toBe("ok_response");
+    const ok = response.ok_response;
+    const toClient = headerMap(ok.response_headers_to_add);
+    expect([...toClient.keys()]).toEqual(["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "ratelimit-policy"]);
+    // the minute has fewer requests left than the day, so it is the one reported
+    expect(toClient.get("ratelimit-limit")).toBe("1000");
+    expect(toClient.get("ratelimit-remaining")).toBe("999");
+    expect(Number(toClient.get("ratelimit-reset"))).toBeGreaterThanOrEqual(1);
+    expect(Number(toClient.get("ratelimit-reset"))).toBeLessThanOrEqual(60);
+    expect(toClient.get("ratelimit-policy")).toBe("1000;w=60, 5000;w=86400");
+    const upstream = headerMap(ok.headers);
+    expect(upstream.get("x-portcullis-token-id")).toBe(tokenIds.metered);
+    expect([...upstream.keys()].some((name) => name.startsWith("ratelimit"))).toBe(false);
+    expect(ok.headers_to_remove).toEqual(["authorization"]);
+    expect(structToJson(response.dynamic_metadata)).toMatchObject({ code: "ok", token_id: tokenIds.metered });
+  });
+});
+
 interface DenyRow {
   name: string;
   request: () => HttpFields;
@@ -207,9 +239,39 @@ const denyRows: DenyRow[] = [
     code: "mtls_required",
     reason: "",
   },
-  // Codes that need server-side state (tenant_suspended, workspace_restricted,
-  // quota_exceeded) and conditional access: add a row here, with the token or
-  // state that provokes it, as the engine grows them.
+  {
+    name: "tenant_suspended: a token of a suspended tenant",
+    request: () => ({ headers: { authorization: `Bearer ${tokens.suspended}` } }),
+    rpcCode: PERMISSION_DENIED,
+    httpStatus: 403,
+    code: "tenant_suspended",
+    reason: "suspended",
+  },
+  {
+    name: "conditional_access_blocked: a read-only token writes",
+    request: () => ({ method: "POST", path: "/api/payouts", headers: { authorization: `Bearer ${tokens.readOnly}` } }),
+    rpcCode: PERMISSION_DENIED,
+    httpStatus: 403,
+    code: "conditional_access_blocked",
+    reason: "read_only",
+  },
+  {
+    name: "workspace_restricted: a write in a restricted workspace is 423",
+    request: () => ({ method: "POST", path: "/api/payouts", headers: { authorization: `Bearer ${tokens.frozen}` } }),
+    rpcCode: PERMISSION_DENIED,
+    httpStatus: 423,
+    code: "workspace_restricted",
+    reason: "restricted",
+  },
+  {
+    name: "quota_exceeded: a spent per-day quota is 429 with Retry-After and rate-limit headers",
+    request: () => ({ headers: { authorization: `Bearer ${tokens.spent}` } }),
+    rpcCode: PERMISSION_DENIED,
+    httpStatus: 429,
+    code: "quota_exceeded",
+    reason: "per_day",
+    headers: { "retry-after": /^[1-9][0-9]*$/, "ratelimit-limit": /^1$/, "ratelimit-remaining": /^0$/, "ratelimit-reset": /^[1-9][0-9]*$/, "ratelimit-policy": /^1;w=86400$/ },
+  },
 ];
 
 function expectDenied(response: any, row: { rpcCode: number; httpStatus: number; code: string; reason: string; headers?: Record<string, RegExp> }): Map<string, string> {
@@ -237,6 +299,19 @@ describe("Envoy Check: deny", () => {
   it.each(denyRows)("$name", async (row) => {
     const response = await client.check(checkRequest(row.request()));
     expectDenied(response, row);
+  });
+
+  it("quota_exceeded: Retry-After equals ratelimit-reset and the body's retry_after_seconds; nothing goes upstream", async () => {
+    const response = await client.check(checkRequest({ headers: { authorization: `Bearer ${tokens.spent}` } }));
+    const headers = expectDenied(response, { rpcCode: PERMISSION_DENIED, httpStatus: 429, code: "quota_exceeded", reason: "per_day" });
+    const retryAfter = Number(headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(86_400);
+    expect(headers.get("ratelimit-reset")).toBe(String(retryAfter));
+    const body = JSON.parse(response.denied_response.body);
+    expect(body.quota).toEqual({ window: "per_day", limit: 1, retry_after_seconds: retryAfter });
+    expect(body.errors).toMatchObject({ reason: "per_day", quota: "per_day", limit: "1", retry_after_seconds: String(retryAfter) });
+    expect(structToJson(response.dynamic_metadata)).toMatchObject({ code: "quota_exceeded", token_id: tokenIds.spent, rule_id: `token:${tokenIds.spent}` });
   });
 
   it("answers bytes that are not a CheckRequest with a 503 deny, never a gRPC error", async () => {

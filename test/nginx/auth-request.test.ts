@@ -130,6 +130,7 @@ describe.runIf(nginxInstalled)("nginx auth_request (live, docs/nginx.conf)", () 
   const seen: Seen[] = [];
   let operator: string;
   let reader: string;
+  let metered: string;
 
   beforeAll(async () => {
     portcullis = await startTestServer();
@@ -137,6 +138,8 @@ describe.runIf(nginxInstalled)("nginx auth_request (live, docs/nginx.conf)", () 
     const base = { tenant: "acme", workspace: "main", environment: "production", type: "service" as const, actor: "test", role: "tenant_operator" };
     operator = createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "operator" }, now).token;
     reader = createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "reader", keyLevel: "read_only" }, now).token;
+    // per day, so that a minute boundary during the run cannot reset it
+    metered = createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "metered", controls: { quota: { limitPerDay: 1 } } }, now).token;
     const authorize = createAuthorizer({
       policy: () => null,
       tokens: { find: () => undefined },
@@ -195,6 +198,36 @@ describe.runIf(nginxInstalled)("nginx auth_request (live, docs/nginx.conf)", () 
     expect(body.request_id).toBe(response.headers["x-request-id"]);
     if (row.header !== undefined) expect(response.headers[row.header[0]]).toMatch(row.header[1]);
     expect(seen).toHaveLength(0);
+  });
+
+  it("passes the rate-limit headers to the client on allow, then answers 429 with Retry-After and the body; the upstream never sees it", async () => {
+    seen.length = 0;
+    const allowed = await get(nginx.port, "/api/payouts", { authorization: `Bearer ${metered}` });
+    expect(allowed.status).toBe(200);
+    expect(allowed.body).toBe("from upstream");
+    expect(allowed.headers).toMatchObject({ "ratelimit-limit": "1", "ratelimit-remaining": "0", "ratelimit-policy": "1;w=86400" });
+    expect(Number(allowed.headers["ratelimit-reset"])).toBeGreaterThanOrEqual(1);
+    expect(seen.map((request) => request.url)).toEqual(["/api/payouts"]);
+
+    seen.length = 0;
+    const spent = await get(nginx.port, "/api/payouts", { authorization: `Bearer ${metered}` });
+    expect(spent.status).toBe(429);
+    expect(spent.headers["content-type"]).toBe("application/json");
+    expect(spent.headers["x-portcullis-code"]).toBe("quota_exceeded");
+    const retryAfter = Number(spent.headers["retry-after"]);
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(86_400);
+    expect(spent.headers).toMatchObject({ "ratelimit-limit": "1", "ratelimit-remaining": "0", "ratelimit-reset": String(retryAfter), "ratelimit-policy": "1;w=86400" });
+    const body = JSON.parse(spent.body);
+    expect(body).toMatchObject({ code: "quota_exceeded", quota: { window: "per_day", limit: 1, retry_after_seconds: retryAfter }, request_id: spent.headers["x-request-id"] });
+    expect(body.message).toContain("per day is spent");
+    expect(seen).toHaveLength(0);
+  });
+
+  it("sends no rate-limit headers when no quota applies", async () => {
+    const response = await get(nginx.port, "/api/payouts", { authorization: `Bearer ${operator}` });
+    expect(response.status).toBe(200);
+    expect(Object.keys(response.headers).filter((name) => name.startsWith("ratelimit"))).toEqual([]);
   });
 });
 

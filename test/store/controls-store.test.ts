@@ -52,7 +52,11 @@ describe("token controls in the store", () => {
     [{ ipAllowlist: [] }, "controls /ipAllowlist: expected at least 1 item"],
     [{ mtls: { fingerprints: ["xyz"] } }, "controls /mtls/fingerprints/0: `xyz` is not a sha-256 fingerprint"],
     [{ conditionalAccess: { timeZone: "Mars/Base" } }, "controls /conditionalAccess/timeZone: unknown time zone `Mars/Base`"],
-    [{ quota: 5 }, "controls /quota: unknown property `quota`"],
+    [{ quota: 5 }, "controls /quota: expected an object, found a number"],
+    [{ quota: {} }, "controls /quota: quota must set `limitPerMinute`, `limitPerDay` or both"],
+    [{ quota: { limitPerMinute: 0 } }, "controls /quota/limitPerMinute: must be >= 1"],
+    [{ quota: { limitPerDay: 1.5 } }, "controls /quota/limitPerDay: expected an integer, found a number"],
+    [{ quota: { perMinute: 3 } }, "controls /quota/perMinute: unknown property `perMinute`"],
   ])("refuses %j at create", (controls, message) => {
     const error = storeError(() => store.create({ ...SPEC, controls: controls as never }));
     expect(error.kind).toBe("invalid");

@@ -1,0 +1,18 @@
+/**
+ * Where the quota counter meets the engine: charges an allow's quota and lets
+ * the pure quota stage turn the outcome into the final decision.
+ */
+import { applyQuotaCharge } from "../engine/quota.js";
+import type { Decision } from "../engine/types.js";
+import type { QuotaCounter } from "../quota/quota-counter.js";
+
+/**
+ * Charges `counter` for an allowed decision that names a quota, keyed by token
+ * id, and returns the decision with its rate-limit headers, or `quota_exceeded`.
+ * Denials and allows without a quota are returned untouched and never counted:
+ * a quota counts only requests that passed every other check.
+ */
+export function chargeQuota(decision: Decision, counter: QuotaCounter, nowMs: number): Decision {
+  if (!decision.allowed || decision.quota === null || decision.identity === null) return decision;
+  return applyQuotaCharge(decision, counter.charge(decision.identity.tokenId, decision.quota, nowMs));
+}
