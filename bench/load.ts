@@ -74,9 +74,11 @@ export async function runH2load(jobs: readonly H2Job[], seconds: number, workDir
   return { requests, failed, seconds, rps: requests / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), perJob };
 }
 
-/** One wrk run: a body POSTed over `connections` HTTP/1.1 keep-alive connections, optionally paced. */
+/** One wrk run: a body POSTed (or another method) over `connections` HTTP/1.1 keep-alive connections, optionally paced. */
 export interface WrkJob {
   readonly url: string;
+  /** Default POST. */
+  readonly method?: string;
   readonly body: Uint8Array;
   readonly contentType: string;
   readonly connections: number;
@@ -99,7 +101,7 @@ export async function runWrk(job: WrkJob, seconds: number, workDir: string): Pro
   writeFileSync(
     script,
     [
-      `wrk.method = "POST"`,
+      `wrk.method = "${job.method ?? "POST"}"`,
       `wrk.body = ${luaString(job.body)}`,
       ...Object.entries(headers).map(([name, value]) => `wrk.headers["${name}"] = "${value}"`),
       ...(job.delayMs === undefined ? [] : [`function delay() return ${job.delayMs} end`]),

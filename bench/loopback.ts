@@ -7,6 +7,7 @@
  * p50 and p99 latency, and server CPU per request from `/proc/PID/stat`.
  */
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
 import path from "node:path";
 import { create, fromBinary, toBinary, toJsonString } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
@@ -108,6 +109,17 @@ function grpcCall(address: string, method: string, body: Buffer): Promise<Buffer
   return new Promise<Buffer>((resolve, reject) => {
     client.makeUnaryRequest(method, identity, identity, body, { deadline: Date.now() + 5_000 }, (error, response) => (error ? reject(error) : resolve(response!)));
   }).finally(() => client.close());
+}
+
+/** One GET over HTTP/1.1, to check the ext-authz answer before loading: `<status> <x-portcullis-code>`. */
+function httpGetCode(url: string, headers: Record<string, string>): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { headers }, (response) => {
+      response.resume();
+      response.on("end", () => resolve(`${response.statusCode} ${String(response.headers["x-portcullis-code"])}`));
+    });
+    request.on("error", reject);
+  });
 }
 
 function requestKinds(tokens: { operator: readonly string[]; readOnly: readonly string[] }): RequestKind[] {
@@ -360,7 +372,30 @@ export async function runLoopback(options: LoopbackOptions): Promise<Row[]> {
       } else {
         pendingRows.push({ section: "loopback", name: "Envoy Check over gRPC, allow", status: "pending", note: checkPending, figures: [] });
       }
-      pendingRows.push({ section: "loopback", name: "HTTP ext-authz prefix (HTTP/1.1)", status: "pending", note: "the HTTP port has no ext-authz prefix yet; add a wrk case with a GET on the prefix once it exists", figures: [] });
+      // Envoy's HTTP ext_authz service: GET <prefix>/envoy<original path> with the original headers; allow = 200.
+      const extAuthzPath = `/ext-authz/envoy${allow.fields.path}`;
+      const extAuthzHeaders = { ...allow.fields.headers, Host: allow.fields.host };
+      const extAuthzCode = await httpGetCode(`${real.httpUrl}${extAuthzPath}`, extAuthzHeaders);
+      if (extAuthzCode !== "200 ok") throw new Error(`HTTP ext-authz (Envoy mode): answered ${extAuthzCode}, expected 200 ok`);
+      cases.push({
+        name: "HTTP ext-authz, Envoy HTTP mode (HTTP/1.1), allow",
+        section: "loopback",
+        targets: [real, httpFloor],
+        drive: (target, mode, seconds) =>
+          runWrk(
+            {
+              url: `${target.httpUrl}${extAuthzPath}`,
+              method: "GET",
+              body: new Uint8Array(0),
+              contentType: "application/octet-stream",
+              headers: extAuthzHeaders,
+              ...(mode === "rate" ? { connections: H1_RATE.connections, delayMs: (H1_RATE.connections * 1000) / plan.rate } : H1_SATURATION),
+            },
+            seconds,
+            work,
+          ),
+        note: "GET /ext-authz/envoy<path> with the original headers (Authorization, Host), as Envoy's HTTP ext_authz sends it; floor is bare node:http; wrk paced as for Connect (closed loop)",
+      });
     }
     if (options.mix) {
       const mixNote = `bundled policies, ${total.toLocaleString("en-US")} tokens stored; ${kinds.length} h2load processes, one per request kind (${kinds.map((k) => k.name).join(", ")}), streams weighted 16:16:16:1:1:1:1:1 for ~90% allows; one token per allow kind, so the token cache hits`;
