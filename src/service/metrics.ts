@@ -53,7 +53,11 @@ export function createServerMetrics(): ServerMetrics {
   });
   const byCode = new Map<DecisionCode, ReturnType<typeof decisions.labels>>();
   // Every code starts at 0, so that rate() and alerts see a series before the first denial.
-  for (const code of DECISION_CODES_BY_PRECEDENCE) byCode.set(code, decisions.labels(code));
+  for (const code of DECISION_CODES_BY_PRECEDENCE) {
+    const child = decisions.labels(code);
+    child.inc(0);
+    byCode.set(code, child);
+  }
   reloads.labels("ok").inc(0);
   reloads.labels("refused").inc(0);
 

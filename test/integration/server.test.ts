@@ -106,6 +106,8 @@ describe("Authorize over Connect JSON on HTTP/1.1", () => {
     const text = await (await fetch(`${t.httpUrl}/metrics`)).text();
     expect(text).toMatch(/^portcullis_policy_info\{policy_set="example-payments",revision="[0-9a-f]{12}"\} 1$/m);
     expect(text).toMatch(/^portcullis_decision_duration_seconds_count \d+$/m);
+    // Codes that never happened still have a series, so rate() and alerts see them from the start.
+    expect(text).toMatch(/^portcullis_decisions_total\{code="mtls_required"\} 0$/m);
   });
 
   it("serves health probes", async () => {
