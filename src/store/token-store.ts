@@ -703,10 +703,10 @@ function prepareStatements(db: Database.Database) {
       WHERE (@tenant IS NULL OR tenant = @tenant)
         AND (@workspace IS NULL OR workspace = @workspace)
         AND (@includeRevoked = 1 OR revoked_at IS NULL)
-      ORDER BY created_at, id`),
+      ORDER BY created_at, rowid`),
     revoke: db.prepare(`UPDATE tokens SET revoked_at = @revokedAt, revoked_by = @revokedBy, revoked_reason = @reason WHERE id = @id`),
     lineage: db.prepare(`
-      SELECT * FROM tokens WHERE lineage_id = (SELECT coalesce(lineage_id, id) FROM tokens WHERE id = @id) ORDER BY created_at, id`),
+      SELECT * FROM tokens WHERE lineage_id = (SELECT coalesce(lineage_id, id) FROM tokens WHERE id = @id) ORDER BY created_at, rowid`),
     // A later rotation caps, never extends, the windows of older tokens of the lineage still inside one.
     capLineageOverlap: db.prepare(`
       UPDATE tokens SET overlap_ends_at = min(overlap_ends_at, @endsAt)
