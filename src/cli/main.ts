@@ -11,7 +11,8 @@ import { startServer } from "../main.js";
 import { PolicyLoadError, formatPolicyErrors } from "../policy/errors.js";
 import { loadPolicySet } from "../policy/load.js";
 import type { CompiledPolicySet } from "../policy/types.js";
-import { createToken, parseDurationMs, TokenRequestError, updateTokenControls } from "../service/tokens.js";
+import { parseDuration } from "../policy/duration.js";
+import { createToken, TokenRequestError, updateTokenControls } from "../service/tokens.js";
 import { tokenStatus } from "../service/token-service.js";
 import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
 import { registerLifecycleCommands } from "./lifecycle.js";
@@ -213,8 +214,8 @@ function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags
   let expiresAtMs: number | null = null;
   const now = Date.now();
   if (flags.expiresIn !== undefined) {
-    const ms = parseDurationMs(flags.expiresIn);
-    if (ms === null) throw new UsageError(`invalid --expires-in \`${flags.expiresIn}\`: expected a duration such as 90d, 12h or 30m`);
+    const ms = parseDuration(flags.expiresIn);
+    if (ms === null || ms === 0) throw new UsageError(`invalid --expires-in \`${flags.expiresIn}\`: expected a duration such as 90d, 12h or 30m`);
     expiresAtMs = now + ms;
   }
   const { token, record } = createToken(

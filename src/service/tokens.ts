@@ -2,32 +2,19 @@
  * Token management as the CLI and (later) the management API share it: input
  * checked against the policy set in force, then handed to the store.
  */
-import { closest, distance } from "fastest-levenshtein";
 import type { TokenControls, TokenRecord } from "../engine/types.js";
+import { suggest } from "../policy/crosscheck.js";
 import type { CompiledPolicySet } from "../policy/types.js";
-import { checkTokenControls, type TokenStore } from "../store/token-store.js";
+import { checkTokenControls, type CreateTokenSpec, type TokenStore } from "../store/token-store.js";
 
-/** What a caller asks for when creating a token. */
-export interface CreateTokenRequest {
-  readonly tenant: string;
-  readonly workspace: string;
-  readonly environment: string;
-  readonly name: string;
-  readonly type: "user" | "service";
-  readonly role?: string | null;
-  readonly keyLevel?: string | null;
-  readonly scopes?: readonly string[] | null;
-  /** User tokens: who created it; their role caps the token's permission. */
-  readonly creator?: string | null;
-  readonly creatorRole?: string | null;
-  readonly expiresAtMs?: number | null;
-  /** Label policy `controls` entries can select on. */
-  readonly service?: string | null;
-  /** The token's own controls; each kind given replaces the policy's for this token. */
-  readonly controls?: TokenControls | null;
+/**
+ * What a caller asks for when creating a token: the store's spec without what
+ * the policy set supplies (the environment's prefix, the token limits).
+ */
+export type CreateTokenRequest = Omit<CreateTokenSpec, "prefix" | "limits" | "actor"> & {
   /** Who asked, for the audit trail. */
   readonly actor: string;
-}
+};
 
 /** A request the policy set or the token rules refuse; the message says which field and why. */
 export class TokenRequestError extends Error {
@@ -67,21 +54,8 @@ export function createToken(store: TokenStore, policy: CompiledPolicySet, reques
     if (problem !== null) throw new TokenRequestError(problem);
   }
   return store.create({
-    tenant: request.tenant,
-    workspace: request.workspace,
-    environment: request.environment,
+    ...request,
     prefix,
-    type: request.type,
-    name: request.name,
-    role: request.role ?? null,
-    keyLevel: request.keyLevel ?? null,
-    scopes: request.scopes ?? null,
-    creator: request.creator ?? null,
-    creatorRole: request.creatorRole ?? null,
-    expiresAtMs: request.expiresAtMs ?? null,
-    service: request.service ?? null,
-    controls: request.controls ?? null,
-    actor: request.actor,
     // The policy set's caps; the store checks them inside the insert's transaction.
     limits: { userTokensPerCreator: policy.tokens.userTokensPerCreator, serviceTokensPerTenant: policy.tokens.serviceTokensPerTenant },
   });
@@ -99,9 +73,8 @@ export function checkTokenControlsForPolicy(controls: unknown, policy: CompiledP
   const named = (controls as TokenControls).conditionalAccess?.environments ?? [];
   for (const [i, name] of named.entries()) {
     if (!environments.includes(name)) {
-      const nearest = closest(name, environments);
-      const hint = distance(name, nearest) <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean \`${nearest}\`?)` : "";
-      return `controls /conditionalAccess/environments/${i}: unknown environment \`${name}\`${hint}`;
+      const hint = suggest(name, environments);
+      return `controls /conditionalAccess/environments/${i}: unknown environment \`${name}\`${hint === undefined ? "" : ` (${hint})`}`;
     }
   }
   return null;
@@ -127,18 +100,7 @@ function prefixOf(policy: CompiledPolicySet, environment: string): string {
 
 function known(kind: string, value: string, names: readonly string[]): void {
   if (names.includes(value)) return;
-  const nearest = names.length > 0 ? closest(value, [...names]) : undefined;
-  const suggestion = nearest !== undefined && distance(value, nearest) <= Math.max(2, Math.floor(value.length / 3)) ? nearest : undefined;
-  throw new TokenRequestError(`unknown ${kind} \`${value}\`${suggestion !== undefined ? ` (did you mean \`${suggestion}\`?)` : ""}`);
+  const hint = suggest(value, names);
+  throw new TokenRequestError(`unknown ${kind} \`${value}\`${hint === undefined ? "" : ` (${hint})`}`);
 }
 
-const DURATION = /^(\d+)(s|m|h|d|w)$/;
-const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-
-/** Parses `90d`, `12h`, `30m`, `45s` or `2w` into milliseconds; `null` when malformed. */
-export function parseDurationMs(value: string): number | null {
-  const match = DURATION.exec(value.trim());
-  if (match === null) return null;
-  const ms = Number(match[1]) * UNIT_MS[match[2]!]!;
-  return ms > 0 && Number.isSafeInteger(ms) ? ms : null;
-}
