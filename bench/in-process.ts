@@ -376,14 +376,25 @@ async function lookupRows(total: number, plan: Plan, options: InProcessOptions):
       });
       rows.push({
         section: "in-process",
-        name: `token look-up, ${label} stored: cache miss, stored token`,
+        name: `token look-up, ${label} stored: cache miss, stored token, hot pages`,
         status: "ok",
-        figures: timingFigures(
-          (i) => (store.findByToken(sample[(i * 7919) % sample.length]!) === undefined ? 0 : 1),
-          lookupPlan,
-          isMillion ? { limit: 20, atMost: true, text: "≤ 20 µs (1M tokens)" } : undefined,
-        ),
+        note: "1,000 tokens cycled: after the first round their B-tree pages sit in SQLite's page cache",
+        figures: timingFigures((i) => (store.findByToken(sample[(i * 7919) % sample.length]!) === undefined ? 0 : 1), lookupPlan),
       });
+      if (isMillion) {
+        const probe = filled.known.probe!;
+        rows.push({
+          section: "in-process",
+          name: `token look-up, ${label} stored: cache miss, stored token, cold pages`,
+          status: "ok",
+          note: "100,000 distinct tokens, each looked up about once: the leaf pages come from the OS, as for a token not seen lately",
+          figures: timingFigures(
+            (i) => (store.findByToken(probe[i % probe.length]!) === undefined ? 0 : 1),
+            lookupPlan,
+            { limit: 20, atMost: true, text: "≤ 20 µs (1M tokens)" },
+          ),
+        });
+      }
       rows.push({
         section: "in-process",
         name: `token look-up, ${label} stored: cache miss, unknown token`,

@@ -14,7 +14,7 @@ import { effectiveControls } from "./effective-controls.js";
 import { checkIpAllowlist } from "./ip-allowlist.js";
 import { checkMtls } from "./mtls.js";
 import { prepareRequest, type PreparedRequest } from "./request.js";
-import { checkScope, effectiveScopes } from "./scope.js";
+import { checkScope, scopeSetOf } from "./scope.js";
 import { checkTenant } from "./tenant.js";
 import type { AuthzInput, Decision, Denial, HeaderField, Identity, TokenRecord, Warning } from "./types.js";
 import { checkWorkspace } from "./workspace.js";
@@ -200,6 +200,7 @@ const principals = new WeakMap<TokenRecord, { policy: CompiledPolicySet; princip
 function principalOf(token: TokenRecord, policy: CompiledPolicySet): Principal {
   const cached = principals.get(token);
   if (cached !== undefined && cached.policy === policy) return cached.principal;
+  const scopeSet = scopeSetOf(token, policy);
   const identity: Identity = Object.freeze({
     tokenId: token.id,
     tenant: token.tenant,
@@ -208,7 +209,7 @@ function principalOf(token: TokenRecord, policy: CompiledPolicySet): Principal {
     tokenType: token.type,
     role: token.role,
     name: token.name,
-    scopes: effectiveScopes(token, policy),
+    scopes: scopeSet.scopes,
   });
   const upstreamHeaders: HeaderField[] = [
     [UPSTREAM_HEADERS.tokenId, identity.tokenId],
@@ -216,7 +217,7 @@ function principalOf(token: TokenRecord, policy: CompiledPolicySet): Principal {
     [UPSTREAM_HEADERS.workspace, identity.workspace],
     [UPSTREAM_HEADERS.environment, identity.environment],
     [UPSTREAM_HEADERS.tokenType, identity.tokenType],
-    [UPSTREAM_HEADERS.scopes, identity.scopes.join(" ")],
+    [UPSTREAM_HEADERS.scopes, scopeSet.joined],
   ];
   if (identity.role !== null) upstreamHeaders.push([UPSTREAM_HEADERS.role, identity.role]);
   const principal = { identity, upstreamHeaders: Object.freeze(upstreamHeaders) };

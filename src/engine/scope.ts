@@ -3,6 +3,7 @@
  * intersection of its role, key level, explicit scopes and, for user tokens,
  * its creator's role. Names the policy set no longer defines grant nothing.
  */
+import { LRUCache } from "lru-cache";
 import type { CompiledPolicySet, RouteMatch } from "../policy/types.js";
 import type { PreparedRequest } from "./request.js";
 import type { TokenRecord } from "./types.js";
@@ -25,18 +26,49 @@ export function holdsScope(token: TokenRecord, policy: CompiledPolicySet, scope:
   return true;
 }
 
-const effectiveScopesCache = new WeakMap<TokenRecord, { policy: CompiledPolicySet; scopes: readonly string[] }>();
+/** A token's effective scopes, sorted, and the same joined by spaces (the upstream header's value). */
+export interface ScopeSet {
+  readonly scopes: readonly string[];
+  readonly joined: string;
+}
 
 /**
- * Every catalog scope the token holds, sorted. Memoised per (record, policy)
- * pair: both are immutable, so the memo cannot go stale, and allows stay cheap.
+ * Scope sets per policy set, keyed by what decides them. Thousands of tokens
+ * share a handful of roles, so they share one frozen list and one string
+ * instead of each cached token holding a copy (most of an entry's bytes).
+ * Bounded: tokens with their own scope lists can each make a distinct key.
  */
+const scopeSets = new WeakMap<CompiledPolicySet, LRUCache<string, ScopeSet>>();
+
+/** Every catalog scope the token holds, sorted; see {@link scopeSetOf}. */
 export function effectiveScopes(token: TokenRecord, policy: CompiledPolicySet): readonly string[] {
-  const cached = effectiveScopesCache.get(token);
-  if (cached !== undefined && cached.policy === policy) return cached.scopes;
+  return scopeSetOf(token, policy).scopes;
+}
+
+/**
+ * The token's effective scopes as a shared {@link ScopeSet}: every token with
+ * the same role, key level, explicit scopes and (for user tokens) creator role
+ * gets the same object under one policy set.
+ */
+export function scopeSetOf(token: TokenRecord, policy: CompiledPolicySet): ScopeSet {
+  let sets = scopeSets.get(policy);
+  if (sets === undefined) {
+    sets = new LRUCache({ max: 1_024 });
+    scopeSets.set(policy, sets);
+  }
+  const key = scopeSetKey(token);
+  const cached = sets.get(key);
+  if (cached !== undefined) return cached;
   const scopes = Object.freeze([...policy.scopes].filter((scope) => holdsScope(token, policy, scope)).sort());
-  effectiveScopesCache.set(token, { policy, scopes });
-  return scopes;
+  const set = Object.freeze({ scopes, joined: scopes.join(" ") });
+  sets.set(key, set);
+  return set;
+}
+
+/** The fields {@link holdsScope} reads, as one string; NUL cannot occur in a name. */
+function scopeSetKey(token: TokenRecord): string {
+  const creatorRole = token.type === "user" ? (token.creatorRole ?? "") : "";
+  return `${token.role ?? ""}\u0000${token.keyLevel ?? ""}\u0000${creatorRole}\u0000${token.scopes === null ? "-" : `+${token.scopes.join("\u0000")}`}`;
 }
 
 /** Checks that some route covers the request and that the token holds the scope it needs. */

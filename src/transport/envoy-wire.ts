@@ -352,7 +352,7 @@ export function encodeCheckResponse(answer: CheckAnswer): Buffer {
     // dynamic_metadata = 4: Struct { map<string, Value> fields = 1 }
     start = w.beginLen(4);
     writeStructEntries(w, answer.metadata);
-    if (answer.identity !== null) w.bytes(encodedIdentityEntries(answer.identity));
+    if (answer.identity !== null) writeIdentityEntries(w, answer.identity);
     w.endLen(start);
   }
   return Buffer.from(w.buf.subarray(0, w.pos));
@@ -373,24 +373,36 @@ function writeStructEntries(w: Writer, entries: Iterable<readonly [string, Metad
 
 // The engine hands out one frozen identity and one frozen list of upstream
 // headers per token and policy revision, so their encodings are worth keeping:
-// together they are most of an allow's bytes.
+// together they are most of an allow's bytes. The scope list is shared by every
+// token of a role, so its entry is kept per list, not copied into each token's.
 const encodedIdentities = new WeakMap<Identity, Buffer>();
+const encodedScopeEntries = new WeakMap<readonly string[], Buffer>();
 const encodedUpstream = new WeakMap<readonly HeaderField[], Buffer>();
 
-function encodedIdentityEntries(identity: Identity): Buffer {
-  const cached = encodedIdentities.get(identity);
-  if (cached !== undefined) return cached;
-  const w = new Writer(512);
-  writeStructEntries(w, [
-    ["tenant", identity.tenant],
-    ["workspace", identity.workspace],
-    ["token_id", identity.tokenId],
-    ["environment", identity.environment],
-    ["scopes", identity.scopes],
-  ]);
-  const bytes = Buffer.from(w.buf.subarray(0, w.pos));
-  if (Object.isFrozen(identity)) encodedIdentities.set(identity, bytes);
-  return bytes;
+function writeIdentityEntries(w: Writer, identity: Identity): void {
+  let own = encodedIdentities.get(identity);
+  if (own === undefined) {
+    own = encodeStructEntries([
+      ["tenant", identity.tenant],
+      ["workspace", identity.workspace],
+      ["token_id", identity.tokenId],
+      ["environment", identity.environment],
+    ]);
+    if (Object.isFrozen(identity)) encodedIdentities.set(identity, own);
+  }
+  w.bytes(own);
+  let scopes = encodedScopeEntries.get(identity.scopes);
+  if (scopes === undefined) {
+    scopes = encodeStructEntries([["scopes", identity.scopes]]);
+    if (Object.isFrozen(identity.scopes)) encodedScopeEntries.set(identity.scopes, scopes);
+  }
+  w.bytes(scopes);
+}
+
+function encodeStructEntries(entries: Iterable<readonly [string, MetadataValue]>): Buffer {
+  const w = new Writer(256);
+  writeStructEntries(w, entries);
+  return Buffer.from(w.buf.subarray(0, w.pos));
 }
 
 /** `ok_response.headers = 2` options, tags included. */
@@ -404,12 +416,8 @@ function encodedUpstreamHeaders(headers: readonly HeaderField[]): Buffer {
   return bytes;
 }
 
-const encodedLists = new WeakMap<readonly string[], Buffer>();
-
 /** `list_value = 6: ListValue { repeated Value values = 1 { string_value = 3 } }`, field tag included. */
 function encodedList(items: readonly string[]): Buffer {
-  const cached = encodedLists.get(items);
-  if (cached !== undefined) return cached;
   const w = new Writer(256);
   const list = w.beginLen(6);
   for (const item of items) {
@@ -418,9 +426,7 @@ function encodedList(items: readonly string[]): Buffer {
     w.endLen(value);
   }
   w.endLen(list);
-  const bytes = Buffer.from(w.buf.subarray(0, w.pos));
-  if (Object.isFrozen(items)) encodedLists.set(items, bytes);
-  return bytes;
+  return w.buf.subarray(0, w.pos);
 }
 
 class Writer {
