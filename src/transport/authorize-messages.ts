@@ -2,8 +2,9 @@
  * `portcullis.v1` messages <-> the neutral input and result. Shared by the
  * Connect and the gRPC servers, which serve one implementation of the service.
  */
-import { create } from "@bufbuild/protobuf";
-import type { AuthzInput, ClientCertificateFacts } from "../engine/types.js";
+import { create, toBinary, type MessageInitShape, type UnknownField } from "@bufbuild/protobuf";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
+import type { AuthzInput, ClientCertificateFacts, HeaderField, Identity } from "../engine/types.js";
 import { AuthorizeResponseSchema, type AuthorizeRequest, type AuthorizeResponse } from "../gen/portcullis/v1/authorization_pb.js";
 import type { AuthorizeResult } from "../service/authorize.js";
 
@@ -34,10 +35,31 @@ export function normalizeFingerprint(value: string): string {
   return value.replace(/:/g, "").toLowerCase();
 }
 
-/** Writes an `AuthorizeResponse` carrying everything the decision says. */
-export function messageFromResult(result: AuthorizeResult): AuthorizeResponse {
+/**
+ * The wire a response is written to. On a binary wire the token's part of an
+ * answer (identity and upstream headers, most of its bytes) is copied from
+ * bytes encoded once per token; JSON needs the fields themselves.
+ */
+export type ResponseWire = "binary" | "json";
+
+/**
+ * The wire named by a request's `content-type`: binary for Connect's
+ * `application/proto` and for gRPC and gRPC-Web without `+json`; JSON for
+ * anything else, which is always correct, only slower for a binary peer.
+ */
+export function responseWireOf(contentType: string | null): ResponseWire {
+  if (contentType === null) return "json";
+  const type = contentType.split(";", 1)[0]!.trim().toLowerCase();
+  return BINARY_CONTENT_TYPES.has(type) ? "binary" : "json";
+}
+
+const BINARY_CONTENT_TYPES = new Set(["application/proto", "application/grpc", "application/grpc+proto", "application/grpc-web", "application/grpc-web+proto"]);
+
+/** Writes an `AuthorizeResponse` carrying everything the decision says; see {@link ResponseWire}. */
+export function messageFromResult(result: AuthorizeResult, wire: ResponseWire = "json"): AuthorizeResponse {
   const { decision, response } = result;
-  return create(AuthorizeResponseSchema, {
+  const tokenPartAsBytes = wire === "binary" && Object.isFrozen(decision.upstreamHeaders) && (decision.identity === null || Object.isFrozen(decision.identity));
+  const message = create(AuthorizeResponseSchema, {
     allowed: decision.allowed,
     httpStatus: response.httpStatus,
     code: decision.code,
@@ -45,12 +67,47 @@ export function messageFromResult(result: AuthorizeResult): AuthorizeResponse {
     message: decision.message,
     responseHeaders: response.headers.map(([name, value]) => ({ name, value })),
     body: response.body,
-    upstreamHeaders: decision.upstreamHeaders.map(([name, value]) => ({ name, value })),
-    identity: decision.identity === null ? undefined : { ...decision.identity, role: decision.identity.role ?? "", scopes: [...decision.identity.scopes] },
+    upstreamHeaders: tokenPartAsBytes ? [] : upstreamHeaderMessages(decision.upstreamHeaders),
+    identity: tokenPartAsBytes || decision.identity === null ? undefined : identityMessage(decision.identity),
     ruleId: decision.ruleId,
     auditEvent: decision.auditEvent ?? "",
     warnings: decision.warnings.map((warning) => ({ ...warning })),
     requestId: result.requestId,
     details: { ...decision.details },
   });
+  if (tokenPartAsBytes) {
+    // toBinary writes unknown fields verbatim after the known ones; field order does not matter on the wire.
+    const headers = encodedOnce(encodedUpstreamHeaders, decision.upstreamHeaders, () => ({ upstreamHeaders: upstreamHeaderMessages(decision.upstreamHeaders) }));
+    const identity = decision.identity === null ? [] : encodedOnce(encodedIdentities, decision.identity, () => ({ identity: identityMessage(decision.identity!) }));
+    if (headers.length + identity.length > 0) message.$unknown = [...headers, ...identity];
+  }
+  return message;
+}
+
+function upstreamHeaderMessages(headers: readonly HeaderField[]): { name: string; value: string }[] {
+  return headers.map(([name, value]) => ({ name, value }));
+}
+
+function identityMessage(identity: Identity) {
+  return { ...identity, role: identity.role ?? "", scopes: [...identity.scopes] };
+}
+
+// The engine hands out one frozen identity and header list per token and policy revision.
+const encodedIdentities = new WeakMap<Identity, readonly UnknownField[]>();
+const encodedUpstreamHeaders = new WeakMap<readonly HeaderField[], readonly UnknownField[]>();
+
+/** The fields `init` sets, encoded by protobuf-es once per `key` and kept as unknown fields. */
+function encodedOnce<K extends object>(cache: WeakMap<K, readonly UnknownField[]>, key: K, init: () => MessageInitShape<typeof AuthorizeResponseSchema>): readonly UnknownField[] {
+  let fields = cache.get(key);
+  if (fields === undefined) {
+    const reader = new BinaryReader(toBinary(AuthorizeResponseSchema, create(AuthorizeResponseSchema, init())));
+    const read: UnknownField[] = [];
+    while (reader.pos < reader.len) {
+      const [no, wireType] = reader.tag();
+      read.push({ no, wireType, data: reader.skip(wireType, no) });
+    }
+    fields = read;
+    cache.set(key, fields);
+  }
+  return fields;
 }

@@ -50,7 +50,8 @@ export function createGrpcServer(options: GrpcServerOptions): grpc.Server {
   const server = new grpc.Server({ "grpc.max_receive_message_length": 1024 * 1024 });
   server.addService(authorizationServiceDefinition, {
     authorize: (call: grpc.ServerUnaryCall<MessageShape<typeof AuthorizeRequestSchema>, unknown>, callback: grpc.sendUnaryData<MessageShape<typeof AuthorizeResponseSchema>>) => {
-      callback(null, messageFromResult(options.authorize(authzInputFromMessage(call.request))));
+      // This port's codec is protobuf binary (unaryMethod), never JSON.
+      callback(null, messageFromResult(options.authorize(authzInputFromMessage(call.request)), "binary"));
     },
   });
   registerEnvoyAuthorization(server, { trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize: options.authorize });
