@@ -31,6 +31,7 @@ import {
   fillStore,
   input,
   loadPolicyOrThrow,
+  SERVER_NODE_FLAGS,
   tempDir,
   tokenRecord,
   writeGeneratedPolicy,
@@ -425,7 +426,7 @@ async function rssRow(dataDir: string, probeTokens: readonly string[], options: 
   writeFileSync(tokensFile, probeTokens.join("\n"));
   options.log("in-process: RSS probe (server over 1,000,000 tokens)");
   const script = path.join(REPO_ROOT, "dist", "bench", "rss-probe.js");
-  const child = spawn(process.execPath, ["--expose-gc", script, dataDir, tokensFile, BUNDLED_POLICY_DIR], {
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, "--expose-gc", script, dataDir, tokensFile, BUNDLED_POLICY_DIR], {
     env: { ...process.env, PORTCULLIS_TOKEN_SECRET: BENCH_SECRET_HEX },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -443,7 +444,7 @@ async function rssRow(dataDir: string, probeTokens: readonly string[], options: 
     figures: [
       { label: "RSS after start", unit: "MiB", value: one(result.startedMiB) },
       { label: "RSS, cache full, right after the burst", unit: "MiB", value: one(result.afterMiB) },
-      { label: "RSS, cache full, settled (after a GC)", unit: "MiB", value: one(result.settledMiB), budget: { limit: 200, atMost: true, text: "≤ 200 MB" } },
+      { label: "RSS, cache full, settled (after a GC)", unit: "MiB", value: one(result.settledMiB), budget: { limit: 200e6 / 2 ** 20, atMost: true, text: "≤ 200 MB (190.7 MiB)" } },
       { label: "peak RSS during the burst (VmHWM)", unit: "MiB", value: one(result.peakMiB) },
     ],
   };

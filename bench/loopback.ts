@@ -14,7 +14,7 @@ import * as grpc from "@grpc/grpc-js";
 import { AuthorizeRequestSchema, AuthorizeResponseSchema } from "../src/gen/portcullis/v1/authorization_pb.js";
 import { generateToken } from "../src/token/index.js";
 import { CHECK_PATH, envoyTransportExists, loadCheckCodec, type CheckCodec, type CheckFields } from "./envoy-check.js";
-import { BENCH_SECRET_HEX, BUNDLED_POLICY_DIR, REPO_ROOT, breakChecksum, fillStore, tempDir } from "./fixtures.js";
+import { BENCH_SECRET_HEX, BUNDLED_POLICY_DIR, REPO_ROOT, SERVER_NODE_FLAGS, breakChecksum, fillStore, tempDir } from "./fixtures.js";
 import { runH2load, runWrk, type H2Job, type LoadResult } from "./load.js";
 import { GRPC_PATHS, type NoopKind } from "./noop-servers.js";
 import { cpuMicros, statusMiB } from "./proc-cpu.js";
@@ -273,7 +273,7 @@ export async function runLoopback(options: LoopbackOptions): Promise<Row[]> {
         core: SERVER_CORE,
         env: { ...process.env, PORTCULLIS_TOKEN_SECRET: BENCH_SECRET_HEX },
         ready: /listening: grpc on [^:]+:(\d+), http on [^:]+:(\d+)/,
-        nodeFlags: profileArgs,
+        nodeFlags: [...SERVER_NODE_FLAGS, ...profileArgs],
       },
     );
     servers.push(realProcess);
