@@ -1,7 +1,9 @@
-import { create } from "@bufbuild/protobuf";
+import { create, equals } from "@bufbuild/protobuf";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuthorizeRequestSchema } from "../../src/gen/portcullis/v1/authorization_pb.js";
+import { AuthorizationService, AuthorizeRequestSchema, AuthorizeResponseSchema, type AuthorizeResponse } from "../../src/gen/portcullis/v1/authorization_pb.js";
 import { createToken } from "../../src/service/tokens.js";
 import { grpcAuthorizeClient, startTestServer, type TestServer } from "../support/server.js";
 
@@ -115,6 +117,37 @@ describe("Authorize over Connect JSON on HTTP/1.1", () => {
     expect((await fetch(`${t.httpUrl}/readyz`)).status).toBe(200);
   });
 });
+
+describe("Authorize on every wire", () => {
+  it("answers the same allow, identity and upstream headers over Connect JSON and binary, gRPC-Web and gRPC", async () => {
+    const request = create(AuthorizeRequestSchema, {
+      method: "GET",
+      path: "/api/payouts/po_1",
+      host: "api.example.com",
+      headers: [{ name: "authorization", value: `Bearer ${operatorToken}` }, { name: "x-request-id", value: "wire-1" }],
+    });
+    const viaConnect = (useBinaryFormat: boolean) =>
+      createClient(AuthorizationService, createConnectTransport({ baseUrl: t.httpUrl, httpVersion: "1.1", useBinaryFormat })).authorize(request);
+    const viaGrpcWeb = createClient(AuthorizationService, createGrpcWebTransport({ baseUrl: t.httpUrl, httpVersion: "1.1", useBinaryFormat: true })).authorize(request);
+    const grpcClient = grpcAuthorizeClient(t.grpcAddress);
+    try {
+      const [json, binary, grpcWeb, grpcAnswer] = await Promise.all([viaConnect(false), viaConnect(true), viaGrpcWeb, grpcClient.authorize(request)]);
+      expect(json.identity?.tenant).toBe("acme");
+      expect(json.identity?.scopes).toContain("payouts:read");
+      expect(json.upstreamHeaders).toContainEqual(expect.objectContaining({ name: "x-portcullis-scopes" }));
+      // Binary wires carry the token's part as bytes encoded once per token; a peer must not see a difference.
+      for (const answer of [binary, grpcWeb, grpcAnswer]) {
+        expect(equals(AuthorizeResponseSchema, withoutUnknown(answer), withoutUnknown(json))).toBe(true);
+      }
+    } finally {
+      grpcClient.close();
+    }
+  });
+});
+
+function withoutUnknown(message: AuthorizeResponse): AuthorizeResponse {
+  return { ...message, $unknown: undefined };
+}
 
 describe("Authorize over gRPC", () => {
   it("answers the same decisions as Connect", async () => {
