@@ -1,27 +1,20 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
+import { captureCliOutput } from "../support/cli-output.js";
 import { EXAMPLE_POLICY_DIR } from "../support/fixtures.js";
 
 let dir: string;
-let out: string;
-let err: string;
+const io = captureCliOutput();
 
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-cli-"));
-  out = "";
-  err = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
-  vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
-  process.exitCode = undefined;
 });
 
 afterEach(() => {
-  vi.restoreAllMocks();
   fs.rmSync(dir, { recursive: true, force: true });
-  process.exitCode = undefined;
 });
 
 function run(...args: string[]): Promise<number> {
@@ -40,21 +33,21 @@ describe("portcullis tokens", () => {
     const data = path.join(dir, "data");
     const common = ["--policies", EXAMPLE_POLICY_DIR, "--data-dir", data];
     expect(await run("tokens", "create", "--tenant", "acme", "--workspace", "main", "--name", "ingest", "--role", "tenant_operator", "--level", "read_only", ...common)).toBe(0);
-    const token = out.trim();
+    const token = io.out.trim();
     expect(token).toMatch(/^sk_live_[0-9A-Za-z]{49}$/);
-    const id = /created (tok_\w+)/.exec(err)![1]!;
+    const id = /created (tok_\w+)/.exec(io.err)![1]!;
 
-    out = "";
+    io.out = "";
     expect(await run("tokens", "list", ...common)).toBe(0);
-    expect(out).toContain(id);
-    expect(out).toContain("read_only");
-    expect(out).not.toContain(token);
-    expect(out).not.toContain(token.slice(8, 30));
+    expect(io.out).toContain(id);
+    expect(io.out).toContain("read_only");
+    expect(io.out).not.toContain(token);
+    expect(io.out).not.toContain(token.slice(8, 30));
 
-    out = "";
+    io.out = "";
     expect(await run("tokens", "revoke", id, ...common)).toBe(0);
     expect(await run("tokens", "list", "--all", "--json", ...common)).toBe(0);
-    const rows = JSON.parse(out.slice(out.indexOf("[")));
+    const rows = JSON.parse(io.out.slice(io.out.indexOf("[")));
     expect(rows.find((row: { id: string }) => row.id === id).revokedAtMs).toBeTypeOf("number");
   });
 
@@ -68,12 +61,12 @@ describe("portcullis tokens", () => {
   ])("refuses %j with one clear message", async (extra, message) => {
     const code = await run("tokens", "create", "--tenant", "acme", "--workspace", "main", "--name", "x", "--policies", EXAMPLE_POLICY_DIR, "--data-dir", path.join(dir, "d"), ...extra);
     expect(code).not.toBe(0);
-    expect(err).toContain(message);
+    expect(io.err).toContain(message);
   });
 
   it("refuses to revoke an unknown id", async () => {
     expect(await run("tokens", "revoke", "tok_nope", "--data-dir", path.join(dir, "d"))).toBe(1);
-    expect(err).toMatch(/tok_nope/);
+    expect(io.err).toMatch(/tok_nope/);
   });
 });
 
@@ -81,8 +74,8 @@ describe("portcullis serve refuses bad input before binding", () => {
   it("names the file, pointer and line of a malformed policy file", async () => {
     const folder = writePolicy("bad-json", { "policy-set.json": '{\n  "policySet": {\n    "name": "x",,\n  }\n}' });
     expect(await run("serve", "--policies", folder, "--data-dir", path.join(dir, "d"), "--grpc-port", "0", "--http-port", "0")).toBe(1);
-    expect(err).toContain("the policy set is invalid");
-    expect(err).toMatch(/policy-set\.json:3:\d+/);
+    expect(io.err).toContain("the policy set is invalid");
+    expect(io.err).toMatch(/policy-set\.json:3:\d+/);
   });
 
   it("names an unknown scope with a suggestion", async () => {
@@ -92,32 +85,32 @@ describe("portcullis serve refuses bad input before binding", () => {
     files["roles.json"] = JSON.stringify(roles, null, 2);
     const folder = writePolicy("unknown-scope", files);
     expect(await run("serve", "--policies", folder, "--data-dir", path.join(dir, "d"), "--grpc-port", "0", "--http-port", "0")).toBe(1);
-    expect(err).toMatch(/roles\.json:\d+:\d+ \/roles\/1\/scopes\/\d+: .*`ledgr:read`.*did you mean `ledger:read`/);
+    expect(io.err).toMatch(/roles\.json:\d+:\d+ \/roles\/1\/scopes\/\d+: .*`ledgr:read`.*did you mean `ledger:read`/);
   });
 
   it("refuses a missing policies folder", async () => {
     expect(await run("serve", "--policies", path.join(dir, "nope"), "--data-dir", path.join(dir, "d"), "--grpc-port", "0", "--http-port", "0")).toBe(1);
-    expect(err).toContain("nope");
-    expect(err.trim().split("\n").length).toBeLessThanOrEqual(2);
+    expect(io.err).toContain("nope");
+    expect(io.err.trim().split("\n").length).toBeLessThanOrEqual(2);
   });
 
   it("refuses a data folder that cannot be created", async () => {
     const file = path.join(dir, "a-file");
     fs.writeFileSync(file, "");
     expect(await run("serve", "--policies", EXAMPLE_POLICY_DIR, "--data-dir", path.join(file, "data"), "--grpc-port", "0", "--http-port", "0")).toBe(1);
-    expect(err).toContain(path.join(file, "data"));
-    expect(err.trim().split("\n")).toHaveLength(1);
+    expect(io.err).toContain(path.join(file, "data"));
+    expect(io.err.trim().split("\n")).toHaveLength(1);
   });
 
   it("refuses a port that is not a port", async () => {
     expect(await run("serve", "--grpc-port", "99999")).toBe(2);
-    expect(err).toContain("invalid --grpc-port (PORTCULLIS_GRPC_PORT) `99999`");
+    expect(io.err).toContain("invalid --grpc-port (PORTCULLIS_GRPC_PORT) `99999`");
   });
 });
 
 describe("portcullis policy validate", () => {
   it("accepts the bundled policy set", async () => {
     expect(await run("policy", "validate", EXAMPLE_POLICY_DIR)).toBe(0);
-    expect(out).toMatch(/is valid: 5 files/);
+    expect(io.out).toMatch(/is valid: 5 files/);
   });
 });

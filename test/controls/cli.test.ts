@@ -1,44 +1,37 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
+import { captureCliOutput } from "../support/cli-output.js";
 import { EXAMPLE_POLICY_DIR } from "../support/fixtures.js";
 
 let dir: string;
-let out: string;
-let err: string;
+const io = captureCliOutput();
 let common: string[];
 
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-cli-controls-"));
   common = ["--policies", EXAMPLE_POLICY_DIR, "--data-dir", path.join(dir, "data")];
-  out = "";
-  err = "";
-  vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => ((out += String(chunk)), true));
-  vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => ((err += String(chunk)), true));
-  process.exitCode = undefined;
 });
 
 afterEach(() => {
-  vi.restoreAllMocks();
   fs.rmSync(dir, { recursive: true, force: true });
-  process.exitCode = undefined;
 });
 
 const run = (...args: string[]) => main(["node", "portcullis", ...args]);
 const create = (...extra: string[]) => run("tokens", "create", "--tenant", "acme", "--workspace", "main", "--name", "robot", "--role", "tenant_operator", ...common, ...extra);
 
 async function listJson(...args: string[]): Promise<any[]> {
-  out = "";
+  io.out = "";
   expect(await run(...args, "--json", ...common)).toBe(0);
-  return JSON.parse(out);
+  return JSON.parse(io.out);
 }
 
 describe("token controls from the cli", () => {
   it("creates a token with a service label and controls, then replaces and clears them", async () => {
     expect(await create("--service", "payout-robot", "--ip-allow", "198.51.100.0/24", "2001:db8::/48", "--mtls-ca", "0F".repeat(32), "--controls", '{"conditionalAccess":{"readOnly":true}}')).toBe(0);
-    const id = /created (tok_\w+)/.exec(err)![1]!;
+    const id = /created (tok_\w+)/.exec(io.err)![1]!;
     let [row] = await listJson("tokens", "list");
     expect(row).toMatchObject({
       id,
@@ -47,13 +40,13 @@ describe("token controls from the cli", () => {
     });
 
     expect(await run("tokens", "update", id, "--ip-allow", "203.0.113.7", ...common)).toBe(0);
-    expect(err).toContain(`updated controls of ${id}`);
+    expect(io.err).toContain(`updated controls of ${id}`);
     [row] = await listJson("tokens", "list");
     expect(row.controls).toEqual({ ipAllowlist: ["203.0.113.7"] });
 
-    out = "";
+    io.out = "";
     expect(await run("tokens", "list", ...common)).toBe(0);
-    expect(out).toMatch(/payout-robot\s+ipAllowlist/);
+    expect(io.out).toMatch(/payout-robot\s+ipAllowlist/);
 
     expect(await run("tokens", "update", id, "--clear", ...common)).toBe(0);
     [row] = await listJson("tokens", "list");
@@ -62,7 +55,7 @@ describe("token controls from the cli", () => {
 
   it("sets and replaces a quota with --quota-per-minute and --quota-per-day", async () => {
     expect(await create("--quota-per-minute", "60", "--quota-per-day", "10000")).toBe(0);
-    const id = /created (tok_\w+)/.exec(err)![1]!;
+    const id = /created (tok_\w+)/.exec(io.err)![1]!;
     let [row] = await listJson("tokens", "list");
     expect(row.controls).toEqual({ quota: { limitPerMinute: 60, limitPerDay: 10000 } });
     expect(await run("tokens", "update", id, "--quota-per-day", "500", ...common)).toBe(0);
@@ -81,28 +74,28 @@ describe("token controls from the cli", () => {
     [["--service", "a b"], "service label `a b`"],
   ])("refuses %j at create with one clear message", async (extra, message) => {
     expect(await create(...extra)).toBe(1);
-    expect(err).toContain(message);
+    expect(io.err).toContain(message);
     expect(await listJson("tokens", "list")).toEqual([]);
   });
 
   it("refuses an update with nothing to update", async () => {
     expect(await run("tokens", "update", "tok_x", ...common)).toBe(2);
-    expect(err).toContain("nothing to update");
+    expect(io.err).toContain("nothing to update");
   });
 });
 
 describe("portcullis tenants and workspaces", () => {
   it("suspends, lists and resumes a tenant", async () => {
     expect(await run("tenants", "suspend", "acme", "--reason", "unpaid", ...common)).toBe(0);
-    expect(err).toContain("suspended tenant acme");
+    expect(io.err).toContain("suspended tenant acme");
     expect(await listJson("tenants", "list")).toMatchObject([{ tenant: "acme", reason: "unpaid", suspendedBy: expect.stringMatching(/^cli:/) }]);
-    out = "";
+    io.out = "";
     expect(await run("tenants", "list", ...common)).toBe(0);
-    expect(out).toMatch(/^TENANT\s+SUSPENDED\s+BY\s+REASON\nacme\s/);
+    expect(io.out).toMatch(/^TENANT\s+SUSPENDED\s+BY\s+REASON\nacme\s/);
     expect(await run("tenants", "resume", "acme", ...common)).toBe(0);
     expect(await listJson("tenants", "list")).toEqual([]);
     expect(await run("tenants", "resume", "acme", ...common)).toBe(0);
-    expect(err).toContain("tenant acme was not suspended");
+    expect(io.err).toContain("tenant acme was not suspended");
   });
 
   it("restricts, lists and unrestricts a workspace", async () => {
@@ -115,6 +108,6 @@ describe("portcullis tenants and workspaces", () => {
 
   it("refuses a tenant name that is not an identifier", async () => {
     expect(await run("tenants", "suspend", "a/b", ...common)).toBe(1);
-    expect(err).toContain("tenant `a/b` must be");
+    expect(io.err).toContain("tenant `a/b` must be");
   });
 });
