@@ -2,7 +2,6 @@
  * Composition root: config, policy set, store and servers. The only module that
  * wires everything together; everything else receives what it needs.
  */
-import { HealthImplementation } from "grpc-health-check";
 import type { Logger } from "pino";
 import type { ServeConfig } from "./config/config.js";
 import { loadPolicySet } from "./policy/load.js";
@@ -16,7 +15,8 @@ import { createTokenCache, type TokenCache } from "./service/token-cache.js";
 import { createTokenService } from "./service/token-service.js";
 import { createUsageRecorder, type UsageRecorder } from "./service/usage-recorder.js";
 import { TokenStore } from "./store/token-store.js";
-import { closeGrpc, createGrpcServer, listenGrpc } from "./transport/grpc.js";
+import { createGrpcServer } from "./transport/grpc.js";
+import { Health } from "./transport/health.js";
 import { closeHttp, createHttpServer, listenHttp } from "./transport/http.js";
 import { DEFAULT_EXT_AUTHZ_PREFIX } from "./transport/ext-authz-http.js";
 import { buildTrustedProxyMatcher } from "./transport/trusted-proxies.js";
@@ -69,11 +69,17 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   });
   const tokenService = createTokenService({ store, policy: () => policy, authorize, now: Date.now });
 
-  const health = new HealthImplementation({ "": "NOT_SERVING", [`portcullis.v1.AuthorizationService`]: "NOT_SERVING" });
+  const health = new Health({ "": "NOT_SERVING", [`portcullis.v1.AuthorizationService`]: "NOT_SERVING" });
   // Parsed once: every request's forwarding headers are judged against these.
   const trustedProxies = buildTrustedProxyMatcher(config.trustedProxies ?? []);
   const onTransportError = (error: unknown, requestId: string) => log.error({ err: error, requestId }, "ext_authz request failed; answered unavailable");
-  const grpcServer = createGrpcServer({ authorize, health, envoy: { trustedProxies, onError: onTransportError }, tokenService });
+  const grpcServer = createGrpcServer({
+    authorize,
+    health,
+    envoy: { trustedProxies, onError: onTransportError },
+    tokenService,
+    onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
+  });
   let ready = false;
   const httpServer = createHttpServer({
     authorize,
@@ -86,10 +92,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let grpcPort: number;
   let httpPort: number;
   try {
-    grpcPort = await listenGrpc(grpcServer, config.host, config.grpcPort);
+    grpcPort = await grpcServer.listen(config.host, config.grpcPort);
     httpPort = await listenHttp(httpServer, config.host, config.httpPort);
   } catch (error) {
-    grpcServer.forceShutdown();
+    await grpcServer.close(0);
     httpServer.close();
     usage.close();
     store.close();
@@ -128,7 +134,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     async close(graceMs = 5_000) {
       ready = false;
       health.setStatus("", "NOT_SERVING");
-      await Promise.all([closeGrpc(grpcServer, graceMs), closeHttp(httpServer, graceMs)]);
+      await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.
       usage.close();
       store.close();

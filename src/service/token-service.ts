@@ -1,6 +1,6 @@
 /**
  * `portcullis.v1.TokenService`: token management over the API, guarded by
- * Portcullis itself. Both transports (Connect on the HTTP/1.1 port, grpc-js on
+ * Portcullis itself. Both transports (Connect on the HTTP/1.1 port, gRPC on
  * the gRPC port) serve the one implementation built here; they only convert a
  * call's headers and peer into a {@link CallContext}.
  *
@@ -131,7 +131,7 @@ const TOKEN_ID = /^tok_[0-9A-Za-z]{1,64}$/;
  * ```ts
  * const tokens = createTokenService({ store, policy: () => policy, authorize, now: Date.now });
  * registerTokenService(router, tokens); // Connect
- * addTokenService(grpcServer, tokens); // grpc-js
+ * tokenServiceMethods(tokens); // the gRPC port's methods
  * ```
  */
 export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {

@@ -11,12 +11,12 @@
  * See https://www.envoyproxy.io/docs/envoy/latest/api-v3/service/auth/v3/external_auth.proto.
  */
 import { randomUUID } from "node:crypto";
-import type * as grpc from "@grpc/grpc-js";
 import { unavailable } from "../engine/decide.js";
 import type { AuthzInput, ClientCertificateFacts } from "../engine/types.js";
 import { renderDecision } from "../render/render.js";
 import type { AuthorizeResult, Authorizer } from "../service/authorize.js";
 import { CERTIFICATE_HEADER_NAMES, certificateFromEnvoyAttribute, certificateFromForwardedHeaders } from "./client-certificate.js";
+import type { GrpcMethod } from "./grpc-server.js";
 import { decodeCheckRequest, encodeCheckResponse, type CheckAnswer, type CheckAttributes, type MetadataValue } from "./envoy-wire.js";
 import type { TrustedProxies } from "./trusted-proxies.js";
 
@@ -150,28 +150,8 @@ export function failClosedAnswer(requestId: string): CheckAnswer {
   return checkAnswerFromResult({ decision, response, requestId, stripCredential: true });
 }
 
-const passThrough = (bytes: Buffer): Buffer => bytes;
-
-/** The method definition: bytes in and out, so that decoding happens where its failure can still be answered. */
-const checkMethod: grpc.MethodDefinition<Buffer, Buffer> = {
-  path: ENVOY_CHECK_PATH,
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: passThrough,
-  requestDeserialize: passThrough,
-  responseSerialize: passThrough,
-  responseDeserialize: passThrough,
-};
-
-/** Registers `envoy.service.auth.v3.Authorization/Check` on a grpc-js server. */
-export function registerEnvoyAuthorization(server: grpc.Server, options: EnvoyCheckOptions): void {
+/** `envoy.service.auth.v3.Authorization/Check` for the gRPC port: bytes in and out, so that decoding happens where its failure can still be answered. */
+export function envoyAuthorizationMethods(options: EnvoyCheckOptions): Map<string, GrpcMethod> {
   const check = createEnvoyCheck(options);
-  server.addService(
-    { check: checkMethod },
-    {
-      check: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
-        callback(null, check(call.request));
-      },
-    },
-  );
+  return new Map<string, GrpcMethod>([[ENVOY_CHECK_PATH, { kind: "unary", handle: check }]]);
 }

@@ -5,11 +5,11 @@
  * URL-encoded PEM peer certificate, IPv4 and IPv6 sources), and every field of
  * the `CheckResponse` is read as Envoy reads it.
  */
-import { HealthImplementation } from "grpc-health-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createAuthorizer } from "../../src/service/authorize.js";
 import { createToken } from "../../src/service/tokens.js";
-import { closeGrpc, createGrpcServer, listenGrpc } from "../../src/transport/grpc.js";
+import { createGrpcServer } from "../../src/transport/grpc.js";
+import { Health } from "../../src/transport/health.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { makeTestCertificates, urlEncodedPem, type TestCertificates } from "./certs.js";
 import { envoyCheckClient, structToJson, type EnvoyCheckClient } from "./envoy-client.js";
@@ -334,8 +334,8 @@ describe("Envoy Check: unavailable", () => {
       now: Date.now,
       onError: () => undefined,
     } as unknown as Parameters<typeof createAuthorizer>[0]);
-    const server = createGrpcServer({ authorize, health: new HealthImplementation({}) });
-    const port = await listenGrpc(server, "127.0.0.1", 0);
+    const server = createGrpcServer({ authorize, health: new Health() });
+    const port = await server.listen("127.0.0.1", 0);
     const local = envoyCheckClient(`127.0.0.1:${port}`);
     try {
       const response = await local.check(checkRequest({ headers: { authorization: `Bearer ${tokens.operator}` } }));
@@ -343,7 +343,7 @@ describe("Envoy Check: unavailable", () => {
       expect(headers.get("x-request-id")).toBe("envoy-req-1");
     } finally {
       local.close();
-      await closeGrpc(server, 1_000);
+      await server.close(1_000);
     }
   });
 });

@@ -10,9 +10,9 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ListTokensRequestSchema, type ListTokensResponse } from "../../src/gen/portcullis/v1/token_service_pb.js";
-import { tokenServiceDefinition } from "../../src/transport/token-service-grpc.js";
+import { ListTokensRequestSchema, ListTokensResponseSchema, type ListTokensResponse } from "../../src/gen/portcullis/v1/token_service_pb.js";
 import { EXAMPLE_POLICY_DIR } from "../support/fixtures.js";
+import { unaryMethod } from "../support/grpc-client.js";
 import { seedToken, startLoggedServer, tokenServiceClient, type LoggedServer } from "./helpers.js";
 
 let t: LoggedServer;
@@ -348,10 +348,10 @@ describe("rotation, revocation and emergency revoke through the API", () => {
   });
 });
 
-describe("over gRPC (grpc-js on the gRPC port)", () => {
+describe("over gRPC (a grpc-js client on the gRPC port)", () => {
   function grpcList(token: string): Promise<ListTokensResponse> {
     const client = new grpc.Client(t.grpcAddress, grpc.credentials.createInsecure());
-    const method = tokenServiceDefinition.listTokens;
+    const method = unaryMethod("/portcullis.v1.TokenService/ListTokens", ListTokensRequestSchema, ListTokensResponseSchema);
     const metadata = new grpc.Metadata();
     metadata.set("authorization", `Bearer ${token}`);
     return new Promise<ListTokensResponse>((resolve, reject) => {

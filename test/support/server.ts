@@ -7,7 +7,7 @@ import { pino } from "pino";
 import type { ServeConfig } from "../../src/config/config.js";
 import { AuthorizeRequestSchema, AuthorizeResponseSchema, type AuthorizeRequest, type AuthorizeResponse } from "../../src/gen/portcullis/v1/authorization_pb.js";
 import { startServer, type RunningServer } from "../../src/main.js";
-import { unaryMethod } from "../../src/transport/grpc.js";
+import { unaryMethod } from "./grpc-client.js";
 import { EXAMPLE_POLICY_DIR } from "./fixtures.js";
 
 export interface TestServer {
