@@ -232,7 +232,7 @@ export async function runInProcess(options: InProcessOptions): Promise<Row[]> {
       section: "in-process",
       name: "Authorize bytes -> bytes: fromBinary + authorize() + messageFromResult + toBinary, allow",
       status: "ok",
-      note: `the per-request work of the gRPC transport besides grpc-js itself; the response is ${roundTrip()} bytes`,
+      note: `the per-request work of the gRPC transport besides HTTP/2 and framing; the response is ${roundTrip()} bytes`,
       figures: timingFigures(roundTrip, plan),
     });
   }
