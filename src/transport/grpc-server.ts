@@ -179,6 +179,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       stop?.();
       if (code !== GrpcStatus.CANCELLED) sendTrailers(stream, code, message);
     };
+    if (stream.destroyed) return;
     const endOnClose = () => end(GrpcStatus.UNAVAILABLE, "the server is shutting down");
     streamingCalls.add(endOnClose);
     stream.once("close", () => end(GrpcStatus.CANCELLED, ""));

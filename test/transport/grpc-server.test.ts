@@ -236,6 +236,16 @@ describe("requests a gRPC client would not send", () => {
     expect(statusOf(await raw({ ...echo, "grpc-timeout": "soon" }, [frame(Buffer.from("x"))])).code).toBe(GrpcStatus.INTERNAL);
   });
 
+  it("survive a connection that does not speak HTTP/2, and keep answering", async () => {
+    const socket = net.connect(Number(address.split(":")[1]), "127.0.0.1");
+    socket.on("error", () => undefined);
+    socket.write("POST /test.Echo/Echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    socket.resume();
+    // The server answers GOAWAY and hangs up.
+    await new Promise((resolve) => socket.on("close", resolve));
+    expect((await call("/test.Echo/Echo", Buffer.from("still"))).response!.toString()).toBe("echo:still");
+  });
+
   it("survive a client that cancels a call in flight, and keep answering", async () => {
     const session = http2.connect(`http://${address}`);
     const request = session.request({ ":method": "POST", ":path": "/test.Echo/Held", "content-type": "application/grpc" });
