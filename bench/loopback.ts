@@ -13,6 +13,7 @@ import { create, fromBinary, toBinary, toJsonString } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
 import { AuthorizeRequestSchema, AuthorizeResponseSchema } from "../src/gen/portcullis/v1/authorization_pb.js";
 import { generateToken } from "../src/token/index.js";
+import { frame } from "../src/transport/grpc-server.js";
 import { CHECK_PATH, envoyTransportExists, loadCheckCodec, type CheckCodec, type CheckFields } from "./envoy-check.js";
 import { BENCH_SECRET_HEX, BUNDLED_POLICY_DIR, REPO_ROOT, SERVER_NODE_FLAGS, breakChecksum, fillStore, tempDir } from "./fixtures.js";
 import { runH2load, runWrk, type H2Job, type LoadResult } from "./load.js";
@@ -83,13 +84,6 @@ interface LoadCase {
   readonly rpsBudget?: Budget;
   readonly p99Budget?: Budget;
   readonly note?: string;
-}
-
-function frame(message: Uint8Array): Buffer {
-  const out = Buffer.alloc(5 + message.length);
-  out.writeUInt32BE(message.length, 1);
-  out.set(message, 5);
-  return out;
 }
 
 function authorizeRequest(fields: CheckFields) {

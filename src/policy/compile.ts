@@ -69,6 +69,30 @@ export function isParameterSegment(segment: string): boolean {
   return segment.startsWith("{") && segment.endsWith("}");
 }
 
+/** A node of a segment trie over path templates: a child per literal segment, one for every `{param}`. */
+export interface TemplateTrieNode<N> {
+  readonly literals: Map<string, N>;
+  param: N | undefined;
+}
+
+/** The node a template's segments lead to from `root`, creating the missing ones with `newNode`. */
+export function templateNode<N extends TemplateTrieNode<N>>(root: N, segments: readonly string[], newNode: () => N): N {
+  let node = root;
+  for (const segment of segments) {
+    if (isParameterSegment(segment)) {
+      node = node.param ??= newNode();
+    } else {
+      let next = node.literals.get(segment);
+      if (next === undefined) {
+        next = newNode();
+        node.literals.set(segment, next);
+      }
+      node = next;
+    }
+  }
+  return node;
+}
+
 /** Rule id of an operation: its `id`, else `operation:<METHOD> <path>`. */
 export function operationRuleId(op: OperationSpec): string {
   return op.id ?? `operation:${op.method} ${op.path}`;
@@ -112,9 +136,7 @@ export function expandScopePatterns(
   return result;
 }
 
-interface OperationNode {
-  readonly literals: Map<string, OperationNode>;
-  param: OperationNode | undefined;
+interface OperationNode extends TemplateTrieNode<OperationNode> {
   /** Match per upper-case method; `HEAD` is filled from `GET` when absent. */
   readonly byMethod: Map<string, RouteMatch>;
 }
@@ -169,20 +191,7 @@ export function buildRouteMatcher(
 ): CompiledRoutes {
   const opRoot = newOperationNode();
   for (const op of operations) {
-    let node = opRoot;
-    for (const segment of splitPath(op.path)) {
-      if (isParameterSegment(segment)) {
-        node.param ??= newOperationNode();
-        node = node.param;
-      } else {
-        let next = node.literals.get(segment);
-        if (next === undefined) {
-          next = newOperationNode();
-          node.literals.set(segment, next);
-        }
-        node = next;
-      }
-    }
+    const node = templateNode(opRoot, splitPath(op.path), newOperationNode);
     if (!node.byMethod.has(op.method)) {
       node.byMethod.set(op.method, Object.freeze({ scope: op.scope, ruleId: operationRuleId(op) }));
     }

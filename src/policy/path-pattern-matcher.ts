@@ -6,7 +6,7 @@
  * request's segments, whatever the number of patterns.
  */
 import { checkPathTemplate } from "./crosscheck.js";
-import { isParameterSegment, splitPath } from "./compile.js";
+import { splitPath, templateNode, type TemplateTrieNode } from "./compile.js";
 import type { PathPatternMatcher } from "./types.js";
 
 /** A pattern with an optional upper-case method; no method matches every method. */
@@ -18,9 +18,7 @@ export interface PathPatternSpec {
 /** Methods a node accepts: every method, or a set (with `HEAD` added wherever `GET` is). */
 type Methods = "any" | Set<string>;
 
-interface Node {
-  readonly literals: Map<string, Node>;
-  param: Node | undefined;
+interface Node extends TemplateTrieNode<Node> {
   /** Methods of patterns ending exactly here. */
   exact: Methods | undefined;
   /** Methods of patterns ending here with `/**`. */
@@ -67,20 +65,7 @@ export function buildPathPatternMatcher(patterns: readonly PathPatternSpec[]): P
   const root = newNode();
   for (const { method, path } of patterns) {
     const below = path.endsWith("/**");
-    let node = root;
-    for (const segment of splitPath(below ? path.slice(0, -3) || "/" : path)) {
-      if (isParameterSegment(segment)) {
-        node.param ??= newNode();
-        node = node.param;
-      } else {
-        let next = node.literals.get(segment);
-        if (next === undefined) {
-          next = newNode();
-          node.literals.set(segment, next);
-        }
-        node = next;
-      }
-    }
+    const node = templateNode(root, splitPath(below ? path.slice(0, -3) || "/" : path), newNode);
     if (below) node.below = addMethod(node.below, method);
     else node.exact = addMethod(node.exact, method);
   }

@@ -49,15 +49,15 @@ export interface GrpcCall {
   readonly peerAddress: string;
 }
 
-/** A unary method: one request message in, one response message out, or a thrown error. */
-export type UnaryHandler = (request: Buffer, call: GrpcCall) => Buffer | Promise<Buffer>;
+/** A unary method: one request message in, one response message out (as protobuf-es's `toBinary` gives it), or a thrown error. */
+export type UnaryHandler = (request: Buffer, call: GrpcCall) => Uint8Array | Promise<Uint8Array>;
 
 /**
  * A server-streaming method: `send` writes one response message. It returns the
  * function that stops it, called once when the call ends: the client cancelled,
  * or the server is closing, in which case the call ends with UNAVAILABLE.
  */
-export type ServerStreamingHandler = (request: Buffer, call: GrpcCall, send: (message: Buffer) => void) => () => void;
+export type ServerStreamingHandler = (request: Buffer, call: GrpcCall, send: (message: Uint8Array) => void) => () => void;
 
 export type GrpcMethod = { readonly kind: "unary"; readonly handle: UnaryHandler } | { readonly kind: "server-streaming"; readonly handle: ServerStreamingHandler };
 
@@ -141,14 +141,14 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   });
 
   function runUnary(stream: http2.ServerHttp2Stream, path: string, handle: UnaryHandler, request: Buffer, call: GrpcCall, deadline: number | null): void {
-    let result: Buffer | Promise<Buffer>;
+    let result: Uint8Array | Promise<Uint8Array>;
     try {
       result = handle(request, call);
     } catch (error) {
       respondError(stream, path, error);
       return;
     }
-    if (Buffer.isBuffer(result)) {
+    if (result instanceof Uint8Array) {
       respondMessage(stream, result);
       return;
     }
@@ -266,7 +266,7 @@ function respondHttpError(stream: http2.ServerHttp2Stream, error: { status: numb
 }
 
 /** One response message, then `grpc-status: 0` in the trailers. */
-function respondMessage(stream: http2.ServerHttp2Stream, message: Buffer): void {
+function respondMessage(stream: http2.ServerHttp2Stream, message: Uint8Array): void {
   if (stream.destroyed || stream.headersSent) return;
   stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
   stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
@@ -300,11 +300,11 @@ export function percentEncode(message: string): string {
 }
 
 /** A message with its 5-byte prefix: not compressed, 4-byte big-endian length. */
-export function frame(message: Buffer): Buffer {
+export function frame(message: Uint8Array): Buffer {
   const framed = Buffer.allocUnsafe(HEADER_BYTES + message.length);
   framed[0] = 0;
   framed.writeUInt32BE(message.length, 1);
-  message.copy(framed, HEADER_BYTES);
+  framed.set(message, HEADER_BYTES);
   return framed;
 }
 

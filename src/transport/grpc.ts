@@ -41,7 +41,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       {
         kind: "unary",
         // This port's codec is protobuf binary, never JSON.
-        handle: (bytes) => Buffer.from(toBinary(AuthorizeResponseSchema, messageFromResult(authorize(authzInputFromMessage(decodeRequest(AuthorizeRequestSchema, bytes))), "binary"))),
+        handle: (bytes) => toBinary(AuthorizeResponseSchema, messageFromResult(authorize(authzInputFromMessage(decodeRequest(AuthorizeRequestSchema, bytes))), "binary")),
       },
     ],
     ...envoyAuthorizationMethods({ trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize }),

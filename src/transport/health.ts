@@ -39,22 +39,22 @@ export class Health {
     ]);
   }
 
-  private check(request: Buffer): Buffer {
+  private check(request: Buffer): Uint8Array {
     const service = serviceOf(request);
     const state = this.statuses.get(service);
     if (state === undefined) throw new GrpcError(GrpcStatus.NOT_FOUND, `no health status for service \`${service}\``);
     return response(ServingStatus[state]);
   }
 
-  private list(): Buffer {
+  private list(): Uint8Array {
     if (this.statuses.size > LIST_LIMIT) throw new GrpcError(GrpcStatus.RESOURCE_EXHAUSTED, `more than ${LIST_LIMIT} services`);
     const statuses: Record<string, { status: ServingStatus }> = {};
     for (const [service, state] of this.statuses) statuses[service] = { status: ServingStatus[state] };
-    return Buffer.from(toBinary(HealthListResponseSchema, create(HealthListResponseSchema, { statuses })));
+    return toBinary(HealthListResponseSchema, create(HealthListResponseSchema, { statuses }));
   }
 
   /** Sends the current status (SERVICE_UNKNOWN for a service never set), then every change, until the call ends. */
-  private watch(request: Buffer, send: (message: Buffer) => void): () => void {
+  private watch(request: Buffer, send: (message: Uint8Array) => void): () => void {
     const service = serviceOf(request);
     const watcher = (status: ServingStatus) => send(response(status));
     let watchers = this.watchers.get(service);
@@ -77,6 +77,6 @@ function serviceOf(request: Buffer): string {
   }
 }
 
-function response(status: ServingStatus): Buffer {
-  return Buffer.from(toBinary(HealthCheckResponseSchema, create(HealthCheckResponseSchema, { status })));
+function response(status: ServingStatus): Uint8Array {
+  return toBinary(HealthCheckResponseSchema, create(HealthCheckResponseSchema, { status }));
 }

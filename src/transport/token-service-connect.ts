@@ -6,6 +6,7 @@
 import { createContextKey, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { TokenService } from "../gen/portcullis/v1/token_service_pb.js";
 import type { CallContext, TokenServiceImpl } from "../service/token-service.js";
+import { unmapPeerAddress } from "./trusted-proxies.js";
 
 /**
  * The socket's remote address, set per request by the HTTP server through the
@@ -31,10 +32,5 @@ function callContextOf(context: HandlerContext): CallContext {
   // Headers.get joins repeated fields with ", ", which the engine reads as a duplicate header.
   const authorization = context.requestHeader.get("authorization") ?? undefined;
   const requestId = context.requestHeader.get("x-request-id") ?? undefined;
-  return { authorization, sourceIp: unmapIpv4(context.values.get(peerAddressKey)), ...(requestId === undefined ? {} : { requestId }) };
-}
-
-/** `::ffff:127.0.0.1` -> `127.0.0.1`: Node reports IPv4 peers of a dual-stack socket in mapped form. */
-export function unmapIpv4(address: string): string {
-  return address.startsWith("::ffff:") && address.includes(".") ? address.slice(7) : address;
+  return { authorization, sourceIp: unmapPeerAddress(context.values.get(peerAddressKey)), ...(requestId === undefined ? {} : { requestId }) };
 }

@@ -26,7 +26,7 @@ import {
 import { toConnectError, type CallContext, type TokenServiceImpl } from "../service/token-service.js";
 import { decodeRequest } from "./grpc.js";
 import { GrpcError, headerValue, type GrpcCall, type GrpcMethod } from "./grpc-server.js";
-import { unmapIpv4 } from "./token-service-connect.js";
+import { unmapPeerAddress } from "./trusted-proxies.js";
 
 /** Every `TokenService` method, by gRPC path. */
 export function tokenServiceMethods(service: TokenServiceImpl): Map<string, GrpcMethod> {
@@ -54,7 +54,7 @@ function unary<I extends DescMessage, O extends DescMessage>(input: I, output: O
         const connectError: ConnectError = toConnectError(error);
         throw new GrpcError(connectError.code, connectError.rawMessage);
       }
-      return Buffer.from(toBinary(output, response));
+      return toBinary(output, response);
     },
   };
 }
@@ -62,5 +62,5 @@ function unary<I extends DescMessage, O extends DescMessage>(input: I, output: O
 function callContextOf(call: GrpcCall): CallContext {
   const authorization = headerValue(call, "authorization");
   const requestId = headerValue(call, "x-request-id");
-  return { authorization, sourceIp: unmapIpv4(call.peerAddress), ...(requestId === undefined ? {} : { requestId }) };
+  return { authorization, sourceIp: unmapPeerAddress(call.peerAddress), ...(requestId === undefined ? {} : { requestId }) };
 }

@@ -6,10 +6,10 @@
  * the `CheckResponse` is read as Envoy reads it.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAuthorizer } from "../../src/service/authorize.js";
 import { createToken } from "../../src/service/tokens.js";
 import { createGrpcServer } from "../../src/transport/grpc.js";
 import { Health } from "../../src/transport/health.js";
+import { noPolicyAuthorizer } from "../support/no-policy-authorizer.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 import { makeTestCertificates, urlEncodedPem, type TestCertificates } from "./certs.js";
 import { envoyCheckClient, structToJson, type EnvoyCheckClient } from "./envoy-client.js";
@@ -327,13 +327,7 @@ describe("Envoy Check: deny", () => {
 
 describe("Envoy Check: unavailable", () => {
   it("fails closed with 503 when no policy set is loaded", async () => {
-    const authorize = createAuthorizer({
-      policy: () => null,
-      tokens: { find: () => undefined },
-      tenantState: { tenantSuspended: () => false, workspaceRestricted: () => false },
-      now: Date.now,
-      onError: () => undefined,
-    } as unknown as Parameters<typeof createAuthorizer>[0]);
+    const authorize = noPolicyAuthorizer();
     const server = createGrpcServer({ authorize, health: new Health() });
     const port = await server.listen("127.0.0.1", 0);
     const local = envoyCheckClient(`127.0.0.1:${port}`);

@@ -4,10 +4,10 @@
  */
 import * as http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAuthorizer } from "../../src/service/authorize.js";
 import { createToken } from "../../src/service/tokens.js";
 import { closeHttp, createHttpServer, listenHttp } from "../../src/transport/http.js";
 import { buildTrustedProxyMatcher } from "../../src/transport/trusted-proxies.js";
+import { noPolicyAuthorizer } from "../support/no-policy-authorizer.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 let plain: TestServer;
@@ -29,13 +29,7 @@ beforeAll(async () => {
     tokens[`${t.httpUrl} reader`] = createToken(t.server.store, policy, { ...base, name: "reader", keyLevel: "read_only" }, now).token;
     tokens[`${t.httpUrl} allowlisted`] = createToken(t.server.store, policy, { ...base, name: "allowlisted", controls: { ipAllowlist: ["198.51.100.0/24"] } }, now).token;
   }
-  const authorize = createAuthorizer({
-    policy: () => null,
-    tokens: { find: () => undefined },
-    tenantState: { tenantSuspended: () => false, workspaceRestricted: () => false },
-    now: Date.now,
-    onError: () => undefined,
-  } as unknown as Parameters<typeof createAuthorizer>[0]);
+  const authorize = noPolicyAuthorizer();
   unavailableServer = createHttpServer({ authorize, ready: () => true, extAuthz: { prefix: "/ext-authz", trustedProxies: buildTrustedProxyMatcher([]) } });
   unavailablePort = await listenHttp(unavailableServer, "127.0.0.1", 0);
 });

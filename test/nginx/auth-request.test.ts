@@ -10,11 +10,11 @@ import * as net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createAuthorizer } from "../../src/service/authorize.js";
 import { createToken } from "../../src/service/tokens.js";
 import { closeHttp, createHttpServer, listenHttp } from "../../src/transport/http.js";
 import { buildTrustedProxyMatcher } from "../../src/transport/trusted-proxies.js";
 import { REPO_ROOT } from "../support/fixtures.js";
+import { noPolicyAuthorizer } from "../support/no-policy-authorizer.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 const nginxInstalled = spawnSync("nginx", ["-v"], { encoding: "utf8" }).status === 0;
@@ -140,13 +140,7 @@ describe.runIf(nginxInstalled)("nginx auth_request (live, docs/nginx.conf)", () 
     reader = createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "reader", keyLevel: "read_only" }, now).token;
     // per day, so that a minute boundary during the run cannot reset it
     metered = createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "metered", controls: { quota: { limitPerDay: 1 } } }, now).token;
-    const authorize = createAuthorizer({
-      policy: () => null,
-      tokens: { find: () => undefined },
-      tenantState: { tenantSuspended: () => false, workspaceRestricted: () => false },
-      now: Date.now,
-      onError: () => undefined,
-    } as unknown as Parameters<typeof createAuthorizer>[0]);
+    const authorize = noPolicyAuthorizer();
     unavailableServer = createHttpServer({ authorize, ready: () => true, extAuthz: { prefix: "/ext-authz", trustedProxies: buildTrustedProxyMatcher([]) } });
     const unavailablePort = await listenHttp(unavailableServer, "127.0.0.1", 0);
     upstream = http.createServer((request, response) => {

@@ -4,8 +4,8 @@ import path from "node:path";
 import Database from "better-sqlite3";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createTenantStateCache } from "../../src/service/tenant-state-cache.js";
-import { StoreError } from "../../src/store/store-error.js";
 import { type CreateTokenSpec, TokenStore } from "../../src/store/token-store.js";
+import { storeError } from "../support/store-error.js";
 
 const T0 = Date.UTC(2026, 0, 15, 12, 0, 0);
 const SPEC: CreateTokenSpec = { tenant: "acme", workspace: "main", environment: "live", prefix: "sk_live_", type: "service", name: "robot", role: "tenant_operator" };
@@ -21,16 +21,6 @@ afterEach(() => {
   store.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
-
-function storeError(run: () => unknown): StoreError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(StoreError);
-    return error as StoreError;
-  }
-  throw new Error("expected a store error");
-}
 
 describe("token controls in the store", () => {
   it("stores a service label and controls, and reads them back on every look-up", () => {

@@ -4,7 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { resolveSecret } from "../../src/store/resolve-secret.js";
-import { StoreError } from "../../src/store/store-error.js";
+import { storeError } from "../support/store-error.js";
 
 let dir: string;
 beforeEach(() => {
@@ -15,16 +15,6 @@ afterEach(() => {
 });
 
 const NO_ENV: NodeJS.ProcessEnv = {};
-
-function secretError(run: () => unknown): StoreError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(StoreError);
-    return error as StoreError;
-  }
-  throw new Error("expected a store error");
-}
 
 describe("resolveSecret from the secret file", () => {
   it("creates secret.key with mode 0600 holding 32 random bytes in hex on first run", () => {
@@ -49,7 +39,7 @@ describe("resolveSecret from the secret file", () => {
   ])("refuses a %s file and suggests chmod 600", (_name, mode) => {
     resolveSecret(dir, NO_ENV);
     fs.chmodSync(path.join(dir, "secret.key"), mode);
-    const error = secretError(() => resolveSecret(dir, NO_ENV));
+    const error = storeError(() => resolveSecret(dir, NO_ENV));
     expect(error.kind).toBe("secret");
     expect(error.message).toContain("chmod 600");
     expect(error.message).toContain(path.join(dir, "secret.key"));
@@ -62,7 +52,7 @@ describe("resolveSecret from the secret file", () => {
     ["empty", ""],
   ])("refuses a file whose content is %s", (_name, content) => {
     fs.writeFileSync(path.join(dir, "secret.key"), content, { mode: 0o600 });
-    const error = secretError(() => resolveSecret(dir, NO_ENV));
+    const error = storeError(() => resolveSecret(dir, NO_ENV));
     expect(error.kind).toBe("secret");
     expect(error.message).toMatch(/64 hex characters/);
   });
@@ -70,7 +60,7 @@ describe("resolveSecret from the secret file", () => {
   it("reports an unwritable folder as unwritable", () => {
     const file = path.join(dir, "plain-file");
     fs.writeFileSync(file, "x");
-    const error = secretError(() => resolveSecret(path.join(file, "data"), NO_ENV));
+    const error = storeError(() => resolveSecret(path.join(file, "data"), NO_ENV));
     expect(error.kind).toBe("unwritable");
   });
 });
@@ -100,7 +90,7 @@ describe("resolveSecret from PORTCULLIS_TOKEN_SECRET", () => {
     ["an empty value", "", /at least 32 bytes|hex or base64/],
     ["characters outside hex and base64", "not a secret! ".repeat(5), /hex or base64/],
   ])("refuses %s", (_name, value, message) => {
-    const error = secretError(() => resolveSecret(dir, { PORTCULLIS_TOKEN_SECRET: value }));
+    const error = storeError(() => resolveSecret(dir, { PORTCULLIS_TOKEN_SECRET: value }));
     expect(error.kind).toBe("secret");
     expect(error.message).toMatch(message);
     expect(error.message).toContain("PORTCULLIS_TOKEN_SECRET");

@@ -6,10 +6,11 @@ import Database from "better-sqlite3";
 import fc from "fast-check";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { MIGRATIONS } from "../../src/store/migrations.js";
-import { StoreError, type StoreErrorKind } from "../../src/store/store-error.js";
+import type { StoreErrorKind } from "../../src/store/store-error.js";
 import { type CreateTokenSpec, TokenStore } from "../../src/store/token-store.js";
 import { parseToken } from "../../src/token/format.js";
 import { hashToken } from "../../src/token/hash.js";
+import { storeError } from "../support/store-error.js";
 
 const T0 = Date.UTC(2025, 0, 15, 12, 0, 0);
 const SERVICE: CreateTokenSpec = {
@@ -30,16 +31,6 @@ function openStore(options: { dataDir?: string; secret?: Buffer } = {}): TokenSt
   const store = TokenStore.open({ dataDir: options.dataDir ?? dir, secret: options.secret, now: () => clockMs });
   open.push(store);
   return store;
-}
-
-function storeError(run: () => unknown): StoreError {
-  try {
-    run();
-  } catch (error) {
-    expect(error).toBeInstanceOf(StoreError);
-    return error as StoreError;
-  }
-  throw new Error("expected a store error");
 }
 
 beforeEach(() => {

@@ -1,0 +1,13 @@
+/** The StoreError a call throws; fails the test when it throws something else or nothing. */
+import { expect } from "vitest";
+import { StoreError } from "../../src/store/store-error.js";
+
+export function storeError(run: () => unknown): StoreError {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(StoreError);
+    return error as StoreError;
+  }
+  throw new Error("expected a store error");
+}
