@@ -213,25 +213,36 @@ class Reader {
 
   /** A map entry { key = 1; value = 2 }, or a HeaderValue { key = 1; value = 2; raw_value = 3 }: the same numbers. */
   header(end: number): void {
-    let key = "";
-    let value = "";
-    let raw = "";
+    // Offsets first, strings after: a pseudo-header (`:path`, …, read from their own attributes) costs no string.
+    let keyStart = 0;
+    let keyEnd = 0;
+    let valueStart = 0;
+    let valueEnd = 0;
+    let rawStart = 0;
+    let rawEnd = 0;
     while (this.pos < end) {
       const tag = this.varint();
-      if (tag === ((1 << 3) | LEN)) key = this.string(this.lengthEnd(end));
-      else if (tag === ((2 << 3) | LEN)) value = this.string(this.lengthEnd(end));
-      else if (tag === ((3 << 3) | LEN)) {
-        const rawEnd = this.lengthEnd(end);
-        raw = this.buf.toString("latin1", this.pos, rawEnd);
+      if (tag === ((1 << 3) | LEN)) {
+        keyEnd = this.lengthEnd(end);
+        keyStart = this.pos;
+        this.pos = keyEnd;
+      } else if (tag === ((2 << 3) | LEN)) {
+        valueEnd = this.lengthEnd(end);
+        valueStart = this.pos;
+        this.pos = valueEnd;
+      } else if (tag === ((3 << 3) | LEN)) {
+        rawEnd = this.lengthEnd(end);
+        rawStart = this.pos;
         this.pos = rawEnd;
       } else this.skip(tag, end);
     }
     this.expectEnd(end);
-    this.addHeader(key, value === "" ? raw : value);
+    if (keyStart === keyEnd || this.buf[keyStart] === 58 /* ":" */) return;
+    const value = valueStart !== valueEnd ? this.buf.toString("utf8", valueStart, valueEnd) : this.buf.toString("latin1", rawStart, rawEnd);
+    this.addHeader(this.buf.toString("utf8", keyStart, keyEnd), value);
   }
 
   addHeader(rawName: string, value: string): void {
-    if (rawName === "" || rawName.charCodeAt(0) === 58 /* ":" pseudo-header */) return;
     const name = rawName.toLowerCase();
     if (this.isSetAside(name)) {
       const setAside = (this.out.setAside ??= new Map());
@@ -322,8 +333,24 @@ class Reader {
  * buffer is reused across calls (Check is synchronous, so calls never overlap).
  */
 export function encodeCheckResponse(answer: CheckAnswer): Buffer {
+  writer.pos = 0;
+  writeCheckResponse(writer, answer);
+  return Buffer.from(writer.buf.subarray(0, writer.pos));
+}
+
+/** Encodes a `CheckResponse` as one gRPC length-prefixed message (uncompressed), ready for the wire: one copy, not two. */
+export function encodeFramedCheckResponse(answer: CheckAnswer): Buffer {
   const w = writer;
-  w.pos = 0;
+  w.pos = GRPC_PREFIX_BYTES;
+  writeCheckResponse(w, answer);
+  w.buf[0] = 0;
+  w.buf.writeUInt32BE(w.pos - GRPC_PREFIX_BYTES, 1);
+  return Buffer.from(w.buf.subarray(0, w.pos));
+}
+
+const GRPC_PREFIX_BYTES = 5;
+
+function writeCheckResponse(w: Writer, answer: CheckAnswer): void {
   // status = 1: google.rpc.Status { code = 1; message = 2 }
   let start = w.beginLen(1);
   if (answer.rpcCode !== 0) w.varintField(1, answer.rpcCode);
@@ -355,7 +382,6 @@ export function encodeCheckResponse(answer: CheckAnswer): Buffer {
     if (answer.identity !== null) writeIdentityEntries(w, answer.identity);
     w.endLen(start);
   }
-  return Buffer.from(w.buf.subarray(0, w.pos));
 }
 
 /** Struct `fields` map entries: `{ key = 1; value = 2: Value { string_value = 3; list_value = 6 } }`. */

@@ -17,7 +17,7 @@ import { renderDecision } from "../render/render.js";
 import type { AuthorizeResult, Authorizer } from "../service/authorize.js";
 import { CERTIFICATE_HEADER_NAMES, certificateFromEnvoyAttribute, certificateFromForwardedHeaders } from "./client-certificate.js";
 import type { GrpcMethod } from "./grpc-server.js";
-import { decodeCheckRequest, encodeCheckResponse, type CheckAnswer, type CheckAttributes, type MetadataValue } from "./envoy-wire.js";
+import { decodeCheckRequest, encodeFramedCheckResponse, type CheckAnswer, type CheckAttributes, type MetadataValue } from "./envoy-wire.js";
 import type { TrustedProxies } from "./trusted-proxies.js";
 
 /** The gRPC path Envoy calls. */
@@ -127,18 +127,19 @@ export function checkAnswerFromResult(result: AuthorizeResult): CheckAnswer {
 const STRIP_CREDENTIAL: readonly string[] = ["authorization"];
 
 /**
- * The whole Check: request bytes to response bytes. Never throws: bytes that
- * do not decode, and any exception here, answer a 503 deny.
+ * The whole Check: request message bytes to the response message, gRPC-framed
+ * (its 5-byte prefix included). Never throws: bytes that do not decode, and
+ * any exception here, answer a 503 deny.
  */
 export function createEnvoyCheck(options: EnvoyCheckOptions): (requestBytes: Buffer) => Buffer {
   const { authorize, trustedProxies } = options;
   return (requestBytes) => {
     try {
-      return encodeCheckResponse(checkAnswerFromResult(authorize(inputFromCheckAttributes(decodeCheck(requestBytes), trustedProxies))));
+      return encodeFramedCheckResponse(checkAnswerFromResult(authorize(inputFromCheckAttributes(decodeCheck(requestBytes), trustedProxies))));
     } catch (error) {
       const requestId = randomUUID();
       options.onError?.(error, requestId);
-      return encodeCheckResponse(failClosedAnswer(requestId));
+      return encodeFramedCheckResponse(failClosedAnswer(requestId));
     }
   };
 }
@@ -153,5 +154,5 @@ export function failClosedAnswer(requestId: string): CheckAnswer {
 /** `envoy.service.auth.v3.Authorization/Check` for the gRPC port: bytes in and out, so that decoding happens where its failure can still be answered. */
 export function envoyAuthorizationMethods(options: EnvoyCheckOptions): Map<string, GrpcMethod> {
   const check = createEnvoyCheck(options);
-  return new Map<string, GrpcMethod>([[ENVOY_CHECK_PATH, { kind: "unary", handle: check }]]);
+  return new Map<string, GrpcMethod>([[ENVOY_CHECK_PATH, { kind: "unary", framed: true, handle: check }]]);
 }

@@ -59,7 +59,14 @@ export type UnaryHandler = (request: Buffer, call: GrpcCall) => Uint8Array | Pro
  */
 export type ServerStreamingHandler = (request: Buffer, call: GrpcCall, send: (message: Uint8Array) => void) => () => void;
 
-export type GrpcMethod = { readonly kind: "unary"; readonly handle: UnaryHandler } | { readonly kind: "server-streaming"; readonly handle: ServerStreamingHandler };
+export interface UnaryMethod {
+  readonly kind: "unary";
+  readonly handle: UnaryHandler;
+  /** The handler returns the message already framed (its 5-byte prefix included), which saves a copy of every response. */
+  readonly framed?: boolean;
+}
+
+export type GrpcMethod = UnaryMethod | { readonly kind: "server-streaming"; readonly handle: ServerStreamingHandler };
 
 export interface GrpcServerOptions {
   /** Methods by path, `/package.Service/Method`. */
@@ -134,22 +141,23 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         respondStatus(stream, error.code, error.message);
         return;
       }
-      const call: GrpcCall = { headers, rawHeaders, peerAddress: stream.session?.socket?.remoteAddress ?? "" };
-      if (method.kind === "unary") runUnary(stream, path, method.handle, request, call, deadline);
+      const call = new StreamCall(stream, headers, rawHeaders);
+      if (method.kind === "unary") runUnary(stream, path, method, request, call, deadline);
       else runStreaming(stream, method.handle, request, call);
     });
   });
 
-  function runUnary(stream: http2.ServerHttp2Stream, path: string, handle: UnaryHandler, request: Buffer, call: GrpcCall, deadline: number | null): void {
+  function runUnary(stream: http2.ServerHttp2Stream, path: string, method: UnaryMethod, request: Buffer, call: GrpcCall, deadline: number | null): void {
     let result: Uint8Array | Promise<Uint8Array>;
     try {
-      result = handle(request, call);
+      result = method.handle(request, call);
     } catch (error) {
       respondError(stream, path, error);
       return;
     }
+    const framed = method.framed === true;
     if (result instanceof Uint8Array) {
-      respondMessage(stream, result);
+      respondMessage(stream, result, framed);
       return;
     }
     let timer: NodeJS.Timeout | undefined;
@@ -160,7 +168,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     result.then(
       (response) => {
         clearTimeout(timer);
-        respondMessage(stream, response);
+        respondMessage(stream, response, framed);
       },
       (error: unknown) => {
         clearTimeout(timer);
@@ -266,11 +274,29 @@ function respondHttpError(stream: http2.ServerHttp2Stream, error: { status: numb
 }
 
 /** One response message, then `grpc-status: 0` in the trailers. */
-function respondMessage(stream: http2.ServerHttp2Stream, message: Uint8Array): void {
+function respondMessage(stream: http2.ServerHttp2Stream, message: Uint8Array, framed: boolean): void {
   if (stream.destroyed || stream.headersSent) return;
   stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-  stream.once("wantTrailers", () => stream.sendTrailers(OK_TRAILERS));
-  stream.end(frame(message));
+  // node:http2 emits wantTrailers once per stream: `on` spares once's wrapper.
+  stream.on("wantTrailers", sendOkTrailers);
+  stream.end(framed ? message : frame(message));
+}
+
+function sendOkTrailers(this: http2.ServerHttp2Stream): void {
+  this.sendTrailers(OK_TRAILERS);
+}
+
+/** A call's facts; the peer address is read only by the methods that want it (a look-up through the session's socket proxy). */
+class StreamCall implements GrpcCall {
+  constructor(
+    private readonly stream: http2.ServerHttp2Stream,
+    readonly headers: http2.IncomingHttpHeaders,
+    readonly rawHeaders: readonly string[],
+  ) {}
+
+  get peerAddress(): string {
+    return this.stream.session?.socket?.remoteAddress ?? "";
+  }
 }
 
 /** A trailers-only response: status and message in the one HEADERS frame. */

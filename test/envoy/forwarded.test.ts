@@ -7,7 +7,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { CheckRequestSchema, CheckResponseSchema } from "../../src/gen/envoy/service/auth/v3/external_auth_pb.js";
 import { certificateFromEnvoyAttribute, certificateFromForwardedHeaders, parseXfcc } from "../../src/transport/client-certificate.js";
 import { decodeCheck, inputFromCheckAttributes } from "../../src/transport/envoy.js";
-import { encodeCheckResponse } from "../../src/transport/envoy-wire.js";
+import { encodeCheckResponse, encodeFramedCheckResponse } from "../../src/transport/envoy-wire.js";
+import { frame } from "../../src/transport/grpc-server.js";
 import { buildTrustedProxyMatcher } from "../../src/transport/trusted-proxies.js";
 import { makeTestCertificates, rfc9440, urlEncodedPem, type TestCertificates } from "./certs.js";
 import { envoyCheckMethod } from "./envoy-client.js";
@@ -139,6 +140,14 @@ describe("Check codec", () => {
     for (const input of [fromProxy, fromClient]) expect([...input.headers.keys()].sort()).toEqual(["authorization", "x-forwarded-for"]);
   });
 
+  it("reads a header entry whatever the order of its fields, and leaves pseudo-headers out", () => {
+    const field = (number: number, payload: Buffer) => Buffer.concat([Buffer.from([(number << 3) | 2, payload.length]), payload]);
+    const entry = (...fields: Buffer[]) => field(3, Buffer.concat(fields));
+    const http = field(2, Buffer.concat([entry(field(2, Buffer.from("v")), field(1, Buffer.from("X-A"))), entry(field(1, Buffer.from(":path")), field(2, Buffer.from("/x")))]));
+    const attributes = decodeCheck(field(1, field(4, http)));
+    expect([...attributes.headers]).toEqual([["x-a", "v"]]);
+  });
+
   it("rejects bytes that are not protobuf", () => {
     for (const bytes of [[0x0a, 0x05, 0x01], [0x0f], [0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]]) {
       expect(() => decodeCheck(Buffer.from(bytes))).toThrow();
@@ -192,6 +201,16 @@ describe("encoding an allow", () => {
     expect(envoyView.ok_response.headers.map((h: any) => [h.header.key, h.header.value])).toEqual([["x-portcullis-tenant", "acme"], ["x-portcullis-scopes", "ledger:read payouts:read"]]);
     expect(envoyView.ok_response.headers_to_remove).toEqual(["authorization"]);
     expect(envoyView.ok_response.response_headers_to_add.map((h: any) => [h.header.key, h.header.value])).toEqual([["ratelimit-remaining", "59"]]);
+  });
+
+  it("frames the same bytes for the gRPC port: a 5-byte uncompressed prefix, then the message", () => {
+    const message = encodeCheckResponse(answer);
+    const framed = encodeFramedCheckResponse(answer);
+    expect(framed.equals(frame(message))).toBe(true);
+    expect(framed.readUInt32BE(1)).toBe(message.length);
+    // The working buffer is shared: an answer encoded later leaves earlier results alone.
+    encodeFramedCheckResponse({ ...answer, metadata: new Map([["code", "ok"], ["request_id", "another"]]) });
+    expect(framed.equals(frame(message))).toBe(true);
   });
 
   it("encodes an unfrozen identity the same way, without caching it", () => {

@@ -18,6 +18,7 @@ const seenAuthorization: string[] = [];
 
 const methods = new Map<string, GrpcMethod>([
   ["/test.Echo/Echo", { kind: "unary", handle: (request) => Buffer.concat([Buffer.from("echo:"), request]) }],
+  ["/test.Echo/Framed", { kind: "unary", framed: true, handle: (request) => frame(Buffer.concat([Buffer.from("framed:"), request])) }],
   ["/test.Echo/Headers", { kind: "unary", handle: (_request, call) => Buffer.from(JSON.stringify({ authorization: headerValue(call, "authorization") ?? null, peer: call.peerAddress })) }],
   ["/test.Echo/Record", { kind: "unary", handle: (_request, call) => (seenAuthorization.push(headerValue(call, "authorization") ?? ""), Buffer.alloc(0)) }],
   ["/test.Echo/Fail", { kind: "unary", handle: (request) => { throw new GrpcError(GrpcStatus.NOT_FOUND, request.toString("utf8")); } }],
@@ -99,6 +100,14 @@ describe("unary calls through a grpc-js client", () => {
     const { error, response } = await call("/test.Echo/Echo", Buffer.from("hi"));
     expect(error).toBeNull();
     expect(response!.toString()).toBe("echo:hi");
+  });
+
+  it("send a framed method's bytes as they are, prefix included", async () => {
+    const { error, response } = await call("/test.Echo/Framed", Buffer.from("hi"));
+    expect(error).toBeNull();
+    expect(response!.toString()).toBe("framed:hi");
+    const { body } = await raw({ ":path": "/test.Echo/Framed" }, [frame(Buffer.from("hi"))]);
+    expect(body.equals(frame(Buffer.from("framed:hi")))).toBe(true);
   });
 
   it("answer an empty request message too", async () => {
