@@ -1,9 +1,12 @@
 /**
- * Load generators, pinned to the load core: h2load for HTTP/2 (gRPC) and wrk
- * for HTTP/1.1 (Connect). Both report requests/s and latency percentiles.
+ * Load generators, pinned to the load core: h2load for HTTP/2 (gRPC) at
+ * saturation, `bench/h2-paced.c` for HTTP/2 at a fixed rate, and wrk for
+ * HTTP/1.1 (Connect). All report requests/s and latency percentiles.
  */
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { REPO_ROOT } from "./fixtures.js";
 import { LOAD_CORE, runPinned } from "./processes.js";
 import { percentile } from "./stats.js";
 
@@ -72,6 +75,56 @@ export async function runH2load(jobs: readonly H2Job[], seconds: number, workDir
   }
   const requests = perJob.reduce((a, b) => a + b, 0);
   return { requests, failed, seconds, rps: requests / seconds, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), perJob };
+}
+
+/** A gRPC load of interleaved kinds, each body in its share, over `connections`: at a fixed rate or closed loop. */
+export interface PacedJob {
+  /** `http://127.0.0.1:port`. */
+  readonly origin: string;
+  readonly path: string;
+  readonly connections: number;
+  /** Requests per second, all kinds together; or closed loop with this many requests in flight on each connection. */
+  readonly load: { readonly rate: number } | { readonly streamsPerConnection: number };
+  /** Length-prefixed request messages with their weights, in kind order. */
+  readonly bodies: readonly { readonly file: string; readonly weight: number }[];
+}
+
+const PACED_SOURCE = path.join(REPO_ROOT, "bench", "h2-paced.c");
+const PACED_BINARY = path.join(REPO_ROOT, "dist", "bench", "h2-paced");
+
+/** Compiles `bench/h2-paced.c` into `dist/bench/` when the binary is missing or older than its source. */
+export function buildPacedLoader(): void {
+  if (existsSync(PACED_BINARY) && statSync(PACED_BINARY).mtimeMs >= statSync(PACED_SOURCE).mtimeMs) return;
+  try {
+    execFileSync("cc", ["-O2", "-o", PACED_BINARY, PACED_SOURCE, "-lnghttp2"], { stdio: ["ignore", "pipe", "pipe"] });
+  } catch (error) {
+    const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? String(error);
+    throw new Error(`cannot build bench/h2-paced.c (needs nghttp2's headers: \`apt-get install -y libnghttp2-dev\`): ${stderr.slice(0, 1000)}`);
+  }
+}
+
+/** Runs `h2-paced` for `seconds`: at a rate, requests sent on schedule, not in h2load's 10 ms bursts. */
+export async function runPaced(job: PacedJob, seconds: number): Promise<LoadResult> {
+  const { hostname, port } = new URL(job.origin);
+  const out = await runPinned(
+    PACED_BINARY,
+    [
+      hostname,
+      port,
+      job.path,
+      String(job.connections),
+      "rate" in job.load ? String(job.load.rate) : `max/${job.load.streamsPerConnection}`,
+      String(seconds),
+      ...job.bodies.map((b) => `${b.file}:${b.weight}`),
+    ],
+    LOAD_CORE,
+    (seconds + 30) * 1000,
+  );
+  const line = /H2_PACED_JSON (\{.*\})/.exec(out.stdout);
+  if (out.code !== 0 || line === null) throw new Error(`h2-paced failed (${out.code}): ${out.stderr || out.stdout}`.slice(0, 2000));
+  const r = JSON.parse(line[1]!) as { done: number; failed: number; seconds: number; p50Us: number; p99Us: number; donePerKind: number[] };
+  const ms = (us: number) => (r.done === 0 ? Number.NaN : us / 1000);
+  return { requests: r.done, failed: r.failed, seconds: r.seconds, rps: r.done / r.seconds, p50Ms: ms(r.p50Us), p99Ms: ms(r.p99Us), perJob: r.donePerKind };
 }
 
 /** One wrk run: a body POSTed (or another method) over `connections` HTTP/1.1 keep-alive connections, optionally paced. */

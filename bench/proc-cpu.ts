@@ -37,3 +37,13 @@ export function statusMiB(pid: number, field: "VmRSS" | "VmHWM"): number {
   const match = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(status);
   return match === null ? Number.NaN : Number(match[1]) / 1024;
 }
+
+/**
+ * Time the hypervisor ran something else while this machine's CPUs wanted to
+ * run (the `steal` column of `/proc/stat`), all CPUs together, in microseconds.
+ */
+export function stealMicros(): number {
+  const cpu = /^cpu\s+(.*)$/m.exec(readFileSync("/proc/stat", "utf8"));
+  const steal = Number(cpu?.[1]?.trim().split(/\s+/)[7]);
+  return Number.isFinite(steal) ? (steal * 1e6) / clockTicksPerSecond() : Number.NaN;
+}

@@ -21,6 +21,8 @@ export function missingTools(): string | null {
     ["h2load", "nghttp2-client"],
     ["wrk", "wrk"],
     ["taskset", "util-linux"],
+    ["chrt", "util-linux"],
+    ["cc", "gcc"],
   ].filter(([command]) => !hasCommand(command!));
   if (missing.length === 0) return null;
   return `missing ${missing.map(([c]) => c).join(", ")}: install with \`apt-get install -y ${missing.map(([, p]) => p).join(" ")}\``;
@@ -79,6 +81,33 @@ export function runPinned(command: string, args: readonly string[], core: number
       resolve({ code, stdout, stderr });
     });
   });
+}
+
+/**
+ * Keeps every core out of idle while `run` runs: one busy loop per core at
+ * SCHED_IDLE, which the kernel runs only when nothing else on that core wants
+ * to. On this machine's hypervisor a halted vCPU takes about 0.3 ms (median)
+ * and up to tens of ms to be run again when a packet wakes it (BENCHMARKS.md,
+ * "Latency at a fixed rate"); a server under steady traffic, or a host booted
+ * with `idle=poll`, does not pay that.
+ */
+export async function withCoresBusy<T>(cores: readonly number[], run: () => Promise<T>): Promise<T> {
+  const spinners = cores.map((core) => {
+    // Detached, the spinner is a session and so, with autogroup scheduling, a CPU group of its own that
+    // the kernel would share the core with as an equal, whatever its policy: nice 19 for the group too.
+    const spin = 'try { require("node:fs").writeFileSync("/proc/self/autogroup", "19"); } catch {} for (;;);';
+    const child = spawn("taskset", ["-c", String(core), "chrt", "-i", "0", process.execPath, "-e", spin], { detached: true, stdio: "ignore" });
+    started.add(child);
+    child.on("exit", () => started.delete(child));
+    return child;
+  });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (const child of spinners) if (child.exitCode !== null) throw new Error(`the SCHED_IDLE spinner exited (${child.exitCode}); is chrt allowed here?`);
+    return await run();
+  } finally {
+    for (const child of spinners) await stopGroup(child, 500);
+  }
 }
 
 /** Sends SIGTERM, then SIGKILL after `graceMs`, to the child's whole process group. */
