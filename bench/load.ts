@@ -92,22 +92,23 @@ export interface PacedJob {
 const PACED_SOURCE = path.join(REPO_ROOT, "bench", "h2-paced.c");
 const PACED_BINARY = path.join(REPO_ROOT, "dist", "bench", "h2-paced");
 
-/** Compiles `bench/h2-paced.c` into `dist/bench/` when the binary is missing or older than its source. */
-export function buildPacedLoader(): void {
-  if (existsSync(PACED_BINARY) && statSync(PACED_BINARY).mtimeMs >= statSync(PACED_SOURCE).mtimeMs) return;
+/** Compiles `bench/h2-paced.c` (into `dist/bench/` by default) when the binary is missing or older than its source; returns its path. */
+export function buildPacedLoader(binary = PACED_BINARY): string {
+  if (existsSync(binary) && statSync(binary).mtimeMs >= statSync(PACED_SOURCE).mtimeMs) return binary;
   try {
-    execFileSync("cc", ["-O2", "-o", PACED_BINARY, PACED_SOURCE, "-lnghttp2"], { stdio: ["ignore", "pipe", "pipe"] });
+    execFileSync("cc", ["-O2", "-o", binary, PACED_SOURCE, "-lnghttp2"], { stdio: ["ignore", "pipe", "pipe"] });
+    return binary;
   } catch (error) {
     const stderr = (error as { stderr?: Buffer }).stderr?.toString() ?? String(error);
     throw new Error(`cannot build bench/h2-paced.c (needs nghttp2's headers: \`apt-get install -y libnghttp2-dev\`): ${stderr.slice(0, 1000)}`);
   }
 }
 
-/** Runs `h2-paced` for `seconds`: at a rate, requests sent on schedule, not in h2load's 10 ms bursts. */
-export async function runPaced(job: PacedJob, seconds: number): Promise<LoadResult> {
+/** Runs `h2-paced` for `seconds` on the load core: at a rate, requests sent on schedule, not in h2load's 10 ms bursts. */
+export async function runPaced(job: PacedJob, seconds: number, where: { binary?: string; core?: number } = {}): Promise<LoadResult> {
   const { hostname, port } = new URL(job.origin);
   const out = await runPinned(
-    PACED_BINARY,
+    where.binary ?? PACED_BINARY,
     [
       hostname,
       port,
@@ -117,7 +118,7 @@ export async function runPaced(job: PacedJob, seconds: number): Promise<LoadResu
       String(seconds),
       ...job.bodies.map((b) => `${b.file}:${b.weight}`),
     ],
-    LOAD_CORE,
+    where.core ?? LOAD_CORE,
     (seconds + 30) * 1000,
   );
   const line = /H2_PACED_JSON (\{.*\})/.exec(out.stdout);
