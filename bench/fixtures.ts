@@ -157,8 +157,8 @@ export function fillStore(dataDir: string, total: number, kinds: readonly KnownT
   // Random hashes land all over the unique index: keep it in memory while it grows.
   db.pragma("cache_size = -512000");
   const insert = db.prepare(`
-    INSERT INTO tokens (id, hash, prefix, tenant, workspace, environment, type, name, role, key_level, created_at)
-    VALUES (?, ?, 'sk_live_', ?, 'main', 'production', 'service', 'bench', ?, ?, ?)`);
+    INSERT INTO tokens (id, hash, seq, prefix, tenant, workspace, environment, type, name, role, key_level, created_at)
+    VALUES (?, ?, ?, 'sk_live_', ?, 'main', 'production', 'service', 'bench', ?, ?, ?)`);
   const known: Record<string, string[]> = {};
   const createdAt = Date.now() - 86_400_000;
   let n = 0;
@@ -168,12 +168,12 @@ export function fillStore(dataDir: string, total: number, kinds: readonly KnownT
       for (let i = 0; i < kind.count; i++, n++) {
         const token = generateToken("sk_live_");
         tokens.push(token);
-        insert.run(`tok_b${n}`, hashToken(BENCH_SECRET, token), `tenant${n % 1000}`, kind.role, kind.keyLevel, createdAt);
+        insert.run(`tok_b${n}`, hashToken(BENCH_SECRET, token), n + 1, `tenant${n % 1000}`, kind.role, kind.keyLevel, createdAt);
       }
       known[kind.name] = tokens;
     }
     for (; n < total; n++) {
-      insert.run(`tok_b${n}`, hashToken(BENCH_SECRET, `filler-${n}`), `tenant${n % 1000}`, "tenant_operator", null, createdAt);
+      insert.run(`tok_b${n}`, hashToken(BENCH_SECRET, `filler-${n}`), n + 1, `tenant${n % 1000}`, "tenant_operator", null, createdAt);
     }
   })();
   db.pragma("wal_checkpoint(TRUNCATE)");

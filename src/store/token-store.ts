@@ -693,10 +693,10 @@ export class TokenStore {
 function prepareStatements(db: Database.Database) {
   return {
     insertToken: db.prepare(`
-      INSERT INTO tokens (id, hash, prefix, tenant, workspace, environment, type, name, role, key_level,
+      INSERT INTO tokens (id, hash, seq, prefix, tenant, workspace, environment, type, name, role, key_level,
         scopes, creator, creator_role, created_at, expires_at, revoked_at, revoked_by, last_used_at, use_count, service, controls,
         lineage_id, predecessor_id, successor_id, rotated_at, overlap_ends_at, revoked_reason)
-      VALUES (@id, @hash, @prefix, @tenant, @workspace, @environment, @type, @name, @role, @key_level,
+      VALUES (@id, @hash, (SELECT coalesce(max(seq), 0) + 1 FROM tokens), @prefix, @tenant, @workspace, @environment, @type, @name, @role, @key_level,
         @scopes, @creator, @creator_role, @created_at, @expires_at, @revoked_at, @revoked_by, @last_used_at, @use_count, @service, @controls,
         @lineage_id, @predecessor_id, @successor_id, @rotated_at, @overlap_ends_at, @revoked_reason)`),
     updateControls: db.prepare(`UPDATE tokens SET controls = @controls WHERE id = @id`),
@@ -707,10 +707,10 @@ function prepareStatements(db: Database.Database) {
       WHERE (@tenant IS NULL OR tenant = @tenant)
         AND (@workspace IS NULL OR workspace = @workspace)
         AND (@includeRevoked = 1 OR revoked_at IS NULL)
-      ORDER BY created_at, rowid`),
+      ORDER BY created_at, seq`),
     revoke: db.prepare(`UPDATE tokens SET revoked_at = @revokedAt, revoked_by = @revokedBy, revoked_reason = @reason WHERE id = @id`),
     lineage: db.prepare(`
-      SELECT * FROM tokens WHERE lineage_id = (SELECT coalesce(lineage_id, id) FROM tokens WHERE id = @id) ORDER BY created_at, rowid`),
+      SELECT * FROM tokens WHERE lineage_id = (SELECT coalesce(lineage_id, id) FROM tokens WHERE id = @id) ORDER BY created_at, seq`),
     // A later rotation caps, never extends, the windows of older tokens of the lineage still inside one.
     capLineageOverlap: db.prepare(`
       UPDATE tokens SET overlap_ends_at = min(overlap_ends_at, @endsAt)

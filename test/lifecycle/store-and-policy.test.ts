@@ -23,10 +23,10 @@ const SERVICE = { tenant: "acme", workspace: "main", environment: "production", 
 
 describe("the rotation schema step", () => {
   it("backfills every existing token as its own lineage", () => {
-    // A database as the build before rotation left it: every step but the last.
+    // A database as the build before rotation (step 3) left it.
     const db = new Database(path.join(dir, DATABASE_FILE_NAME));
-    for (const step of MIGRATIONS.slice(0, -1)) db.exec(step);
-    db.pragma(`user_version = ${MIGRATIONS.length - 1}`);
+    for (const step of MIGRATIONS.slice(0, 2)) db.exec(step);
+    db.pragma("user_version = 2");
     db.prepare(
       `INSERT INTO tokens (id, hash, prefix, tenant, workspace, environment, type, name, role, created_at) VALUES ('tok_old', 'h', 'sk_live_', 'acme', 'main', 'production', 'service', 'old', 'tenant_operator', 1)`,
     ).run();
