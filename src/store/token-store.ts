@@ -179,7 +179,7 @@ const MAX_AUDIT_LIMIT = 10_000;
 /**
  * The token store: one SQLite database in WAL mode, prepared statements built
  * once, every lifecycle write paired with its audit row in one transaction.
- * Synchronous, like better-sqlite3; a look-up is one indexed read.
+ * Synchronous, like better-sqlite3; a look-up is one primary-key read (tokens are keyed by hash).
  *
  * @example
  * ```ts
@@ -236,11 +236,11 @@ export class TokenStore {
       db.pragma("synchronous = NORMAL");
       db.pragma("busy_timeout = 5000");
       db.pragma("foreign_keys = ON");
+      migrate(db, file);
       // 4 MB of page cache (better-sqlite3's default is 16): it holds the interior B-tree
       // pages of a 1,000,000-token store, which is what a look-up reuses; the leaf pages
       // of random tokens would not stay cached anyway, and the OS caches the file.
       db.pragma("cache_size = -4000");
-      migrate(db, file);
       return new TokenStore(db, secret, options.now ?? Date.now);
     } catch (error) {
       db?.close();

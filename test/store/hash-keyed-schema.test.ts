@@ -75,7 +75,7 @@ describe("the hash-keyed schema step", () => {
       expect(db.pragma("user_version", { simple: true })).toBe(MIGRATIONS.length);
       expect((db.prepare("SELECT sql FROM sqlite_master WHERE name = 'tokens'").get() as { sql: string }).sql).toMatch(/WITHOUT ROWID/);
       const indexes = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tokens' AND sql IS NOT NULL").all() as { name: string }[]).map((r) => r.name);
-      expect(indexes.sort()).toEqual(["tokens_active_heads", "tokens_lineage", "tokens_tenant", "tokens_tenant_workspace"]);
+      expect(indexes.sort()).toEqual(["tokens_active_heads", "tokens_id", "tokens_lineage", "tokens_seq", "tokens_tenant", "tokens_tenant_workspace"]);
       // The decision path's look-up: one search of the primary key, no second table access.
       const plan = db.prepare("EXPLAIN QUERY PLAN SELECT id, controls FROM tokens WHERE hash = ?").all("x") as { detail: string }[];
       expect(plan.map((step) => step.detail)).toEqual(["SEARCH tokens USING PRIMARY KEY (hash=?)"]);
