@@ -154,7 +154,7 @@ export function fillStore(dataDir: string, total: number, kinds: readonly KnownT
   const db = new Database(path.join(dataDir, DATABASE_FILE_NAME));
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = OFF");
-  // Random hashes land all over the unique index: keep it in memory while it grows.
+  // Random hashes land all over the hash-keyed table: keep it in memory while it grows.
   db.pragma("cache_size = -512000");
   const insert = db.prepare(`
     INSERT INTO tokens (id, hash, seq, prefix, tenant, workspace, environment, type, name, role, key_level, created_at)

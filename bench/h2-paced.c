@@ -145,6 +145,16 @@ static ssize_t read_body(nghttp2_session *session, int32_t stream_id, uint8_t *b
   return (ssize_t)n;
 }
 
+/* Hands request r to connection c's session; the main loop flushes every session before it waits. */
+static void start_request(struct request *r, int c, int kind, nghttp2_session *session, const nghttp2_nv *headers, size_t header_count) {
+  r->connection = c;
+  r->kind = kind;
+  r->http_status = r->grpc_status = -1;
+  r->started_us = now_us();
+  nghttp2_data_provider body = {.source.ptr = r, .read_callback = read_body};
+  if (nghttp2_submit_request(session, NULL, headers, header_count, &body, r) < 0) die("submit");
+}
+
 static int compare(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -227,6 +237,7 @@ int main(int argc, char **argv) {
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
   nghttp2_nv headers[] = {NV(":method", "POST"), NV(":scheme", "http"), NV(":authority", authority), NV(":path", path),
                           NV("content-type", "application/grpc"), NV("te", "trailers")};
+  const size_t header_count = sizeof headers / sizeof headers[0];
 
   /* Closed loop: room for 500,000 requests a second, far beyond what one core serves. */
   long total = closed_loop ? (long)(seconds * 500000) + (long)connections * streams : (long)(rate * seconds + 0.5);
@@ -246,29 +257,14 @@ int main(int argc, char **argv) {
     if (closed_loop) {
       if (now >= start && now < end_us)
         for (int c = 0; c < connections; c++)
-          for (; to_start[c] > 0 && sent < total; to_start[c]--, sent++) {
-            struct request *r = &requests[sent];
-            r->connection = c;
-            r->kind = cycle[sent % total_weight];
-            r->http_status = r->grpc_status = -1;
-            r->started_us = now_us();
-            nghttp2_data_provider body = {.source.ptr = r, .read_callback = read_body};
-            if (nghttp2_submit_request(sessions[c], NULL, headers, sizeof headers / sizeof headers[0], &body, r) < 0) die("submit");
-          }
+          for (; to_start[c] > 0 && sent < total; to_start[c]--, sent++)
+            start_request(&requests[sent], c, cycle[sent % total_weight], sessions[c], headers, header_count);
       if (now >= end_us && settled_count == sent) break;
     } else {
-      while (sent < total && start + sent * 1e6 / rate <= now) {
-        struct request *r = &requests[sent];
-        r->connection = sent % connections;
-        r->kind = cycle[sent % total_weight];
-        r->http_status = r->grpc_status = -1;
-        r->started_us = now_us();
-        lateness_us[sent] = r->started_us - (start + sent * 1e6 / rate);
-        nghttp2_data_provider body = {.source.ptr = r, .read_callback = read_body};
-        nghttp2_session *s = sessions[r->connection];
-        if (nghttp2_submit_request(s, NULL, headers, sizeof headers / sizeof headers[0], &body, r) < 0) die("submit");
-        nghttp2_session_send(s);
-        sent++;
+      for (; sent < total && start + sent * 1e6 / rate <= now; sent++) {
+        int c = sent % connections;
+        start_request(&requests[sent], c, cycle[sent % total_weight], sessions[c], headers, header_count);
+        lateness_us[sent] = requests[sent].started_us - (start + sent * 1e6 / rate);
       }
       if (settled_count == total) break;
     }

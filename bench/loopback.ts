@@ -362,7 +362,7 @@ export async function runLoopback(options: LoopbackOptions): Promise<Row[]> {
         {
           origin: target.grpcUrl,
           path: route,
-          connections: H2_SATURATION.connections,
+          connections: mode === "saturation" ? H2_SATURATION.connections : H2_RATE_CONNECTIONS,
           load: mode === "saturation" ? { streamsPerConnection: H2_SATURATION.streams } : { rate: plan.rate },
           bodies: bodies.map((file, i) => ({ file, weight: kinds[i]!.weight })),
         },

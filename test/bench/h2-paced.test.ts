@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildPacedLoader, runPaced } from "../../bench/load.js";
+import { buildPacedLoader, runPaced, type PacedJob } from "../../bench/load.js";
 import { frame } from "../../src/transport/grpc-server.js";
 
 const canBuild =
@@ -74,18 +74,16 @@ describe.runIf(canBuild)("bench/h2-paced.c", () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const reset = () => {
+  /** Runs the built binary against the recording server, from a clean record. */
+  const paced = (connections: number, load: PacedJob["load"], kinds: readonly (readonly [kind: number, weight: number])[], seconds: number) => {
     recorder.arrivals.length = 0;
     recorder.maxInFlight = 0;
+    const jobBodies = kinds.map(([kind, weight]) => ({ file: bodies[kind - 1]!, weight }));
+    return runPaced({ origin, path: "/x.Y/Z", connections, load, bodies: jobBodies }, seconds, { binary, core: 0 });
   };
 
   it("sends each kind in its weight, spread over the run at the rate", async () => {
-    reset();
-    const result = await runPaced(
-      { origin, path: "/x.Y/Z", connections: 2, load: { rate: 500 }, bodies: [{ file: bodies[0]!, weight: 3 }, { file: bodies[1]!, weight: 1 }] },
-      0.4,
-      { binary, core: 0 },
-    );
+    const result = await paced(2, { rate: 500 }, [[1, 3], [2, 1]], 0.4);
     expect(result).toMatchObject({ requests: 200, failed: 0, perJob: [150, 50] });
     expect(recorder.arrivals.filter((a) => a.kind === 1)).toHaveLength(150);
     expect(recorder.arrivals.filter((a) => a.kind === 2)).toHaveLength(50);
@@ -96,23 +94,13 @@ describe.runIf(canBuild)("bench/h2-paced.c", () => {
   });
 
   it("counts an answer other than grpc-status 0 as failed, not done", async () => {
-    reset();
-    const result = await runPaced(
-      { origin, path: "/x.Y/Z", connections: 1, load: { rate: 200 }, bodies: [{ file: bodies[0]!, weight: 1 }, { file: bodies[2]!, weight: 1 }] },
-      0.2,
-      { binary, core: 0 },
-    );
+    const result = await paced(1, { rate: 200 }, [[1, 1], [3, 1]], 0.2);
     expect(result).toMatchObject({ requests: 20, failed: 20, perJob: [20, 0] });
     expect(recorder.arrivals).toHaveLength(40);
   });
 
   it("keeps at most streams × connections in flight in closed loop", async () => {
-    reset();
-    const result = await runPaced(
-      { origin, path: "/x.Y/Z", connections: 2, load: { streamsPerConnection: 3 }, bodies: [{ file: bodies[0]!, weight: 1 }] },
-      0.3,
-      { binary, core: 0 },
-    );
+    const result = await paced(2, { streamsPerConnection: 3 }, [[1, 1]], 0.3);
     expect(result.failed).toBe(0);
     expect(result.requests).toBeGreaterThan(12);
     expect(recorder.maxInFlight).toBe(6);
