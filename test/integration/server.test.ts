@@ -61,7 +61,7 @@ describe("Authorize over Connect JSON on HTTP/1.1", () => {
       headers: [{ name: "authorization", value: `Bearer ${readOnlyToken}` }],
     });
     expect(json).toMatchObject({ httpStatus: 403, code: "scope_denied", reason: "missing_scope", auditEvent: "auth.api_token_ability_rejected" });
-    expect(json.allowed ?? false).toBe(false);
+    expect(json.allowed).toBe(false);
     expect(json.details).toEqual({ required_scope: "payouts:write", current_scope: "payouts:read" });
     expect(json.responseHeaders).toContainEqual({ name: "content-type", value: "application/json" });
     expect(JSON.parse(json.body)).toMatchObject({ code: "scope_denied", errors: { required_scope: "payouts:write" } });

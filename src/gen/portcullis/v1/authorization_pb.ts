@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file portcullis/v1/authorization.proto.
  */
 export const file_portcullis_v1_authorization: GenFile = /*@__PURE__*/
-  fileDesc("CiFwb3J0Y3VsbGlzL3YxL2F1dGhvcml6YXRpb24ucHJvdG8SDXBvcnRjdWxsaXMudjEitwEKEEF1dGhvcml6ZVJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEaG9zdBgDIAEoCRImCgdoZWFkZXJzGAQgAygLMhUucG9ydGN1bGxpcy52MS5IZWFkZXISEQoJc291cmNlX2lwGAUgASgJEjwKEmNsaWVudF9jZXJ0aWZpY2F0ZRgGIAEoCzIgLnBvcnRjdWxsaXMudjEuQ2xpZW50Q2VydGlmaWNhdGUiJQoGSGVhZGVyEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkilQEKEUNsaWVudENlcnRpZmljYXRlEhoKEnNoYTI1Nl9maW5nZXJwcmludBgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEiEKGWlzc3Vlcl9zaGEyNTZfZmluZ2VycHJpbnQYAyABKAkSEAoIdmVyaWZpZWQYBCABKAgSHgoWbm90X2FmdGVyX3VuaXhfc2Vjb25kcxgFIAEoAyLXAwoRQXV0aG9yaXplUmVzcG9uc2USDwoHYWxsb3dlZBgBIAEoCBITCgtodHRwX3N0YXR1cxgCIAEoBRIMCgRjb2RlGAMgASgJEg4KBnJlYXNvbhgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEi8KEHJlc3BvbnNlX2hlYWRlcnMYBiADKAsyFS5wb3J0Y3VsbGlzLnYxLkhlYWRlchIMCgRib2R5GAcgASgJEi8KEHVwc3RyZWFtX2hlYWRlcnMYCCADKAsyFS5wb3J0Y3VsbGlzLnYxLkhlYWRlchIpCghpZGVudGl0eRgJIAEoCzIXLnBvcnRjdWxsaXMudjEuSWRlbnRpdHkSDwoHcnVsZV9pZBgKIAEoCRITCgthdWRpdF9ldmVudBgLIAEoCRIoCgh3YXJuaW5ncxgMIAMoCzIWLnBvcnRjdWxsaXMudjEuV2FybmluZxISCgpyZXF1ZXN0X2lkGA0gASgJEj4KB2RldGFpbHMYDiADKAsyLS5wb3J0Y3VsbGlzLnYxLkF1dGhvcml6ZVJlc3BvbnNlLkRldGFpbHNFbnRyeRouCgxEZXRhaWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKUAQoISWRlbnRpdHkSEAoIdG9rZW5faWQYASABKAkSDgoGdGVuYW50GAIgASgJEhEKCXdvcmtzcGFjZRgDIAEoCRITCgtlbnZpcm9ubWVudBgEIAEoCRISCgp0b2tlbl90eXBlGAUgASgJEgwKBHJvbGUYBiABKAkSDgoGc2NvcGVzGAcgAygJEgwKBG5hbWUYCCABKAkiKAoHV2FybmluZxIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkyawoUQXV0aG9yaXphdGlvblNlcnZpY2USUwoJQXV0aG9yaXplEh8ucG9ydGN1bGxpcy52MS5BdXRob3JpemVSZXF1ZXN0GiAucG9ydGN1bGxpcy52MS5BdXRob3JpemVSZXNwb25zZSIDkAIBYgZwcm90bzM");
+  fileDesc("CiFwb3J0Y3VsbGlzL3YxL2F1dGhvcml6YXRpb24ucHJvdG8SDXBvcnRjdWxsaXMudjEitwEKEEF1dGhvcml6ZVJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEaG9zdBgDIAEoCRImCgdoZWFkZXJzGAQgAygLMhUucG9ydGN1bGxpcy52MS5IZWFkZXISEQoJc291cmNlX2lwGAUgASgJEjwKEmNsaWVudF9jZXJ0aWZpY2F0ZRgGIAEoCzIgLnBvcnRjdWxsaXMudjEuQ2xpZW50Q2VydGlmaWNhdGUiJQoGSGVhZGVyEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkilQEKEUNsaWVudENlcnRpZmljYXRlEhoKEnNoYTI1Nl9maW5nZXJwcmludBgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEiEKGWlzc3Vlcl9zaGEyNTZfZmluZ2VycHJpbnQYAyABKAkSEAoIdmVyaWZpZWQYBCABKAgSHgoWbm90X2FmdGVyX3VuaXhfc2Vjb25kcxgFIAEoAyKLBAoRQXV0aG9yaXplUmVzcG9uc2USFAoHYWxsb3dlZBgBIAEoCEgAiAEBEhgKC2h0dHBfc3RhdHVzGAIgASgFSAGIAQESEQoEY29kZRgDIAEoCUgCiAEBEg4KBnJlYXNvbhgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEi8KEHJlc3BvbnNlX2hlYWRlcnMYBiADKAsyFS5wb3J0Y3VsbGlzLnYxLkhlYWRlchIMCgRib2R5GAcgASgJEi8KEHVwc3RyZWFtX2hlYWRlcnMYCCADKAsyFS5wb3J0Y3VsbGlzLnYxLkhlYWRlchIpCghpZGVudGl0eRgJIAEoCzIXLnBvcnRjdWxsaXMudjEuSWRlbnRpdHkSDwoHcnVsZV9pZBgKIAEoCRITCgthdWRpdF9ldmVudBgLIAEoCRIoCgh3YXJuaW5ncxgMIAMoCzIWLnBvcnRjdWxsaXMudjEuV2FybmluZxISCgpyZXF1ZXN0X2lkGA0gASgJEj4KB2RldGFpbHMYDiADKAsyLS5wb3J0Y3VsbGlzLnYxLkF1dGhvcml6ZVJlc3BvbnNlLkRldGFpbHNFbnRyeRouCgxEZXRhaWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfYWxsb3dlZEIOCgxfaHR0cF9zdGF0dXNCBwoFX2NvZGUilAEKCElkZW50aXR5EhAKCHRva2VuX2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIRCgl3b3Jrc3BhY2UYAyABKAkSEwoLZW52aXJvbm1lbnQYBCABKAkSEgoKdG9rZW5fdHlwZRgFIAEoCRIMCgRyb2xlGAYgASgJEg4KBnNjb3BlcxgHIAMoCRIMCgRuYW1lGAggASgJIigKB1dhcm5pbmcSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJMmsKFEF1dGhvcml6YXRpb25TZXJ2aWNlElMKCUF1dGhvcml6ZRIfLnBvcnRjdWxsaXMudjEuQXV0aG9yaXplUmVxdWVzdBogLnBvcnRjdWxsaXMudjEuQXV0aG9yaXplUmVzcG9uc2UiA5ACAWIGcHJvdG8z");
 
 /**
  * AuthorizeRequest is the request the enforcement point is about to let through.
@@ -154,27 +154,30 @@ export const ClientCertificateSchema: GenMessage<ClientCertificate> = /*@__PURE_
  */
 export type AuthorizeResponse = Message<"portcullis.v1.AuthorizeResponse"> & {
   /**
-   * Whether the request may pass.
+   * Whether the request may pass. `allowed`, `http_status` and `code` are
+   * always set and have explicit presence, so that every JSON rendering of an
+   * answer carries them, `"allowed": false` included (proto3 JSON leaves out a
+   * field at its default otherwise). On the wire this is the same field.
    *
-   * @generated from field: bool allowed = 1;
+   * @generated from field: optional bool allowed = 1;
    */
-  allowed: boolean;
+  allowed?: boolean | undefined;
 
   /**
    * HTTP status the enforcement point should answer with on a denial (200 on allow).
    *
-   * @generated from field: int32 http_status = 2;
+   * @generated from field: optional int32 http_status = 2;
    */
-  httpStatus: number;
+  httpStatus?: number | undefined;
 
   /**
    * Decision code: `ok`, `invalid_request`, `unauthenticated`, `tenant_suspended`,
    * `ip_allowlist_blocked`, `mtls_required`, `conditional_access_blocked`,
    * `scope_denied`, `workspace_restricted`, `quota_exceeded` or `unavailable`.
    *
-   * @generated from field: string code = 3;
+   * @generated from field: optional string code = 3;
    */
-  code: string;
+  code?: string | undefined;
 
   /**
    * Finer reason within the code, e.g. `expired` or `bad_checksum` for `unauthenticated`.
