@@ -20,6 +20,7 @@ import { Health } from "./transport/health.js";
 import { closeHttp, createHttpServer, listenHttp } from "./transport/http.js";
 import { DEFAULT_EXT_AUTHZ_PREFIX } from "./transport/ext-authz-http.js";
 import { buildTrustedProxyMatcher } from "./transport/trusted-proxies.js";
+import { checkPortsFree, listenErrorOf, servePorts } from "./config/check-ports.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -45,6 +46,8 @@ export interface RunningServer {
  */
 export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
   installFastTextEncoding();
+  // A busy port is refused before the policy set and the store are loaded, naming the flag to change.
+  await checkPortsFree(config.host, servePorts(config));
   const loaded = loadPolicySet(config.policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
   let policy = loaded.policy;
@@ -91,15 +94,18 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   let grpcPort: number;
   let httpPort: number;
+  const [grpcEntry, httpEntry] = servePorts(config);
+  let binding = grpcEntry!;
   try {
     grpcPort = await grpcServer.listen(config.host, config.grpcPort);
+    binding = httpEntry!;
     httpPort = await listenHttp(httpServer, config.host, config.httpPort);
   } catch (error) {
     await grpcServer.close(0);
     httpServer.close();
     usage.close();
     store.close();
-    throw error;
+    throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
   health.setStatus("", "SERVING");

@@ -4,7 +4,6 @@
  * to stderr; every refusal is one line and a non-zero exit.
  */
 import { Command, CommanderError, Option } from "commander";
-import { pino } from "pino";
 import { ConfigError, resolvePaths, resolveServeConfig, type ServeFlags } from "../config/config.js";
 import type { TokenRecord } from "../engine/types.js";
 import { startServer } from "../main.js";
@@ -16,6 +15,7 @@ import { createToken, TokenRequestError, updateTokenControls } from "../service/
 import { tokenStatus } from "../service/token-service.js";
 import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
 import { registerLifecycleCommands } from "./lifecycle.js";
+import { createLogger } from "./logger.js";
 import { StoreError, TokenStore } from "../store/token-store.js";
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
@@ -179,7 +179,7 @@ function withStoreOptions(command: Command): Command {
 
 async function serve(flags: ServeFlags): Promise<void> {
   const config = resolveServeConfig(flags);
-  const log = pino({ level: config.logLevel, base: { service: "portcullis" } });
+  const log = createLogger(config.logLevel);
   const server = await startServer(config, log);
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
