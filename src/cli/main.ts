@@ -16,6 +16,7 @@ import { tokenStatus } from "../service/token-service.js";
 import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
 import { registerLifecycleCommands } from "./lifecycle.js";
 import { createLogger } from "./logger.js";
+import { checkHealth } from "./healthcheck.js";
 import { StoreError, TokenStore } from "../store/token-store.js";
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
@@ -69,6 +70,17 @@ function buildProgram(): Command {
     )
     .option("--ext-authz-prefix <path>", "path prefix of the HTTP ext-authz endpoints (env PORTCULLIS_EXT_AUTHZ_PREFIX, default /ext-authz)")
     .action(async (flags: ServeFlags) => serve(flags));
+
+  program
+    .command("healthcheck")
+    .description("exit 0 when the server this configuration describes answers /readyz with 200, else 1 (for container health checks)")
+    .option("--host <address>", "address the server binds (env PORTCULLIS_HOST, default 127.0.0.1; 0.0.0.0 and :: are asked on loopback)")
+    .option("--http-port <port>", "its HTTP/1.1 port (env PORTCULLIS_HTTP_PORT, default 8181)")
+    .action(async (flags: { host?: string; httpPort?: string }) => {
+      const result = await checkHealth(flags);
+      (result.exitCode === 0 ? process.stdout : process.stderr).write(`${result.message}\n`);
+      process.exitCode = result.exitCode;
+    });
 
   const tokens = program.command("tokens").description("create, list, update, rotate and revoke tokens");
   withStoreOptions(
