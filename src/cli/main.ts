@@ -47,7 +47,8 @@ export async function main(argv: readonly string[]): Promise<number> {
 
 class UsageError extends Error {}
 
-function buildProgram(): Command {
+/** The whole command tree; exported for the generated config table (`config-table.ts`). */
+export function buildProgram(): Command {
   const program = new Command("portcullis")
     .description("policy decision point for bearer API tokens")
     .exitOverride()

@@ -52,6 +52,20 @@ export interface ServeFlags {
   readonly extAuthzPrefix?: string;
 }
 
+/**
+ * Settings read from the environment only, with no flag (a secret does not
+ * belong on a command line, where `ps` shows it). The README's "Running it"
+ * table lists them after the flags of `serve`; test/cli/config-table.test.ts
+ * fails when a `PORTCULLIS_*` variable read anywhere in src/ is in neither.
+ */
+export const ENVIRONMENT_ONLY_SETTINGS: readonly { readonly env: string; readonly defaultValue: string; readonly description: string }[] = [
+  {
+    env: "PORTCULLIS_TOKEN_SECRET",
+    defaultValue: "`secret.key` in the data folder, written with mode 0600 by the first run",
+    description: "server secret the tokens are hashed with (HMAC-SHA-256): at least 32 bytes, hex or base64; losing it invalidates every token",
+  },
+];
+
 /** A configuration value that cannot be used; the message names the flag and the env variable. */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
