@@ -17,7 +17,7 @@ export interface ConfigRow {
   readonly description: string;
 }
 
-/** A serve option whose help text does not say `(env PORTCULLIS_X…, default …)`. */
+/** A serve option whose help text does not say `(env PORTCULLIS_…, default …)`. */
 export class UndocumentedOptionError extends Error {
   override readonly name = "UndocumentedOptionError";
 }
@@ -44,7 +44,8 @@ export function renderConfigTable(rows: readonly ConfigRow[]): string {
   const lines = ["| flag | env | default | sets |", "| --- | --- | --- | --- |"];
   for (const row of rows) {
     const flag = row.flag === null ? "(none)" : `\`${row.flag}\``;
-    lines.push(`| ${flag} | ${code(row.env)} | ${row.defaultValue} | ${row.description.replace(/\|/g, "\\|")} |`);
+    const defaultValue = row.defaultValue === "none" || row.defaultValue.includes("`") ? row.defaultValue : `\`${row.defaultValue}\``;
+    lines.push(`| ${flag} | ${code(row.env)} | ${defaultValue} | ${row.description.replace(/\|/g, "\\|")} |`);
   }
   return lines.join("\n") + "\n";
 }

@@ -19,15 +19,12 @@ const table = renderConfigTable(rows);
 
 describe("the README's Running it table", () => {
   it("is the one generated from the declarations", () => {
-    let readme = fs.readFileSync(README, "utf8");
+    const readme = fs.readFileSync(README, "utf8");
     const start = readme.indexOf(START);
     const end = readme.indexOf(END);
     expect(start, "README.md must hold the generated table's markers").toBeGreaterThan(-1);
-    if (process.env.UPDATE_README === "1") {
-      readme = readme.slice(0, start + START.length) + table + readme.slice(end);
-      fs.writeFileSync(README, readme);
-    }
-    expect(readme.slice(start + START.length, end)).toBe(table);
+    if (process.env.UPDATE_README === "1") fs.writeFileSync(README, readme.slice(0, start + START.length) + table + readme.slice(end));
+    else expect(readme.slice(start + START.length, end)).toBe(table);
   });
 
   it("names every PORTCULLIS_* variable the source reads", () => {

@@ -1,8 +1,10 @@
+import { execFile } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createToken } from "../../src/service/tokens.js";
-import { REPO_ROOT } from "../support/fixtures.js";
+import { EXAMPLE_POLICY_DIR, REPO_ROOT } from "../support/fixtures.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 const readme = fs.readFileSync(path.join(REPO_ROOT, "README.md"), "utf8");
@@ -26,7 +28,7 @@ describe("README", () => {
   });
 
   it("first-decision curl gets the answer the README shows", async () => {
-    const create = /npx portcullis tokens create (.*)\)/.exec(readme)![1]!;
+    const create = /portcullis tokens create (.*)\)/.exec(readme)![1]!;
     const flags = Object.fromEntries([...create.matchAll(/--([\w-]+) (\S+)/g)].map((m) => [m[1]!, m[2]!]));
     const { token } = createToken(
       t.server.store,
@@ -52,5 +54,62 @@ describe("README", () => {
     const payload = /-d '(.*)'$/m.exec(readme)![1]!.replace(`'"$TOKEN"'`, token);
     const json = (await (await fetch(`${t.httpUrl}/portcullis.v1.AuthorizationService/Authorize`, { method: "POST", headers: { "content-type": "application/json" }, body: payload })).json()) as Record<string, unknown>;
     expect(json).toMatchObject({ httpStatus: 403, code: "scope_denied", details: { required_scope: "payouts:write" } });
+  });
+});
+
+/** The `sh` blocks of the README's "A first decision", in order. */
+function firstDecisionBlocks(): string[] {
+  const section = readme.slice(readme.indexOf("## A first decision"), readme.indexOf("\n## ", readme.indexOf("## A first decision") + 3));
+  return [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1]!);
+}
+
+/**
+ * Runs a README block with bash as a reader would after `npm link`: from a
+ * folder outside the checkout, with `portcullis` on PATH as the link npm makes
+ * (`<prefix>/bin/portcullis` -> the checkout's `bin/portcullis.js`), and the
+ * policy and data folders given by the variables the README names. Runs
+ * asynchronously: the server under test shares this process's event loop.
+ */
+function runAsReader(block: string, linkDir: string, elsewhere: string): Promise<{ stdout: string; stderr: string }> {
+  const script = block.replaceAll("localhost:8181", `127.0.0.1:${t.server.httpPort}`);
+  const env = { ...process.env, PATH: `${linkDir}:${process.env.PATH}`, PORTCULLIS_POLICY_DIR: EXAMPLE_POLICY_DIR, PORTCULLIS_DATA_DIR: t.dataDir };
+  return new Promise((resolve, reject) =>
+    execFile("bash", ["-euo", "pipefail", "-c", script], { cwd: elsewhere, env, timeout: 20_000 }, (error, stdout, stderr) =>
+      error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve({ stdout, stderr }),
+    ),
+  );
+}
+
+describe("README commands, run from outside the checkout", () => {
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-reader-"));
+  const linkDir = path.join(scratch, "prefix", "bin");
+  const elsewhere = path.join(scratch, "elsewhere");
+  beforeAll(() => {
+    // What `npm link` puts on PATH: the package's `bin` entry, linked.
+    expect(packageJson.bin).toEqual({ portcullis: "bin/portcullis.js" });
+    fs.mkdirSync(linkDir, { recursive: true });
+    fs.mkdirSync(elsewhere);
+    fs.symlinkSync(path.join(REPO_ROOT, packageJson.bin.portcullis), path.join(linkDir, "portcullis"));
+  });
+  afterAll(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+  it("tells the reader to `npm link`, and never to use npx for the CLI", () => {
+    expect(readme).toMatch(/^`npm link` once puts the `portcullis` command on your `PATH`/m);
+    for (const block of readme.matchAll(/```sh\n([\s\S]*?)```/g)) expect(block[1]).not.toMatch(/npx portcullis/);
+  });
+
+  it("creates a token with the CLI and gets the allow the README shows", async () => {
+    const [allowBlock] = firstDecisionBlocks();
+    const { stdout } = await runAsReader(allowBlock!, linkDir, elsewhere);
+    expect(JSON.parse(stdout)).toMatchObject({ allowed: true, httpStatus: 200, code: "ok", ruleId: "group:/api/payouts", identity: { tenant: "acme", environment: "test" } });
+  });
+
+  it("creates a read-only token and reads the deny's `allowed` as false with jq", async () => {
+    const denyBlock = firstDecisionBlocks()[1]!;
+    expect(denyBlock).toContain("--level read_only");
+    const { stdout } = await runAsReader(denyBlock, linkDir, elsewhere);
+    expect(stdout).toBe("false\n");
+    const { stdout: answer } = await runAsReader(denyBlock.replace("| jq .allowed", ""), linkDir, elsewhere);
+    expect(JSON.parse(answer)).toMatchObject({ allowed: false, httpStatus: 403, code: "scope_denied", details: { required_scope: "payouts:write" } });
   });
 });
