@@ -36,7 +36,7 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
-# The bundled policies carry their schema (policies/schema/), so editors find it wherever the folder goes.
+# The bundled policies carry their schema (policies/policy.schema.json), so editors find it wherever the folder goes.
 COPY policies ./policies
 RUN mkdir -p /var/lib/portcullis && chown node:node /var/lib/portcullis
 USER node

@@ -1,5 +1,6 @@
 /**
- * Loads a policy folder: reads every `*.json` file directly in it, parses it
+ * Loads a policy folder: reads every `*.json` file directly in it (but
+ * `*.schema.json`, a schema the folder carries for editors), parses it
  * keeping positions, validates it against the schema, merges the files,
  * cross-checks the result and compiles it. Bad input never throws: every
  * error found is returned, placed and sorted.
@@ -199,6 +200,8 @@ export function loadPolicySet(dir: string): LoadPolicySetResult {
     names = readdirSync(dir, { withFileTypes: true })
       .filter((e) => !e.isDirectory() && e.name.endsWith(".json"))
       .map((e) => e.name)
+      // A policy folder may carry its JSON Schema (`policy.schema.json`) for editors: it is not a policy file.
+      .filter((name) => !name.endsWith(".schema.json"))
       .sort();
   } catch (error) {
     const code = errorCode(error);

@@ -20,7 +20,7 @@ describe("the bundled policy set", () => {
     const result = loadPolicySet(POLICIES);
     expect(result.ok && result.files.map((f) => path.basename(f))).toEqual(["controls.json", "policy-set.json", "roles.json", "routes.json", "scopes.json"]);
     for (const file of result.ok ? result.files : []) {
-      expect(JSON.parse(fs.readFileSync(file, "utf8")).$schema).toBe("./schema/policy.schema.json");
+      expect(JSON.parse(fs.readFileSync(file, "utf8")).$schema).toBe("./policy.schema.json");
     }
   });
 
