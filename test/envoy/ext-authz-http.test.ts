@@ -8,6 +8,7 @@ import { createToken } from "../../src/service/tokens.js";
 import { closeHttp, createHttpServer, listenHttp } from "../../src/transport/http.js";
 import { buildTrustedProxyMatcher } from "../../src/transport/trusted-proxies.js";
 import { noPolicyAuthorizer } from "../support/no-policy-authorizer.js";
+import { request, type Answer } from "../support/live-proxy.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 let plain: TestServer;
@@ -38,24 +39,9 @@ afterAll(async () => {
   await Promise.all([plain?.stop(), trusting?.stop(), unavailableServer === undefined ? undefined : closeHttp(unavailableServer, 1_000)]);
 });
 
-interface Answer {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
 /** A raw HTTP/1.1 request: `headers` as alternating names and values, so repeats and `Host` go out as given. */
 function send(port: number, method: string, path: string, headers: string[]): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const request = http.request({ host: "127.0.0.1", port, method, path, headers, agent: false }, (response) => {
-      let body = "";
-      response.setEncoding("utf8");
-      response.on("data", (chunk: string) => (body += chunk));
-      response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
-    });
-    request.on("error", reject);
-    request.end();
-  });
+  return request({ host: "127.0.0.1", port, method, path, headers, agent: false });
 }
 
 const portOf = (t: TestServer) => Number(new URL(t.httpUrl).port);

@@ -15,6 +15,7 @@ import { closeHttp, createHttpServer, listenHttp } from "../../src/transport/htt
 import { buildTrustedProxyMatcher } from "../../src/transport/trusted-proxies.js";
 import { REPO_ROOT } from "../support/fixtures.js";
 import { noPolicyAuthorizer } from "../support/no-policy-authorizer.js";
+import { freePort, send as get } from "../support/live-proxy.js";
 import { startTestServer, type TestServer } from "../support/server.js";
 
 const nginxInstalled = spawnSync("nginx", ["-v"], { encoding: "utf8" }).status === 0;
@@ -29,17 +30,6 @@ interface Seen {
 interface Nginx {
   readonly port: number;
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function replaceOnce(text: string, from: string, to: string): string {
@@ -106,19 +96,6 @@ async function startNginx(portcullisPort: number, upstreamPort: number): Promise
   }
   await stop();
   throw new Error(`nginx did not listen on ${port}:\n${errorLog()}`);
-}
-
-function get(port: number, urlPath: string, headers: Record<string, string> = {}, method = "GET"): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const request = http.request({ host: "127.0.0.1", port, path: urlPath, method, headers: { host: "api.example.com", ...headers }, agent: false }, (response) => {
-      let body = "";
-      response.setEncoding("utf8");
-      response.on("data", (chunk: string) => (body += chunk));
-      response.on("end", () => resolve({ status: response.statusCode ?? 0, headers: response.headers, body }));
-    });
-    request.on("error", reject);
-    request.end();
-  });
 }
 
 describe.runIf(nginxInstalled)("nginx auth_request (live, docs/nginx.conf)", () => {

@@ -61,10 +61,22 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
+/** A response as read whole. */
+export interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
 /** One request to `127.0.0.1:port` with `Host: api.example.com` unless given, on a connection of its own. */
-export function send(port: number, urlPath: string, headers: Record<string, string> = {}, method = "GET"): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+export function send(port: number, urlPath: string, headers: Record<string, string> = {}, method = "GET"): Promise<Answer> {
+  return request({ host: "127.0.0.1", port, path: urlPath, method, headers: { host: "api.example.com", ...headers }, agent: false });
+}
+
+/** One request as `options` say; resolves with status, headers and the body as text. */
+export function request(options: http.RequestOptions): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const request = http.request({ host: "127.0.0.1", port, path: urlPath, method, headers: { host: "api.example.com", ...headers }, agent: false }, (response) => {
+    const request = http.request(options, (response) => {
       let body = "";
       response.setEncoding("utf8");
       response.on("data", (chunk: string) => (body += chunk));
