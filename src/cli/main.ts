@@ -16,6 +16,7 @@ import { createToken, TokenRequestError, updateTokenControls } from "../service/
 import { tokenStatus } from "../service/token-service.js";
 import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
 import { registerLifecycleCommands } from "./lifecycle.js";
+import { PolicyUsageError, registerPolicyAuthorCommands } from "./policy-commands.js";
 import { StoreError, TokenStore } from "../store/token-store.js";
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
@@ -38,6 +39,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (error instanceof ConfigError || error instanceof StoreError || error instanceof TokenRequestError || error instanceof UsageError) {
       process.stderr.write(`error: ${error.message}\n`);
       return error instanceof UsageError || error instanceof ConfigError ? 2 : 1;
+    }
+    if (error instanceof PolicyUsageError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      return 2;
     }
     process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
@@ -141,6 +146,7 @@ function buildProgram(): Command {
       if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
       process.stdout.write(`policy set \`${loaded.policy.name}\` is valid: ${loaded.files.length} files, revision ${loaded.policy.revision.slice(0, 12)}\n`);
     });
+  registerPolicyAuthorCommands(policy);
   return program;
 }
 
