@@ -1,11 +1,12 @@
 /**
  * `portcullis policy diff`: what changes in effective permissions between two
  * compiled policy sets. Permissions are judged with the engine's own
- * `holdsScope`, for a service token of every role and key level, so the diff
- * says what the server would decide differently.
+ * route matcher and `holdsScope`, for a service token of every role and key
+ * level, so the diff says what the server would decide differently.
  */
 import { holdsScope } from "../engine/scope.js";
 import type { TokenRecord } from "../engine/types.js";
+import { isParameterSegment, splitPath } from "../policy/compile.js";
 import type { CompiledControlEntry, CompiledPolicySet, RouteTableEntry } from "../policy/types.js";
 
 /** Routes gained or lost by one role and key level (`null`: no key level). */
@@ -24,7 +25,7 @@ export interface PolicyDiff {
   readonly permissions: readonly PermissionChange[];
   readonly scopesAdded: readonly string[];
   readonly scopesRemoved: readonly string[];
-  /** Routes in both sets whose required scope changed. */
+  /** Routes of either set whose request now needs another scope; `(no route)` when nothing covers it. */
   readonly scopeChanges: readonly { readonly route: string; readonly from: string; readonly to: string }[];
   readonly routesAdded: readonly string[];
   readonly routesRemoved: readonly string[];
@@ -59,9 +60,53 @@ function probeToken(role: string, keyLevel: string | null): TokenRecord {
   };
 }
 
-function allowedRoutes(policy: CompiledPolicySet, role: string, keyLevel: string | null): Set<string> {
+/** A concrete request standing for one route of either set, labelled by the route it came from. */
+interface Probe {
+  readonly label: string;
+  readonly method: string;
+  readonly segments: readonly string[];
+  readonly isWrite: boolean;
+}
+
+// why: a literal no template is likely to name, so a parameter segment matches it and a literal does not
+const PROBE_SEGMENT = "\u0000probe";
+
+/**
+ * One probe per route of both sets: an operation's template with its
+ * parameters filled, a group's base path with one segment below it (a read
+ * is GET, a write POST). Judging each probe with the compiled route matcher
+ * catches routes that moved between rules: an operation carved out of a
+ * group changes what that path needs even though the group is unchanged.
+ */
+function probesOf(tables: readonly (readonly RouteTableEntry[])[]): Probe[] {
+  const probes = new Map<string, Probe>();
+  for (const table of tables) {
+    for (const r of table) {
+      const label = routeKey(r);
+      if (probes.has(label)) continue;
+      const group = r.method === "read" || r.method === "write";
+      const template = group ? r.path.slice(0, -3) : r.path;
+      const segments = splitPath(template === "" ? "/" : template).map((s) => (isParameterSegment(s) ? PROBE_SEGMENT : s));
+      const method = group ? (r.method === "read" ? "GET" : "POST") : r.method;
+      probes.set(label, { label, method, segments: group ? [...segments, PROBE_SEGMENT] : segments, isWrite: !["GET", "HEAD", "OPTIONS"].includes(method) });
+    }
+  }
+  return [...probes.values()].sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
+}
+
+/** The scope a probe needs under a policy set, or `null` when no route covers it (default deny). */
+function requiredScope(policy: CompiledPolicySet, probe: Probe): string | null {
+  return policy.routes.match(probe.method, probe.segments, probe.isWrite)?.scope ?? null;
+}
+
+function allowedRoutes(policy: CompiledPolicySet, probes: readonly Probe[], role: string, keyLevel: string | null): Set<string> {
   const token = probeToken(role, keyLevel);
-  return new Set(policy.routeTable.filter((r) => holdsScope(token, policy, r.scope)).map(routeKey));
+  const allowed = new Set<string>();
+  for (const probe of probes) {
+    const scope = requiredScope(policy, probe);
+    if (scope !== null && holdsScope(token, policy, scope)) allowed.add(probe.label);
+  }
+  return allowed;
 }
 
 /** A control entry's selection, as one comparable line. */
@@ -77,11 +122,12 @@ const minus = (a: ReadonlySet<string>, b: ReadonlySet<string>) => sorted([...a].
 export function diffPolicyFolders(before: CompiledPolicySet, after: CompiledPolicySet): PolicyDiff {
   const roles = sorted(new Set([...before.roles.keys(), ...after.roles.keys()]));
   const levels: (string | null)[] = [null, ...sorted(new Set([...before.keyLevels.keys(), ...after.keyLevels.keys()]))];
+  const probes = probesOf([before.routeTable, after.routeTable]);
   const permissions: PermissionChange[] = [];
   for (const role of roles) {
     for (const keyLevel of levels) {
-      const was = allowedRoutes(before, role, keyLevel);
-      const now = allowedRoutes(after, role, keyLevel);
+      const was = allowedRoutes(before, probes, role, keyLevel);
+      const now = allowedRoutes(after, probes, role, keyLevel);
       const gained = minus(now, was);
       const lost = minus(was, now);
       if (gained.length > 0 || lost.length > 0) permissions.push({ role, keyLevel, gained, lost });
@@ -89,9 +135,9 @@ export function diffPolicyFolders(before: CompiledPolicySet, after: CompiledPoli
   }
   const oldRoutes = new Map(before.routeTable.map((r) => [routeKey(r), r]));
   const newRoutes = new Map(after.routeTable.map((r) => [routeKey(r), r]));
-  const scopeChanges = [...oldRoutes]
-    .filter(([key, r]) => newRoutes.has(key) && newRoutes.get(key)!.scope !== r.scope)
-    .map(([key, r]) => ({ route: key, from: r.scope, to: newRoutes.get(key)!.scope }));
+  const scopeChanges = probes
+    .map((probe) => ({ route: probe.label, from: requiredScope(before, probe) ?? "(no route)", to: requiredScope(after, probe) ?? "(no route)" }))
+    .filter((c) => c.from !== c.to);
   const oldControls = new Map(before.controls.map((c) => [c.id, describeControl(c)]));
   const newControls = new Map(after.controls.map((c) => [c.id, describeControl(c)]));
   const controlChanges: PolicyDiff["controlChanges"][number][] = [];
