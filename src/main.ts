@@ -7,6 +7,7 @@ import type { ServeConfig } from "./config/config.js";
 import { loadPolicySet } from "./policy/load.js";
 import { PolicyLoadError } from "./policy/errors.js";
 import type { CompiledPolicySet } from "./policy/types.js";
+import { watchPolicyFolder } from "./policy/watch-policy-folder.js";
 import { createAuthorizer, type Authorizer } from "./service/authorize.js";
 import { createServerMetrics } from "./service/metrics.js";
 import { installFastTextEncoding } from "./transport/text-encoding.js";
@@ -108,6 +109,19 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   health.setStatus("portcullis.v1.TokenService", "SERVING");
   log.info({ grpc: `${config.host}:${grpcPort}`, http: `${config.host}:${httpPort}` }, `listening: grpc on ${config.host}:${grpcPort}, http on ${config.host}:${httpPort}`);
 
+  // why: a changed file is picked up like SIGHUP does, but only a set that stayed unchanged while it was read
+  const watcher =
+    config.watchPolicies === false
+      ? undefined
+      : watchPolicyFolder(config.policyDir, {
+          onSettled: () => {
+            const next = loadPolicySet(config.policyDir);
+            if (next.ok && next.policy.revision === policy.revision) return null;
+            return () => void applyPolicy(next);
+          },
+          onError: (error) => log.warn({ err: error }, `cannot watch ${config.policyDir}; reload with SIGHUP`),
+        });
+
   return {
     grpcPort,
     httpPort,
@@ -117,22 +131,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     usage,
     policy: () => policy,
     reloadPolicy() {
-      const next = loadPolicySet(config.policyDir);
-      if (!next.ok) {
-        const error = new PolicyLoadError(next.errors);
-        log.error({ errors: next.errors }, `policy reload refused; keeping revision ${policy.revision.slice(0, 12)}`);
-        metrics.policyReload("refused");
-        return { ok: false, error };
-      }
-      policy = next.policy;
-      tokenCache.clear();
-      metrics.policyReload("ok");
-      metrics.policyLoaded(policy);
-      log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);
-      return { ok: true };
+      return applyPolicy(loadPolicySet(config.policyDir));
     },
     async close(graceMs = 5_000) {
       ready = false;
+      watcher?.close();
       health.setStatus("", "NOT_SERVING");
       await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.
@@ -140,4 +143,20 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       store.close();
     },
   };
+
+  /** Puts a loaded set in force, or keeps the one in force when it did not load. */
+  function applyPolicy(next: ReturnType<typeof loadPolicySet>): { ok: true } | { ok: false; error: PolicyLoadError } {
+    if (!next.ok) {
+      const error = new PolicyLoadError(next.errors);
+      log.error({ errors: next.errors }, `policy reload refused; keeping revision ${policy.revision.slice(0, 12)}`);
+      metrics.policyReload("refused");
+      return { ok: false, error };
+    }
+    policy = next.policy;
+    tokenCache.clear();
+    metrics.policyReload("ok");
+    metrics.policyLoaded(policy);
+    log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);
+    return { ok: true };
+  }
 }

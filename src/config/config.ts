@@ -38,6 +38,13 @@ export interface ServeConfig {
    * (`--ext-authz-prefix`; env `PORTCULLIS_EXT_AUTHZ_PREFIX`); optional like `trustedProxies`.
    */
   readonly extAuthzPrefix?: string;
+  /**
+   * Whether the server reloads its policy folder when a `*.json` file in it
+   * changes (debounced; a set that fails to load leaves the one in force, as
+   * SIGHUP does). Default `true` (`--no-watch-policies`; env
+   * `PORTCULLIS_WATCH_POLICIES=false`); optional like `trustedProxies`.
+   */
+  readonly watchPolicies?: boolean;
 }
 
 /** Flags as the CLI parsed them; `undefined` when not given. */
@@ -50,6 +57,7 @@ export interface ServeFlags {
   readonly logLevel?: string;
   readonly trustedProxy?: readonly string[];
   readonly extAuthzPrefix?: string;
+  readonly watchPolicies?: boolean;
 }
 
 /** A configuration value that cannot be used; the message names the flag and the env variable. */
@@ -72,6 +80,8 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     logLevel,
     trustedProxies: trustedProxies(flags.trustedProxy, env.PORTCULLIS_TRUSTED_PROXIES),
     extAuthzPrefix: pathPrefix(flags.extAuthzPrefix ?? env.PORTCULLIS_EXT_AUTHZ_PREFIX ?? "/ext-authz"),
+    // why: commander makes `--no-watch-policies` default to true, so only its `false` overrides the environment
+    watchPolicies: flags.watchPolicies === false ? false : booleanEnv(env.PORTCULLIS_WATCH_POLICIES, "PORTCULLIS_WATCH_POLICIES", true),
   };
 }
 
@@ -111,4 +121,12 @@ function port(value: string, flag: string, envName: string): number {
 function nonEmpty(value: string, flag: string, envName: string): string {
   if (value.trim() === "") throw new ConfigError(`${flag} (${envName}) must not be empty`);
   return value;
+}
+
+function booleanEnv(value: string | undefined, envName: string, fallback: boolean): boolean {
+  if (value === undefined || value.trim() === "") return fallback;
+  const v = value.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(v)) return true;
+  if (["0", "false", "no", "off"].includes(v)) return false;
+  throw new ConfigError(`invalid ${envName} \`${value}\`: expected true or false`);
 }

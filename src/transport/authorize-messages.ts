@@ -74,6 +74,7 @@ export function messageFromResult(result: AuthorizeResult, wire: ResponseWire = 
     warnings: decision.warnings.map((warning) => ({ ...warning })),
     requestId: result.requestId,
     details: { ...decision.details },
+    policyRevision: result.policyRevision,
   });
   if (tokenPartAsBytes) {
     // toBinary writes unknown fields verbatim after the known ones; field order does not matter on the wire.
