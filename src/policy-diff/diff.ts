@@ -5,7 +5,7 @@
  * level, so the diff says what the server would decide differently.
  */
 import { holdsScope } from "../engine/scope.js";
-import type { TokenRecord } from "../engine/types.js";
+import { roleProbeToken } from "../explain/probe-token.js";
 import { isParameterSegment, splitPath } from "../policy/compile.js";
 import type { CompiledControlEntry, CompiledPolicySet, RouteTableEntry } from "../policy/types.js";
 
@@ -36,29 +36,6 @@ export interface PolicyDiff {
 }
 
 const routeKey = (r: RouteTableEntry) => `${r.method} ${r.path}`;
-
-function probeToken(role: string, keyLevel: string | null): TokenRecord {
-  return {
-    id: "tok_diff",
-    tenant: "t",
-    workspace: "w",
-    environment: "",
-    type: "service",
-    name: "diff",
-    role,
-    keyLevel,
-    scopes: null,
-    creatorRole: null,
-    createdAtMs: 0,
-    expiresAtMs: null,
-    revokedAtMs: null,
-    service: null,
-    controls: {},
-    lineageId: "tok_diff",
-    successorId: null,
-    overlapEndsAtMs: null,
-  };
-}
 
 /** A concrete request standing for one route of either set, labelled by the route it came from. */
 interface Probe {
@@ -100,7 +77,7 @@ function requiredScope(policy: CompiledPolicySet, probe: Probe): string | null {
 }
 
 function allowedRoutes(policy: CompiledPolicySet, probes: readonly Probe[], role: string, keyLevel: string | null): Set<string> {
-  const token = probeToken(role, keyLevel);
+  const token = roleProbeToken(role, keyLevel);
   const allowed = new Set<string>();
   for (const probe of probes) {
     const scope = requiredScope(policy, probe);

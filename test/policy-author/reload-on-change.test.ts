@@ -37,7 +37,7 @@ async function authorize(): Promise<{ code: string; policyRevision: string }> {
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ method: "GET", path: "/api/payouts", host: "api.example.com", headers: [{ name: "authorization", value: `Bearer ${token}` }] }),
   });
-  return response.json();
+  return (await response.json()) as { code: string; policyRevision: string };
 }
 
 async function reloads(result: "ok" | "refused"): Promise<number> {
