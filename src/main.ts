@@ -21,6 +21,7 @@ import { Health } from "./transport/health.js";
 import { closeHttp, createHttpServer, listenHttp } from "./transport/http.js";
 import { DEFAULT_EXT_AUTHZ_PREFIX } from "./transport/ext-authz-http.js";
 import { buildTrustedProxyMatcher } from "./transport/trusted-proxies.js";
+import { createPolicyExplorerHandler } from "./transport/policy-explorer-http.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -88,6 +89,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
     tokenService,
     metrics: () => metrics.render(),
+    ...(config.policyExplorer === true ? { policyExplorer: createPolicyExplorerHandler(() => policy) } : {}),
   });
 
   let grpcPort: number;

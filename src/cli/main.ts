@@ -74,6 +74,7 @@ function buildProgram(): Command {
     )
     .option("--ext-authz-prefix <path>", "path prefix of the HTTP ext-authz endpoints (env PORTCULLIS_EXT_AUTHZ_PREFIX, default /ext-authz)")
     .option("--no-watch-policies", "do not reload the policy folder when its files change (env PORTCULLIS_WATCH_POLICIES=false); SIGHUP still reloads")
+    .option("--policy-explorer", "serve the read-only policy explorer at /policy on the HTTP port (env PORTCULLIS_POLICY_EXPLORER=true)")
     .action(async (flags: ServeFlags) => serve(flags));
 
   const tokens = program.command("tokens").description("create, list, update, rotate and revoke tokens");

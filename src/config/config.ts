@@ -45,6 +45,14 @@ export interface ServeConfig {
    * `PORTCULLIS_WATCH_POLICIES=false`); optional like `trustedProxies`.
    */
   readonly watchPolicies?: boolean;
+  /**
+   * Whether the HTTP port serves the read-only policy explorer at `/policy`
+   * (route table, role matrix, controls, and a form that explains a request
+   * for an inline token). Default `false` (`--policy-explorer`; env
+   * `PORTCULLIS_POLICY_EXPLORER=true`): it shows the whole policy set to
+   * anyone who reaches the port.
+   */
+  readonly policyExplorer?: boolean;
 }
 
 /** Flags as the CLI parsed them; `undefined` when not given. */
@@ -58,6 +66,7 @@ export interface ServeFlags {
   readonly trustedProxy?: readonly string[];
   readonly extAuthzPrefix?: string;
   readonly watchPolicies?: boolean;
+  readonly policyExplorer?: boolean;
 }
 
 /** A configuration value that cannot be used; the message names the flag and the env variable. */
@@ -82,6 +91,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     extAuthzPrefix: pathPrefix(flags.extAuthzPrefix ?? env.PORTCULLIS_EXT_AUTHZ_PREFIX ?? "/ext-authz"),
     // why: commander makes `--no-watch-policies` default to true, so only its `false` overrides the environment
     watchPolicies: flags.watchPolicies === false ? false : booleanEnv(env.PORTCULLIS_WATCH_POLICIES, "PORTCULLIS_WATCH_POLICIES", true),
+    policyExplorer: flags.policyExplorer === true || booleanEnv(env.PORTCULLIS_POLICY_EXPLORER, "PORTCULLIS_POLICY_EXPLORER", false),
   };
 }
 

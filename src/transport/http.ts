@@ -22,6 +22,8 @@ export interface HttpServerOptions {
   readonly tokenService?: TokenServiceImpl;
   /** Prometheus exposition at `/metrics`; not served when absent. */
   readonly metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** The read-only policy explorer under `/policy` (`createPolicyExplorerHandler`); not served when absent. */
+  readonly policyExplorer?: (request: http.IncomingMessage, response: http.ServerResponse) => boolean;
 }
 
 /** Creates the HTTP/1.1 server; {@link listenHttp} binds it. */
@@ -43,6 +45,7 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
     if (path === "/healthz") return plain(response, 200, "ok\n");
     if (path === "/readyz") return options.ready() ? plain(response, 200, "ready\n") : plain(response, 503, "not ready\n");
     if (path === "/metrics" && options.metrics !== undefined) return void serveMetrics(response, options.metrics);
+    if (options.policyExplorer !== undefined && options.policyExplorer(request, response)) return;
     connect(request, response);
   });
 }
