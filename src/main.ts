@@ -9,6 +9,7 @@ import { PolicyLoadError } from "./policy/errors.js";
 import type { CompiledPolicySet } from "./policy/types.js";
 import { watchPolicyFolder } from "./policy/watch-policy-folder.js";
 import { createAuthorizer, type Authorizer } from "./service/authorize.js";
+import { createDecisionExplainer } from "./service/explain-decision.js";
 import { createServerMetrics } from "./service/metrics.js";
 import { installFastTextEncoding } from "./transport/text-encoding.js";
 import { createTenantStateCache } from "./service/tenant-state-cache.js";
@@ -59,17 +60,20 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const metrics = createServerMetrics();
   metrics.policyLoaded(policy);
   const usage = createUsageRecorder(store, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
+  const tenantState = createTenantStateCache(store);
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: tokenCache,
     // why: suspensions made through `store` are seen by the next decision; the CLI's within 1 s
-    tenantState: createTenantStateCache(store),
+    tenantState,
     now: Date.now,
     onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
     usage,
     observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
   });
   const tokenService = createTokenService({ store, policy: () => policy, authorize, now: Date.now });
+  // why: explanations name controls and scopes, so only callers who may manage tokens get them
+  const explain = createDecisionExplainer({ policy: () => policy, tokens: tokenCache, tenantState, now: Date.now }, (call) => tokenService.mayManageTokens(call));
 
   const health = new Health({ "": "NOT_SERVING", [`portcullis.v1.AuthorizationService`]: "NOT_SERVING" });
   // Parsed once: every request's forwarding headers are judged against these.
@@ -81,6 +85,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     envoy: { trustedProxies, onError: onTransportError },
     tokenService,
     onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
+    explain,
   });
   let ready = false;
   const httpServer = createHttpServer({
@@ -89,6 +94,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
     tokenService,
     metrics: () => metrics.render(),
+    explain,
     ...(config.policyExplorer === true ? { policyExplorer: createPolicyExplorerHandler(() => policy) } : {}),
   });
 

@@ -56,9 +56,9 @@ describe.skipIf(missing)("the policy explorer page", () => {
     const policy = t.server.policy();
     const rows = await page.$$eval("#matrix tr[data-role]", (trs) =>
       trs.map((tr) => ({
-        role: (tr as HTMLElement).dataset.role!,
-        level: (tr as HTMLElement).dataset.keyLevel!,
-        allowed: [...tr.querySelectorAll("td.allowed")].map((td) => (td as HTMLElement).dataset.scope!).sort(),
+        role: tr.getAttribute("data-role")!,
+        level: tr.getAttribute("data-key-level")!,
+        allowed: [...tr.querySelectorAll("td.allowed")].map((td) => td.getAttribute("data-scope")!).sort(),
       })),
     );
     const expected = [...policy.roles].flatMap(([role, granted]) =>
