@@ -57,6 +57,13 @@ export function registerPolicyAuthorCommands(policy: Command): void {
     .option("--verbose", "list passing cases too")
     .action((dir: string | undefined, flags: { tests?: string; run?: string; format: string; verbose?: boolean }) => {
       const folder = dir ?? resolvePaths({}).policyDir;
+      if (flags.run !== undefined) {
+        try {
+          new RegExp(flags.run);
+        } catch {
+          throw new PolicyUsageError(`invalid --run \`${flags.run}\`: expected a regular expression`);
+        }
+      }
       const policySet = loadOrThrow(folder);
       const testPath = flags.tests ?? join(folder, "tests");
       const files = findTestFiles(testPath);

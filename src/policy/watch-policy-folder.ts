@@ -79,9 +79,10 @@ export function watchPolicyFolder(dir: string, options: WatchPolicyFolderOptions
   };
   let watcher: FSWatcher;
   try {
-    watcher = watch(dir, { persistent: false }, (_event, name) => {
-      if (name === null || name.endsWith(".json")) schedule();
-    });
+    // why: every event counts, not only `*.json` names: a Kubernetes ConfigMap
+    // swaps a `..data` symlink, and the files change through it; a read that
+    // finds the same revision applies nothing
+    watcher = watch(dir, { persistent: false }, schedule);
   } catch (error) {
     options.onError?.(error);
     return { close() {} };
