@@ -20,7 +20,20 @@ import testSchema from "./policy-test.schema.json" with { type: "json" };
 /** The published JSON Schema (2020-12) of a policy test file. */
 export const POLICY_TEST_SCHEMA: Readonly<Record<string, unknown>> = testSchema;
 
-const validateFile = new Ajv2020({ allErrors: true, strict: false }).compile(testSchema);
+const ajv = new Ajv2020({ allErrors: true, strict: false });
+const validateFile = ajv.compile(testSchema);
+// INVARIANT: compiling the file schema registered its `$defs` under its `$id`.
+const validateRequestShape = ajv.getSchema(`${testSchema.$id}#/$defs/request`)!;
+const validateTokenShape = ajv.getSchema(`${testSchema.$id}#/$defs/token`)!;
+
+/** Schema violations of `value` as `pointer: message` lines, prefixed with `at`. */
+function shapeErrors(validate: typeof validateRequestShape, value: unknown, at: string): string[] {
+  if (validate(value)) return [];
+  return (validate.errors ?? []).map((e) => {
+    const extra = e.keyword === "additionalProperties" ? ` \`${String(e.params["additionalProperty"])}\`` : "";
+    return `${at}${e.instancePath}: ${e.message ?? "invalid value"}${extra}`;
+  });
+}
 
 /** A token as a test file describes it. */
 export interface TokenSpec {
@@ -337,6 +350,12 @@ export function prepareSingleCase(
   policy: CompiledPolicySet,
   single: SingleCase,
 ): { ok: true; input: AuthzInput; facts: { token: TokenRecord | undefined; tenantSuspended: boolean; workspaceRestricted: boolean } } | { ok: false; errors: string[] } {
+  // why: this input comes from a command line or a web form, not from a validated test file
+  const shape = [
+    ...shapeErrors(validateRequestShape, single.request, "/request"),
+    ...(single.token === null || single.token === undefined ? [] : shapeErrors(validateTokenShape, single.token, "/token")),
+  ];
+  if (shape.length > 0) return { ok: false, errors: shape };
   const errors: string[] = [];
   const fail = (pointer: string, message: string) => errors.push(pointer === "" ? message : `${pointer}: ${message}`);
   let spec: TokenSpec | null = null;
@@ -353,7 +372,6 @@ export function prepareSingleCase(
     if (resolved === undefined) return { ok: false, errors };
     spec = resolved;
   } else if (single.token !== null && single.token !== undefined) {
-    if (typeof single.token !== "object" || Array.isArray(single.token)) return { ok: false, errors: ["token must be an object of token facts"] };
     spec = single.token as TokenSpec;
   }
   let token: { record: TokenRecord; string: string } | null | undefined = null;

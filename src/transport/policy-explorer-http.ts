@@ -69,34 +69,43 @@ export function createPolicyExplorerHandler(policy: () => CompiledPolicySet, now
         return true;
       }
       readBody(request, (body) => {
-        if (body === null) return json(response, 413, { error: `request body over ${MAX_BODY_BYTES} bytes` });
-        let parsed: ExplainBody;
         try {
-          parsed = JSON.parse(body) as ExplainBody;
+          answerExplain(response, body, policy(), now);
         } catch {
-          return json(response, 400, { error: "body is not JSON" });
+          // why: a bug here must not take the decision server down with it
+          if (!response.headersSent) json(response, 500, { error: "the explanation could not be made" });
         }
-        if (typeof parsed !== "object" || parsed === null || typeof parsed.request !== "object" || parsed.request === null) {
-          return json(response, 400, { error: "body needs a `request` object" });
-        }
-        const nowMs = parsed.at === undefined ? now() : Date.parse(parsed.at);
-        if (Number.isNaN(nowMs)) return json(response, 400, { error: `invalid time \`${String(parsed.at)}\`: expected ISO 8601` });
-        const current = policy();
-        const prepared = prepareSingleCase(current, {
-          token: parsed.token ?? null,
-          request: parsed.request,
-          tenantSuspended: parsed.tenantSuspended === true,
-          workspaceRestricted: parsed.workspaceRestricted === true,
-          nowMs,
-        });
-        if (!prepared.ok) return json(response, 400, { error: prepared.errors.join("; ") });
-        json(response, 200, { revision: current.revision, ...explainRequest(prepared.input, current, prepared.facts, nowMs) });
       });
       return true;
     }
     send(response, 404, "text/plain; charset=utf-8", "not found\n");
     return true;
   };
+}
+
+/** Answers one `/policy/explain` body with the explanation, or a 4xx naming what is wrong with it. */
+function answerExplain(response: http.ServerResponse, body: string | null, current: CompiledPolicySet, now: () => number): void {
+  if (body === null) return json(response, 413, { error: `request body over ${MAX_BODY_BYTES} bytes` });
+  let parsed: ExplainBody;
+  try {
+    parsed = JSON.parse(body) as ExplainBody;
+  } catch {
+    return json(response, 400, { error: "body is not JSON" });
+  }
+  if (typeof parsed !== "object" || parsed === null || typeof parsed.request !== "object" || parsed.request === null) {
+    return json(response, 400, { error: "body needs a `request` object" });
+  }
+  const nowMs = parsed.at === undefined ? now() : typeof parsed.at === "string" ? Date.parse(parsed.at) : NaN;
+  if (Number.isNaN(nowMs)) return json(response, 400, { error: `invalid time \`${String(parsed.at)}\`: expected ISO 8601` });
+  const prepared = prepareSingleCase(current, {
+    token: parsed.token ?? null,
+    request: parsed.request,
+    tenantSuspended: parsed.tenantSuspended === true,
+    workspaceRestricted: parsed.workspaceRestricted === true,
+    nowMs,
+  });
+  if (!prepared.ok) return json(response, 400, { error: prepared.errors.join("; ") });
+  json(response, 200, { revision: current.revision, ...explainRequest(prepared.input, current, prepared.facts, nowMs) });
 }
 
 function readBody(request: http.IncomingMessage, done: (body: string | null) => void): void {
