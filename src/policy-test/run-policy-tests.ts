@@ -9,6 +9,7 @@ import { join, relative } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
 import type { AuthzInput, ClientCertificateFacts, Decision, TokenRecord } from "../engine/types.js";
 import { explainRequest, formatExplanation, type Explanation } from "../explain/explain.js";
+import { compileControls } from "../policy/controls.js";
 import { validateControlsShape } from "../policy/schema.js";
 import { suggest } from "../policy/suggest.js";
 import type { CompiledPolicySet } from "../policy/types.js";
@@ -114,7 +115,8 @@ export interface CaseResult {
   /** `expected X, got Y` lines; empty when passed. */
   readonly mismatches: readonly string[];
   readonly decision: Decision;
-  readonly explanation: Explanation;
+  /** `null` when the engine failed on this case (the decision is then `unavailable` and a mismatch names the error). */
+  readonly explanation: Explanation | null;
   readonly durationMs: number;
 }
 
@@ -271,9 +273,14 @@ function buildToken(
   known("keyLevel", spec.keyLevel, policy.keyLevels.keys());
   known("creatorRole", spec.creatorRole, policy.roles.keys());
   (spec.scopes ?? []).forEach((scope, i) => known(`scopes/${i}`, scope, policy.scopes));
-  for (const e of spec.controls === undefined ? [] : validateControlsShape(spec.controls)) {
-    fail(`${pointer}/controls${e.pointer}`, e.message);
-    ok = false;
+  if (spec.controls !== undefined) {
+    // the same two checks `tokens create --controls` makes: the shape, then what compiles (CIDRs, zones, pins)
+    const shape = validateControlsShape(spec.controls);
+    const compiled = shape.length === 0 ? compileControls(spec.controls as TokenRecord["controls"], "token") : null;
+    for (const e of compiled === null ? shape : compiled.ok ? [] : compiled.errors) {
+      fail(`${pointer}/controls${e.pointer}`, e.hint === undefined ? e.message : `${e.message} (${e.hint})`);
+      ok = false;
+    }
   }
   if (!ok || prefix === undefined) return undefined;
   const id = spec.id ?? `tok_${caseName.replace(/[^A-Za-z0-9]+/g, "_").slice(0, 40)}`;
@@ -392,26 +399,24 @@ export function prepareSingleCase(
 function runCase(policy: CompiledPolicySet, file: string, c: PreparedCase): CaseResult {
   const startMs = performance.now();
   const facts = { token: c.token, tenantSuspended: c.tenantSuspended, workspaceRestricted: c.workspaceRestricted };
+  let failure: string | null = null;
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: { find: (raw) => (raw === c.tokenString ? c.token : undefined) },
     tenantState: { tenantSuspended: () => c.tenantSuspended, workspaceRestricted: () => c.workspaceRestricted },
     now: () => c.nowMs,
-    onError: () => {},
+    onError: (error) => {
+      failure = error instanceof Error ? error.message : String(error);
+    },
     quota: createMemoryQuotaCounter(),
   });
   let decision = authorize(c.input).decision;
   for (let i = 1; i < c.repeat; i++) decision = authorize(c.input).decision;
   const mismatches = compare(c.expect, decision);
-  return {
-    file,
-    name: c.name,
-    passed: mismatches.length === 0,
-    mismatches,
-    decision,
-    explanation: explainRequest(c.input, policy, facts, c.nowMs, decision),
-    durationMs: performance.now() - startMs,
-  };
+  let explanation: Explanation | null = null;
+  if (failure !== null) mismatches.push(`the engine failed: ${failure}`);
+  else explanation = explainRequest(c.input, policy, facts, c.nowMs, decision);
+  return { file, name: c.name, passed: mismatches.length === 0, mismatches, decision, explanation, durationMs: performance.now() - startMs };
 }
 
 function compare(expect: Expectation, decision: Decision): string[] {
@@ -440,7 +445,7 @@ export function formatTestRun(run: TestRun, verbose = false): string {
     lines.push(`${r.passed ? "PASS" : "FAIL"} ${r.file} > ${r.name}`);
     if (!r.passed) {
       for (const m of r.mismatches) lines.push(`  ${m}`);
-      lines.push(formatExplanation(r.explanation, "  "));
+      if (r.explanation !== null) lines.push(formatExplanation(r.explanation, "  "));
     }
   }
   lines.push(summaryLine(run));
@@ -477,7 +482,7 @@ export function formatJunit(run: TestRun): string {
       if (r.passed) out.push(`${open}/>`);
       else {
         out.push(`${open}>`);
-        out.push(`      <failure message="${escapeXml(r.mismatches.join("; "))}">${escapeXml(formatExplanation(r.explanation))}</failure>`);
+        out.push(`      <failure message="${escapeXml(r.mismatches.join("; "))}">${escapeXml(r.explanation === null ? "" : formatExplanation(r.explanation))}</failure>`);
         out.push("    </testcase>");
       }
     }

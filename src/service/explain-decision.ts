@@ -27,14 +27,20 @@ export function createDecisionExplainer(
   return (input, result, call) => {
     const policy = deps.policy();
     if (policy === null || policy.revision !== result.policyRevision || !mayExplain(call)) return null;
-    const prepared = prepareRequest(input, policy);
-    const credential = prepared.ok ? readCredential(prepared.request, policy) : null;
-    const token = credential?.ok === true ? deps.tokens.find(credential.credential.token) : undefined;
-    const facts = {
-      token,
-      tenantSuspended: token !== undefined && deps.tenantState.tenantSuspended(token.tenant),
-      workspaceRestricted: token !== undefined && deps.tenantState.workspaceRestricted(token.tenant, token.workspace),
-    };
-    return explainRequest(input, policy, facts, deps.now(), result.decision);
+    try {
+      const prepared = prepareRequest(input, policy);
+      const credential = prepared.ok ? readCredential(prepared.request, policy) : null;
+      const token = credential?.ok === true ? deps.tokens.find(credential.credential.token) : undefined;
+      const facts = {
+        token,
+        tenantSuspended: token !== undefined && deps.tenantState.tenantSuspended(token.tenant),
+        workspaceRestricted: token !== undefined && deps.tenantState.workspaceRestricted(token.tenant, token.workspace),
+      };
+      return explainRequest(input, policy, facts, deps.now(), result.decision);
+    } catch {
+      // why: the answer is already decided; an explanation that cannot be made (a store
+      // failure, a token whose stored controls do not compile) must not turn it into an error
+      return null;
+    }
   };
 }

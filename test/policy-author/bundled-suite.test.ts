@@ -34,7 +34,8 @@ describe("the bundled policy set's test suite", () => {
 
   it("explains every case with the stage that decided it, in agreement with the decision", () => {
     for (const r of run.results) {
-      const stage = denyingStage(r.explanation);
+      expect(r.explanation).not.toBeNull();
+      const stage = denyingStage(r.explanation!);
       expect([r.name, stage?.code ?? "ok"]).toEqual([r.name, r.decision.code]);
     }
   });

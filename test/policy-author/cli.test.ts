@@ -107,6 +107,11 @@ describe("policy test", () => {
       message: "INVALID tests/bad.test.json /cases/0: case needs a `now` (or the file a default `now`)",
     },
     { name: "a file that is not JSON", content: "{", message: "INVALID tests/bad.test.json: cannot read test file:" },
+    {
+      name: "token controls that do not compile",
+      content: { now: NOW, cases: [{ name: "x", token: { role: "tenant_operator", controls: { conditionalAccess: { timeZone: "Mars/Olympus" } } }, request: { method: "GET", path: "/" }, expect: { code: "ok" } }] },
+      message: "INVALID tests/bad.test.json /cases/0/token/controls/conditionalAccess/timeZone: unknown time zone `Mars/Olympus`",
+    },
   ])("refuses $name with exit 2", async ({ content, message }) => {
     const folder = policyCopy({});
     fs.writeFileSync(path.join(folder, "tests", "bad.test.json"), typeof content === "string" ? content : JSON.stringify(content));
