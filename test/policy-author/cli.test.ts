@@ -85,6 +85,14 @@ describe("policy test", () => {
     expect(io.out).toBe("1 passed, 0 failed, 1 skipped\n");
   });
 
+  it("refuses a folder without test files, and an invalid --run pattern, with exit 2", async () => {
+    const folder = policyCopy({});
+    expect(await run("policy", "test", folder)).toBe(2);
+    expect(io.err).toContain(`no test files found in \`${path.join(folder, "tests")}\``);
+    expect(await run("policy", "test", EXAMPLE_POLICY_DIR, "--run", "(")).toBe(2);
+    expect(io.err).toContain("invalid --run `(`: expected a regular expression");
+  });
+
   it.each([
     {
       name: "an unknown fixture, with a suggestion",
