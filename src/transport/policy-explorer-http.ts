@@ -9,7 +9,8 @@ import { explainRequest } from "../explain/explain.js";
 import { EXPLORER_CSS, EXPLORER_HTML, EXPLORER_JS } from "../explorer/explorer-assets.js";
 import { buildExplorerModel } from "../explorer/explorer-model.js";
 import type { CompiledPolicySet } from "../policy/types.js";
-import { prepareSingleCase, type RequestSpec } from "../policy-test/run-policy-tests.js";
+import { prepareSingleCase } from "../policy-test/build-case.js";
+import type { RequestSpec } from "../policy-test/test-file.js";
 
 // The page loads only its own files; policy text is rendered as text, never markup.
 const SECURITY_HEADERS = {
