@@ -7,7 +7,9 @@ import type { ServeConfig } from "./config/config.js";
 import { loadPolicySet } from "./policy/load.js";
 import { PolicyLoadError } from "./policy/errors.js";
 import type { CompiledPolicySet } from "./policy/types.js";
+import { watchPolicyFolder } from "./policy/watch-policy-folder.js";
 import { createAuthorizer, type Authorizer } from "./service/authorize.js";
+import { createDecisionExplainer } from "./service/explain-decision.js";
 import { createServerMetrics } from "./service/metrics.js";
 import { installFastTextEncoding } from "./transport/text-encoding.js";
 import { createTenantStateCache } from "./service/tenant-state-cache.js";
@@ -21,6 +23,7 @@ import { closeHttp, createHttpServer, listenHttp } from "./transport/http.js";
 import { DEFAULT_EXT_AUTHZ_PREFIX } from "./transport/ext-authz-http.js";
 import { buildTrustedProxyMatcher } from "./transport/trusted-proxies.js";
 import { checkPortsFree, listenErrorOf, servePorts } from "./config/check-ports.js";
+import { createPolicyExplorerHandler } from "./transport/policy-explorer-http.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -60,17 +63,20 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const metrics = createServerMetrics();
   metrics.policyLoaded(policy);
   const usage = createUsageRecorder(store, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
+  const tenantState = createTenantStateCache(store);
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: tokenCache,
     // why: suspensions made through `store` are seen by the next decision; the CLI's within 1 s
-    tenantState: createTenantStateCache(store),
+    tenantState,
     now: Date.now,
     onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
     usage,
     observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
   });
   const tokenService = createTokenService({ store, policy: () => policy, authorize, now: Date.now });
+  // why: explanations name controls and scopes, so only callers who may manage tokens get them
+  const explain = createDecisionExplainer({ policy: () => policy, tokens: tokenCache, tenantState, now: Date.now }, (call) => tokenService.mayManageTokens(call));
 
   const health = new Health({ "": "NOT_SERVING", [`portcullis.v1.AuthorizationService`]: "NOT_SERVING" });
   // Parsed once: every request's forwarding headers are judged against these.
@@ -82,6 +88,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     envoy: { trustedProxies, onError: onTransportError },
     tokenService,
     onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
+    explain,
   });
   let ready = false;
   const httpServer = createHttpServer({
@@ -90,6 +97,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
     tokenService,
     metrics: () => metrics.render(),
+    explain,
+    ...(config.policyExplorer === true ? { policyExplorer: createPolicyExplorerHandler(() => policy) } : {}),
   });
 
   let grpcPort: number;
@@ -114,6 +123,19 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   health.setStatus("portcullis.v1.TokenService", "SERVING");
   log.info({ grpc: `${config.host}:${grpcPort}`, http: `${config.host}:${httpPort}` }, `listening: grpc on ${config.host}:${grpcPort}, http on ${config.host}:${httpPort}`);
 
+  // why: a changed file is picked up like SIGHUP does, but only a set that stayed unchanged while it was read
+  const watcher =
+    config.watchPolicies === false
+      ? undefined
+      : watchPolicyFolder(config.policyDir, {
+          onSettled: () => {
+            const next = loadPolicySet(config.policyDir);
+            if (next.ok && next.policy.revision === policy.revision) return null;
+            return () => void applyPolicy(next);
+          },
+          onError: (error) => log.warn({ err: error }, `cannot watch ${config.policyDir}; reload with SIGHUP`),
+        });
+
   return {
     grpcPort,
     httpPort,
@@ -123,22 +145,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     usage,
     policy: () => policy,
     reloadPolicy() {
-      const next = loadPolicySet(config.policyDir);
-      if (!next.ok) {
-        const error = new PolicyLoadError(next.errors);
-        log.error({ errors: next.errors }, `policy reload refused; keeping revision ${policy.revision.slice(0, 12)}`);
-        metrics.policyReload("refused");
-        return { ok: false, error };
-      }
-      policy = next.policy;
-      tokenCache.clear();
-      metrics.policyReload("ok");
-      metrics.policyLoaded(policy);
-      log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);
-      return { ok: true };
+      return applyPolicy(loadPolicySet(config.policyDir));
     },
     async close(graceMs = 5_000) {
       ready = false;
+      watcher?.close();
       health.setStatus("", "NOT_SERVING");
       await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.
@@ -146,4 +157,20 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       store.close();
     },
   };
+
+  /** Puts a loaded set in force, or keeps the one in force when it did not load. */
+  function applyPolicy(next: ReturnType<typeof loadPolicySet>): { ok: true } | { ok: false; error: PolicyLoadError } {
+    if (!next.ok) {
+      const error = new PolicyLoadError(next.errors);
+      log.error({ errors: next.errors }, `policy reload refused; keeping revision ${policy.revision.slice(0, 12)}`);
+      metrics.policyReload("refused");
+      return { ok: false, error };
+    }
+    policy = next.policy;
+    tokenCache.clear();
+    metrics.policyReload("ok");
+    metrics.policyLoaded(policy);
+    log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);
+    return { ok: true };
+  }
 }

@@ -17,6 +17,7 @@ import { controlsFromFlags, registerAdminCommands, withControlOptions, type Cont
 import { registerLifecycleCommands } from "./lifecycle.js";
 import { createLogger } from "./logger.js";
 import { checkHealth } from "./healthcheck.js";
+import { PolicyUsageError, registerPolicyAuthorCommands } from "./policy-commands.js";
 import { StoreError, TokenStore } from "../store/token-store.js";
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
@@ -39,6 +40,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (error instanceof ConfigError || error instanceof StoreError || error instanceof TokenRequestError || error instanceof UsageError) {
       process.stderr.write(`error: ${error.message}\n`);
       return error instanceof UsageError || error instanceof ConfigError ? 2 : 1;
+    }
+    if (error instanceof PolicyUsageError) {
+      process.stderr.write(`error: ${error.message}\n`);
+      return 2;
     }
     process.stderr.write(`error: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
@@ -70,6 +75,8 @@ export function buildProgram(): Command {
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .option("--ext-authz-prefix <path>", "path prefix of the HTTP ext-authz endpoints (env PORTCULLIS_EXT_AUTHZ_PREFIX, default /ext-authz)")
+    .option("--no-watch-policies", "do not reload the policy folder when its files change; SIGHUP still reloads (env PORTCULLIS_WATCH_POLICIES, true or false, default true)")
+    .option("--policy-explorer", "serve the read-only policy explorer at /policy on the HTTP port (env PORTCULLIS_POLICY_EXPLORER, true or false, default false)")
     .action(async (flags: ServeFlags) => serve(flags));
 
   program
@@ -154,6 +161,7 @@ export function buildProgram(): Command {
       if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
       process.stdout.write(`policy set \`${loaded.policy.name}\` is valid: ${loaded.files.length} files, revision ${loaded.policy.revision.slice(0, 12)}\n`);
     });
+  registerPolicyAuthorCommands(policy);
   return program;
 }
 

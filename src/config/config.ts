@@ -38,6 +38,21 @@ export interface ServeConfig {
    * (`--ext-authz-prefix`; env `PORTCULLIS_EXT_AUTHZ_PREFIX`); optional like `trustedProxies`.
    */
   readonly extAuthzPrefix?: string;
+  /**
+   * Whether the server reloads its policy folder when a `*.json` file in it
+   * changes (debounced; a set that fails to load leaves the one in force, as
+   * SIGHUP does). Default `true` (`--no-watch-policies`; env
+   * `PORTCULLIS_WATCH_POLICIES=false`); optional like `trustedProxies`.
+   */
+  readonly watchPolicies?: boolean;
+  /**
+   * Whether the HTTP port serves the read-only policy explorer at `/policy`
+   * (route table, role matrix, controls, and a form that explains a request
+   * for an inline token). Default `false` (`--policy-explorer`; env
+   * `PORTCULLIS_POLICY_EXPLORER=true`): it shows the whole policy set to
+   * anyone who reaches the port.
+   */
+  readonly policyExplorer?: boolean;
 }
 
 /** Flags as the CLI parsed them; `undefined` when not given. */
@@ -50,6 +65,8 @@ export interface ServeFlags {
   readonly logLevel?: string;
   readonly trustedProxy?: readonly string[];
   readonly extAuthzPrefix?: string;
+  readonly watchPolicies?: boolean;
+  readonly policyExplorer?: boolean;
 }
 
 /**
@@ -86,6 +103,9 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     logLevel,
     trustedProxies: trustedProxies(flags.trustedProxy, env.PORTCULLIS_TRUSTED_PROXIES),
     extAuthzPrefix: pathPrefix(flags.extAuthzPrefix ?? env.PORTCULLIS_EXT_AUTHZ_PREFIX ?? "/ext-authz"),
+    // why: commander makes `--no-watch-policies` default to true, so only its `false` overrides the environment
+    watchPolicies: flags.watchPolicies === false ? false : booleanEnv(env.PORTCULLIS_WATCH_POLICIES, "PORTCULLIS_WATCH_POLICIES", true),
+    policyExplorer: flags.policyExplorer === true || booleanEnv(env.PORTCULLIS_POLICY_EXPLORER, "PORTCULLIS_POLICY_EXPLORER", false),
   };
 }
 
@@ -125,4 +145,12 @@ function port(value: string, flag: string, envName: string): number {
 function nonEmpty(value: string, flag: string, envName: string): string {
   if (value.trim() === "") throw new ConfigError(`${flag} (${envName}) must not be empty`);
   return value;
+}
+
+function booleanEnv(value: string | undefined, envName: string, fallback: boolean): boolean {
+  if (value === undefined || value.trim() === "") return fallback;
+  const v = value.trim().toLowerCase();
+  if (["1", "true", "yes", "on"].includes(v)) return true;
+  if (["0", "false", "no", "off"].includes(v)) return false;
+  throw new ConfigError(`invalid ${envName} \`${value}\`: expected true or false`);
 }

@@ -345,6 +345,16 @@ export function compilePolicySet(
       protect: merged.workspaceRestriction?.value.protect === undefined ? null : buildPathPatternMatcher(merged.workspaceRestriction.value.protect),
     }),
     tokens: compileTokenRules(merged.tokens?.value),
+    routeTable: Object.freeze([
+      ...merged.operations.map(({ value: op }) => Object.freeze({ method: op.method, path: op.path, scope: op.scope, ruleId: operationRuleId(op) })),
+      ...merged.endpointGroups.flatMap(({ value: group }) => {
+        const path = group.basePath === "/" ? "/**" : `${group.basePath}/**`;
+        return [
+          Object.freeze({ method: "read", path, scope: group.readScope, ruleId: groupRuleId(group) }),
+          Object.freeze({ method: "write", path, scope: group.writeScope, ruleId: groupRuleId(group) }),
+        ];
+      }),
+    ]),
   });
 }
 

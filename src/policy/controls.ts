@@ -18,6 +18,7 @@ import type {
   QuotaSpec,
   WeekdayName,
 } from "./types.js";
+import { suggestTimeZone } from "./suggest.js";
 import { resolveZoneClock } from "./zone-clock.js";
 
 export type { Compiled, ControlError } from "./ip-allowlist-matcher.js";
@@ -142,7 +143,7 @@ export function compileConditionalAccess(spec: ConditionalAccessSpec, ruleId: st
   const zone = spec.timeZone ?? "UTC";
   const clock = resolveZoneClock(zone);
   if (clock === null) {
-    errors.push({ pointer: "/timeZone", message: `unknown time zone \`${zone}\``, hint: "use an iana zone such as `Europe/Berlin`, or `UTC`" });
+    errors.push({ pointer: "/timeZone", message: `unknown time zone \`${zone}\``, hint: suggestTimeZone(zone) });
   }
   let hours: CompiledConditionalAccess["hours"] = null;
   if (spec.hours !== undefined) {

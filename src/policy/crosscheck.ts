@@ -3,7 +3,6 @@
  * folder, every scope known to the catalog, patterns that match something,
  * and operations that never leave a request ambiguous.
  */
-import { closest, distance } from "fastest-levenshtein";
 import { compileControls } from "./controls.js";
 import { parseDuration } from "./duration.js";
 import {
@@ -20,26 +19,10 @@ import {
   type MergedPolicySet,
 } from "./compile.js";
 import { errorAt, type PolicyError, type PolicySource } from "./errors.js";
-import type { CompiledControlSelector, ControlEntrySpec, OperationSpec } from "./types.js";
+import { suggest } from "./suggest.js";
 
-/**
- * Returns a "did you mean" hint for the candidate closest to `word` by edit
- * distance, when it is within 2 edits or a third of the word's length; else
- * `undefined`. `show` renders the candidate, e.g. to add back a `!` or `:*`.
- */
-export function suggest(
-  word: string,
-  candidates: Iterable<string>,
-  show: (candidate: string) => string = (c) => c,
-): string | undefined {
-  const list = [...candidates];
-  if (list.length === 0) return undefined;
-  const best = closest(word, list);
-  const d = distance(word, best);
-  return d > 0 && d <= Math.max(2, Math.floor(word.length / 3))
-    ? `did you mean \`${show(best)}\`?`
-    : undefined;
-}
+export { suggest };
+import type { CompiledControlSelector, ControlEntrySpec, OperationSpec } from "./types.js";
 
 const PCHAR = /^[A-Za-z0-9._~!$&'()*+,;=:@-]+$/;
 const PARAMETER = /^\{[A-Za-z_][A-Za-z0-9_]*\}$/;
@@ -117,13 +100,19 @@ function witnessPath(a: readonly string[], b: readonly string[]): string {
 
 /**
  * Runs every cross-file check on a merged policy set and returns the errors,
- * each placed at the offending value in `sources` (keyed by file).
+ * each placed at the offending value in `sources` (keyed by file). Sections
+ * named in `incomplete` lost items to earlier errors: references into them
+ * are not checked, so that one mistake is reported once.
  */
 export function crossCheckPolicySet(
   merged: MergedPolicySet,
   sources: ReadonlyMap<string, PolicySource>,
+  incomplete: ReadonlySet<string> = new Set(),
 ): PolicyError[] {
   const errors: PolicyError[] = [];
+  // why: a name missing from a section that lost items to their own errors may
+  // be one of those items; reporting it would only echo the first error
+  const knowsAll = (section: string): boolean => !incomplete.has(section);
   const report = (
     at: Located<unknown>,
     suffix: string,
@@ -172,7 +161,7 @@ export function crossCheckPolicySet(
   }
 
   const checkScope = (scope: string, at: Located<unknown>, suffix: string): void => {
-    if (!catalog.has(scope)) report(at, suffix, `unknown scope \`${scope}\``, suggest(scope, catalog));
+    if (!catalog.has(scope) && knowsAll("scopes")) report(at, suffix, `unknown scope \`${scope}\``, suggest(scope, catalog));
   };
 
   const checkPatterns = (patterns: readonly string[], at: Located<unknown>): void => {
@@ -180,7 +169,7 @@ export function crossCheckPolicySet(
       const suffix = `/scopes/${i}`;
       const bang = pattern.startsWith("!") ? "!" : "";
       const positive = pattern.slice(bang.length);
-      if (expandScopePatterns([positive], catalog).size > 0) return;
+      if (!knowsAll("scopes") || expandScopePatterns([positive], catalog).size > 0) return;
       if (positive.endsWith(":*")) {
         const module = positive.slice(0, -2);
         const hint = suggest(module, modules, (m) => `${bang}${m}:*`);
@@ -210,7 +199,7 @@ export function crossCheckPolicySet(
   }
   const environmentNames = merged.environments.map((e) => e.value.name);
   const defaultEnvironment = merged.policySet.value.defaultEnvironment;
-  if (!environmentNames.includes(defaultEnvironment)) {
+  if (!environmentNames.includes(defaultEnvironment) && knowsAll("environments")) {
     report(
       merged.policySet,
       "/defaultEnvironment",
@@ -306,12 +295,12 @@ export function crossCheckPolicySet(
     const entry = at.value;
     checkRuleId(entry.id, true, at, "/id");
     const { environment, role } = entry.selector;
-    if (environment !== undefined && !environmentNames.includes(environment)) {
+    if (environment !== undefined && !environmentNames.includes(environment) && knowsAll("environments")) {
       report(at, "/selector/environment", `unknown environment \`${environment}\``, suggest(environment, environmentNames));
     }
-    if (role !== undefined && !roleList.includes(role)) report(at, "/selector/role", `unknown role \`${role}\``, suggest(role, roleList));
+    if (role !== undefined && !roleList.includes(role) && knowsAll("roles")) report(at, "/selector/role", `unknown role \`${role}\``, suggest(role, roleList));
     (entry.conditionalAccess?.environments ?? []).forEach((name, i) => {
-      if (!environmentNames.includes(name)) {
+      if (!environmentNames.includes(name) && knowsAll("environments")) {
         report(at, `/conditionalAccess/environments/${i}`, `unknown environment \`${name}\``, suggest(name, environmentNames));
       }
     });

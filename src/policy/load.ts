@@ -61,6 +61,9 @@ const ARRAY_SECTIONS = [
   "controls",
 ] as const;
 
+/** Sections that appear once per folder. */
+const OBJECT_SECTIONS = ["policySet", "workspaceRestriction", "tokens"] as const;
+
 /** Sections the merged set needs at least one item of. */
 const REQUIRED_SECTIONS = ["environments", "scopes", "endpointGroups"] as const;
 
@@ -130,11 +133,59 @@ function readPolicyFile(
   return { source, value: getNodeValue(root) };
 }
 
+/**
+ * Marks the sections a file that did not parse (or repeated a property) names
+ * at its top level as incomplete: what they held is unknown. With no tree at
+ * all, every section is.
+ */
+function markUnreadSections(root: Node | undefined, incomplete: Set<string>): void {
+  const names = root?.type === "object" ? (root.children ?? []).map((prop) => String(prop.children?.[0]?.value)) : undefined;
+  for (const section of [...ARRAY_SECTIONS, ...OBJECT_SECTIONS]) {
+    if (names === undefined || names.includes(section)) incomplete.add(section);
+  }
+}
+
+/**
+ * The parts of a parsed file that no schema error touches: items of list
+ * sections and whole single sections. Sections that lost something are added
+ * to `incomplete`, so that later checks do not report references into them.
+ * Returns `undefined` when the file is not an object at all.
+ */
+function keepValidParts(value: unknown, schemaErrors: readonly PolicyError[], incomplete: Set<string>): PolicyFile | undefined {
+  if (schemaErrors.length === 0) return value as PolicyFile;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    markUnreadSections(undefined, incomplete);
+    return undefined;
+  }
+  const touches = (pointer: string) => schemaErrors.some((e) => e.pointer === pointer || e.pointer.startsWith(`${pointer}/`));
+  const record = value as Record<string, unknown>;
+  const kept: Record<string, unknown> = {};
+  for (const section of OBJECT_SECTIONS) {
+    if (!(section in record)) continue;
+    if (touches(`/${section}`)) incomplete.add(section);
+    else kept[section] = record[section];
+  }
+  for (const section of ARRAY_SECTIONS) {
+    const items = record[section];
+    if (items === undefined) continue;
+    if (!Array.isArray(items) || schemaErrors.some((e) => e.pointer === `/${section}`)) {
+      incomplete.add(section);
+      continue;
+    }
+    // why: positions are kept (holes, not a shorter list) so that pointers still name the right item
+    kept[section] = items.map((item, i) => (touches(`/${section}/${i}`) ? undefined : item));
+    if (items.some((_, i) => touches(`/${section}/${i}`))) incomplete.add(section);
+  }
+  // INVARIANT: each kept part passed the schema on its own
+  return kept as PolicyFile;
+}
+
 /** Merges validated files; reports a second `policySet` and missing sections. */
 function mergeFiles(
   dir: string,
   files: readonly { source: PolicySource; value: PolicyFile }[],
   errors: PolicyError[],
+  incomplete: ReadonlySet<string>,
 ): MergedPolicySet | undefined {
   let policySet: Located<PolicyFile["policySet"] & object> | undefined;
   let workspaceRestriction: Located<PolicyFile["workspaceRestriction"] & object> | undefined;
@@ -166,17 +217,19 @@ function mergeFiles(
     }
     for (const section of ARRAY_SECTIONS) {
       (value[section] ?? []).forEach((item: unknown, i: number) => {
-        lists.get(section)?.push({ value: item, file: source.file, pointer: `/${section}/${i}` });
+        if (item !== undefined) lists.get(section)?.push({ value: item, file: source.file, pointer: `/${section}/${i}` });
       });
     }
   }
-  if (policySet === undefined) errors.push(folderError(dir, "policy set needs a `policySet` section"));
+  if (policySet === undefined && !incomplete.has("policySet")) errors.push(folderError(dir, "policy set needs a `policySet` section"));
+  let missing = false;
   for (const section of REQUIRED_SECTIONS) {
     if (lists.get(section)?.length === 0) {
-      errors.push(folderError(dir, `policy set needs at least one entry in \`${section}\``));
+      missing = true;
+      if (!incomplete.has(section)) errors.push(folderError(dir, `policy set needs at least one entry in \`${section}\``));
     }
   }
-  if (policySet === undefined || errors.length > 0) return undefined;
+  if (policySet === undefined || missing) return undefined;
   // INVARIANT: every file passed the schema, so each list holds items of its section's type
   return { policySet, workspaceRestriction, tokens, ...Object.fromEntries(lists) } as unknown as MergedPolicySet;
 }
@@ -185,9 +238,11 @@ function mergeFiles(
  * Loads, validates and compiles the policy set in `dir`: every `*.json` file
  * directly in it (not in subfolders), in name order. Never throws for bad
  * input. Stages run in order (parse and schema per file, then merge and
- * cross-checks, then compile) and a stage runs only when the ones before it
- * found nothing, so that its errors are not echoes of earlier ones. Errors of a
- * stage are collected across all files and sorted by file, line and column.
+ * cross-checks, then compile). Every stage runs on what passed the ones
+ * before it: an item with a schema error is left out of the merge, and a
+ * reference into a section that lost items is not checked, so that errors are
+ * not echoes of earlier ones. Compilation runs only when nothing was found.
+ * Errors are collected across all files and sorted by file, line and column.
  *
  * @example
  * const result = loadPolicySet("policies");
@@ -220,21 +275,30 @@ export function loadPolicySet(dir: string): LoadPolicySetResult {
   const errors: PolicyError[] = [];
   const sources: PolicySource[] = [];
   const parsed: { source: PolicySource; value: PolicyFile }[] = [];
+  const incomplete = new Set<string>();
   for (const name of names) {
     const read = readPolicyFile(dir, name, errors);
-    if (read === undefined) continue;
+    if (read === undefined) {
+      markUnreadSections(undefined, incomplete);
+      continue;
+    }
     sources.push(read.source);
-    if (!("value" in read)) continue;
+    if (!("value" in read)) {
+      markUnreadSections(read.source.root, incomplete);
+      continue;
+    }
     const schemaErrors = validatePolicyFile(read.source, read.value);
     errors.push(...schemaErrors);
-    if (schemaErrors.length === 0) parsed.push({ source: read.source, value: read.value as PolicyFile });
+    const kept = keepValidParts(read.value, schemaErrors, incomplete);
+    if (kept !== undefined) parsed.push({ source: read.source, value: kept });
   }
-  if (errors.length > 0) return { ok: false, errors: sortPolicyErrors(errors) };
 
-  const merged = mergeFiles(dir, parsed, errors);
+  // why: later stages run on what passed the earlier ones, so one run reports
+  // every error findable (authors fix a file once, not round after round)
+  const merged = mergeFiles(dir, parsed, errors, incomplete);
   if (merged === undefined) return { ok: false, errors: sortPolicyErrors(errors) };
 
-  errors.push(...crossCheckPolicySet(merged, new Map(sources.map((s) => [s.file, s]))));
+  errors.push(...crossCheckPolicySet(merged, new Map(sources.map((s) => [s.file, s])), incomplete));
   if (errors.length > 0) return { ok: false, errors: sortPolicyErrors(errors) };
 
   try {

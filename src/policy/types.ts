@@ -262,6 +262,18 @@ export interface CompiledPolicySet {
   readonly workspaceRestriction: CompiledWorkspaceRestriction;
   /** Rotation overlap and token limits. */
   readonly tokens: CompiledTokenRules;
+  /** Every route as written, operations then endpoint groups: for `policy diff` and the explorer, never for decisions. */
+  readonly routeTable: readonly RouteTableEntry[];
+}
+
+/** One row of {@link CompiledPolicySet.routeTable}. */
+export interface RouteTableEntry {
+  /** An upper-case method for an operation; `read` or `write` for an endpoint group. */
+  readonly method: string;
+  /** The operation's template, or the group's base path followed by `/**`. */
+  readonly path: string;
+  readonly scope: string;
+  readonly ruleId: string;
 }
 
 /**

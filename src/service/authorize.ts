@@ -21,6 +21,8 @@ export interface AuthorizeResult {
   readonly requestId: string;
   /** Whether the enforcement point should strip `Authorization` before forwarding an allowed request. */
   readonly stripCredential: boolean;
+  /** Revision of the policy set that decided; `""` when none was loaded. */
+  readonly policyRevision: string;
 }
 
 /** Everything {@link createAuthorizer} reads from the world. */
@@ -94,7 +96,7 @@ function decideWith(deps: AuthorizerDeps): Authorizer {
         decision = chargeQuota(decide(reading.request, reading.credential, policy, facts, nowMs), quota, nowMs);
         if (decision.identity !== null) deps.usage?.record(decision.identity.tokenId, nowMs);
       }
-      return { decision, response: renderDecision(decision, policy.errorDialect, requestId), requestId, stripCredential: policy.stripCredential };
+      return { decision, response: renderDecision(decision, policy.errorDialect, requestId), requestId, stripCredential: policy.stripCredential, policyRevision: policy.revision };
     } catch (error) {
       deps.onError(error, requestId);
       return failClosed("authorization could not be decided", requestId, policy);
@@ -104,5 +106,5 @@ function decideWith(deps: AuthorizerDeps): Authorizer {
 
 function failClosed(message: string, requestId: string, policy?: CompiledPolicySet): AuthorizeResult {
   const decision = unavailable(message);
-  return { decision, response: renderDecision(decision, policy?.errorDialect ?? "canonical", requestId), requestId, stripCredential: true };
+  return { decision, response: renderDecision(decision, policy?.errorDialect ?? "canonical", requestId), requestId, stripCredential: true, policyRevision: policy?.revision ?? "" };
 }

@@ -101,6 +101,8 @@ export interface TokenServiceImpl {
   rotateToken(request: RotateTokenRequest, call: CallContext): RotateTokenResponse;
   revokeToken(request: RevokeTokenRequest, call: CallContext): RevokeTokenResponse;
   emergencyRevoke(request: EmergencyRevokeRequest, call: CallContext): EmergencyRevokeResponse;
+  /** Whether the caller may manage tokens (the `createToken` guard lets it through): who may have decision explanations. */
+  mayManageTokens(call: CallContext): boolean;
 }
 
 /** A token filter as the API and the CLI share it; every field given must match. */
@@ -277,6 +279,16 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
         deps.store.revoke(request.id, caller.actor, request.reason === "" ? undefined : request.reason);
         return create(RevokeTokenResponseSchema, { token: message(caller, request.id) });
       });
+    },
+
+    mayManageTokens(call) {
+      try {
+        guard("createToken", call);
+        return true;
+      } catch (error) {
+        if (error instanceof ConnectError) return false;
+        throw error;
+      }
     },
 
     emergencyRevoke(request, call) {

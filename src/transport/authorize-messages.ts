@@ -5,8 +5,9 @@
 import { create, toBinary, type MessageInitShape, type UnknownField } from "@bufbuild/protobuf";
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import type { AuthzInput, ClientCertificateFacts, HeaderField, Identity } from "../engine/types.js";
-import { AuthorizeResponseSchema, type AuthorizeRequest, type AuthorizeResponse } from "../gen/portcullis/v1/authorization_pb.js";
-import type { AuthorizeResult } from "../service/authorize.js";
+import type { Explanation } from "../explain/explain.js";
+import { AuthorizeResponseSchema, ExplanationSchema, type AuthorizeRequest, type AuthorizeResponse } from "../gen/portcullis/v1/authorization_pb.js";
+import type { AuthorizeResult, Authorizer } from "../service/authorize.js";
 
 /** Reads an `AuthorizeRequest`; repeated header names are combined as HTTP does (RFC 9110 §5.3). */
 export function authzInputFromMessage(request: AuthorizeRequest): AuthzInput {
@@ -74,6 +75,7 @@ export function messageFromResult(result: AuthorizeResult, wire: ResponseWire = 
     warnings: decision.warnings.map((warning) => ({ ...warning })),
     requestId: result.requestId,
     details: { ...decision.details },
+    policyRevision: result.policyRevision,
   });
   if (tokenPartAsBytes) {
     // toBinary writes unknown fields verbatim after the known ones; field order does not matter on the wire.
@@ -110,4 +112,30 @@ function encodedOnce<K extends object>(cache: WeakMap<K, readonly UnknownField[]
     cache.set(key, fields);
   }
   return fields;
+}
+
+/**
+ * Answers one `Authorize` request: decides, writes the answer and, when the
+ * request asked for it and `explain` gives one (the caller may manage
+ * tokens), adds the explanation. Both servers serve `Authorize` through this.
+ */
+export function answerAuthorize(
+  request: AuthorizeRequest,
+  authorize: Authorizer,
+  wire: ResponseWire,
+  explain?: (input: AuthzInput, result: AuthorizeResult) => Explanation | null,
+): AuthorizeResponse {
+  const input = authzInputFromMessage(request);
+  const result = authorize(input);
+  const message = messageFromResult(result, wire);
+  if (request.explain && explain !== undefined) {
+    const explanation = explain(input, result);
+    if (explanation !== null) {
+      message.explanation = create(ExplanationSchema, {
+        at: explanation.at,
+        stages: explanation.stages.map((s) => ({ stage: s.stage, verdict: s.verdict, code: s.code ?? "", why: [...s.why] })),
+      });
+    }
+  }
+  return message;
 }

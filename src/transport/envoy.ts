@@ -87,7 +87,8 @@ export function inputFromCheckAttributes(attributes: CheckAttributes, trustedPro
  * (Envoy's `StatusCode` numbers are the HTTP ones), the rendered headers,
  * `x-portcullis-code`, `x-request-id`, and the body in the policy set's dialect.
  *
- * Both: `dynamic_metadata` with code, reason, rule_id and request_id, plus
+ * Both: `dynamic_metadata` with code, reason, rule_id, request_id and
+ * policy_revision (of the policy set that decided), plus
  * tenant, workspace, token_id, environment and scopes (a list) when the token
  * is known, under `envoy.filters.http.ext_authz` for access logs and RBAC.
  */
@@ -98,6 +99,7 @@ export function checkAnswerFromResult(result: AuthorizeResult): CheckAnswer {
     ["reason", decision.reason],
     ["rule_id", decision.ruleId],
     ["request_id", requestId],
+    ["policy_revision", result.policyRevision],
   ]);
   const identity = decision.identity;
   if (decision.allowed) {
@@ -148,7 +150,7 @@ export function createEnvoyCheck(options: EnvoyCheckOptions): (requestBytes: Buf
 export function failClosedAnswer(requestId: string): CheckAnswer {
   const decision = unavailable("authorization could not be decided");
   const response = renderDecision(decision, "canonical", requestId);
-  return checkAnswerFromResult({ decision, response, requestId, stripCredential: true });
+  return checkAnswerFromResult({ decision, response, requestId, stripCredential: true, policyRevision: "" });
 }
 
 /** `envoy.service.auth.v3.Authorization/Check` for the gRPC port: bytes in and out, so that decoding happens where its failure can still be answered. */

@@ -8,12 +8,13 @@ import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufb
 import { AuthorizationService, AuthorizeRequestSchema, AuthorizeResponseSchema } from "../gen/portcullis/v1/authorization_pb.js";
 import type { Authorizer } from "../service/authorize.js";
 import type { TokenServiceImpl } from "../service/token-service.js";
-import { authzInputFromMessage, messageFromResult } from "./authorize-messages.js";
+import type { AuthorizeExplainer } from "../service/explain-decision.js";
+import { answerAuthorize } from "./authorize-messages.js";
 import { envoyAuthorizationMethods, type EnvoyCheckOptions } from "./envoy.js";
 import { createGrpcServer as createServer, GrpcError, GrpcStatus, type GrpcMethod, type GrpcServer } from "./grpc-server.js";
 import type { Health } from "./health.js";
 // A cycle (it uses decodeRequest), safe because both sides only use function declarations.
-import { tokenServiceMethods } from "./token-service-grpc.js";
+import { callContextOf, tokenServiceMethods } from "./token-service-grpc.js";
 import { buildTrustedProxyMatcher } from "./trusted-proxies.js";
 
 export type { GrpcServer } from "./grpc-server.js";
@@ -30,18 +31,24 @@ export interface GrpcServerOptions {
   readonly tokenService?: TokenServiceImpl;
   /** Told about an exception a handler threw (answered INTERNAL). */
   readonly onError?: (error: unknown, path: string) => void;
+  /** Answers `Authorize` requests that set `explain`, for callers it allows; absent, the flag is ignored. */
+  readonly explain?: AuthorizeExplainer;
 }
 
 /** Creates the gRPC server with every service; `listen` binds it. */
 export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
-  const { authorize } = options;
+  const { authorize, explain } = options;
   const methods = new Map<string, GrpcMethod>([
     [
       `/${AuthorizationService.typeName}/Authorize`,
       {
         kind: "unary",
         // This port's codec is protobuf binary, never JSON.
-        handle: (bytes) => toBinary(AuthorizeResponseSchema, messageFromResult(authorize(authzInputFromMessage(decodeRequest(AuthorizeRequestSchema, bytes))), "binary")),
+        handle: (bytes, call) =>
+          toBinary(
+            AuthorizeResponseSchema,
+            answerAuthorize(decodeRequest(AuthorizeRequestSchema, bytes), authorize, "binary", explain === undefined ? undefined : (input, result) => explain(input, result, callContextOf(call))),
+          ),
       },
     ],
     ...envoyAuthorizationMethods({ trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize }),

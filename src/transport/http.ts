@@ -7,6 +7,7 @@ import type { AddressInfo } from "node:net";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Authorizer } from "../service/authorize.js";
+import type { AuthorizeExplainer } from "../service/explain-decision.js";
 import type { TokenServiceImpl } from "../service/token-service.js";
 import { registerAuthorizationService } from "./connect.js";
 import { peerAddressKey, registerTokenService } from "./token-service-connect.js";
@@ -22,13 +23,17 @@ export interface HttpServerOptions {
   readonly tokenService?: TokenServiceImpl;
   /** Prometheus exposition at `/metrics`; not served when absent. */
   readonly metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** The read-only policy explorer under `/policy` (`createPolicyExplorerHandler`); not served when absent. */
+  readonly policyExplorer?: (request: http.IncomingMessage, response: http.ServerResponse) => boolean;
+  /** Answers `Authorize` requests that set `explain`, for callers it allows; absent, the flag is ignored. */
+  readonly explain?: AuthorizeExplainer;
 }
 
 /** Creates the HTTP/1.1 server; {@link listenHttp} binds it. */
 export function createHttpServer(options: HttpServerOptions): http.Server {
   const connect = connectNodeAdapter({
     routes: (router) => {
-      registerAuthorizationService(router, options.authorize);
+      registerAuthorizationService(router, options.authorize, options.explain);
       if (options.tokenService !== undefined) registerTokenService(router, options.tokenService);
     },
     // The token service's guard judges the caller's own address, as its token's IP allowlist asks.
@@ -43,6 +48,7 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
     if (path === "/healthz") return plain(response, 200, "ok\n");
     if (path === "/readyz") return options.ready() ? plain(response, 200, "ready\n") : plain(response, 503, "not ready\n");
     if (path === "/metrics" && options.metrics !== undefined) return void serveMetrics(response, options.metrics);
+    if (options.policyExplorer !== undefined && options.policyExplorer(request, response)) return;
     connect(request, response);
   });
 }

@@ -28,7 +28,8 @@ export function registerTokenService(router: ConnectRouter, service: TokenServic
   });
 }
 
-function callContextOf(context: HandlerContext): CallContext {
+/** The caller of a Connect call: its `authorization`, `x-request-id` and peer address. */
+export function callContextOf(context: HandlerContext): CallContext {
   // Headers.get joins repeated fields with ", ", which the engine reads as a duplicate header.
   const authorization = context.requestHeader.get("authorization") ?? undefined;
   const requestId = context.requestHeader.get("x-request-id") ?? undefined;

@@ -59,7 +59,8 @@ function unary<I extends DescMessage, O extends DescMessage>(input: I, output: O
   };
 }
 
-function callContextOf(call: GrpcCall): CallContext {
+/** The caller of a gRPC call: its `authorization`, `x-request-id` and peer address. */
+export function callContextOf(call: GrpcCall): CallContext {
   const authorization = headerValue(call, "authorization");
   const requestId = headerValue(call, "x-request-id");
   return { authorization, sourceIp: unmapPeerAddress(call.peerAddress), ...(requestId === undefined ? {} : { requestId }) };

@@ -79,7 +79,7 @@ describe("portcullis serve refuses bad input before binding", () => {
   });
 
   it("names an unknown scope with a suggestion", async () => {
-    const files = Object.fromEntries(fs.readdirSync(EXAMPLE_POLICY_DIR).map((f) => [f, fs.readFileSync(path.join(EXAMPLE_POLICY_DIR, f), "utf8")]));
+    const files = Object.fromEntries(fs.readdirSync(EXAMPLE_POLICY_DIR).filter((f) => f.endsWith(".json")).map((f) => [f, fs.readFileSync(path.join(EXAMPLE_POLICY_DIR, f), "utf8")]));
     const roles = JSON.parse(files["roles.json"]!);
     roles.roles[1].scopes.push("ledgr:read");
     files["roles.json"] = JSON.stringify(roles, null, 2);

@@ -13,7 +13,8 @@ export function writePolicyFolder(extra: Record<string, unknown>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-controls-"));
   folders.push(dir);
   for (const name of fs.readdirSync(EXAMPLE_POLICY_DIR)) {
-    if (name === "controls.json") continue;
+    // the policy files only: `tests/` holds the bundled policy test suite
+    if (name === "controls.json" || !name.endsWith(".json")) continue;
     fs.copyFileSync(path.join(EXAMPLE_POLICY_DIR, name), path.join(dir, name));
   }
   for (const [name, content] of Object.entries(extra)) {

@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file portcullis/v1/authorization.proto.
  */
 export const file_portcullis_v1_authorization: GenFile = /*@__PURE__*/
-  fileDesc("CiFwb3J0Y3VsbGlzL3YxL2F1dGhvcml6YXRpb24ucHJvdG8SDXBvcnRjdWxsaXMudjEitwEKEEF1dGhvcml6ZVJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEaG9zdBgDIAEoCRImCgdoZWFkZXJzGAQgAygLMhUucG9ydGN1bGxpcy52MS5IZWFkZXISEQoJc291cmNlX2lwGAUgASgJEjwKEmNsaWVudF9jZXJ0aWZpY2F0ZRgGIAEoCzIgLnBvcnRjdWxsaXMudjEuQ2xpZW50Q2VydGlmaWNhdGUiJQoGSGVhZGVyEgwKBG5hbWUYASABKAkSDQoFdmFsdWUYAiABKAkilQEKEUNsaWVudENlcnRpZmljYXRlEhoKEnNoYTI1Nl9maW5nZXJwcmludBgBIAEoCRIPCgdzdWJqZWN0GAIgASgJEiEKGWlzc3Vlcl9zaGEyNTZfZmluZ2VycHJpbnQYAyABKAkSEAoIdmVyaWZpZWQYBCABKAgSHgoWbm90X2FmdGVyX3VuaXhfc2Vjb25kcxgFIAEoAyKLBAoRQXV0aG9yaXplUmVzcG9uc2USFAoHYWxsb3dlZBgBIAEoCEgAiAEBEhgKC2h0dHBfc3RhdHVzGAIgASgFSAGIAQESEQoEY29kZRgDIAEoCUgCiAEBEg4KBnJlYXNvbhgEIAEoCRIPCgdtZXNzYWdlGAUgASgJEi8KEHJlc3BvbnNlX2hlYWRlcnMYBiADKAsyFS5wb3J0Y3VsbGlzLnYxLkhlYWRlchIMCgRib2R5GAcgASgJEi8KEHVwc3RyZWFtX2hlYWRlcnMYCCADKAsyFS5wb3J0Y3VsbGlzLnYxLkhlYWRlchIpCghpZGVudGl0eRgJIAEoCzIXLnBvcnRjdWxsaXMudjEuSWRlbnRpdHkSDwoHcnVsZV9pZBgKIAEoCRITCgthdWRpdF9ldmVudBgLIAEoCRIoCgh3YXJuaW5ncxgMIAMoCzIWLnBvcnRjdWxsaXMudjEuV2FybmluZxISCgpyZXF1ZXN0X2lkGA0gASgJEj4KB2RldGFpbHMYDiADKAsyLS5wb3J0Y3VsbGlzLnYxLkF1dGhvcml6ZVJlc3BvbnNlLkRldGFpbHNFbnRyeRouCgxEZXRhaWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIKCghfYWxsb3dlZEIOCgxfaHR0cF9zdGF0dXNCBwoFX2NvZGUilAEKCElkZW50aXR5EhAKCHRva2VuX2lkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIRCgl3b3Jrc3BhY2UYAyABKAkSEwoLZW52aXJvbm1lbnQYBCABKAkSEgoKdG9rZW5fdHlwZRgFIAEoCRIMCgRyb2xlGAYgASgJEg4KBnNjb3BlcxgHIAMoCRIMCgRuYW1lGAggASgJIigKB1dhcm5pbmcSDAoEY29kZRgBIAEoCRIPCgdtZXNzYWdlGAIgASgJMmsKFEF1dGhvcml6YXRpb25TZXJ2aWNlElMKCUF1dGhvcml6ZRIfLnBvcnRjdWxsaXMudjEuQXV0aG9yaXplUmVxdWVzdBogLnBvcnRjdWxsaXMudjEuQXV0aG9yaXplUmVzcG9uc2UiA5ACAWIGcHJvdG8z");
+  fileDesc("CiFwb3J0Y3VsbGlzL3YxL2F1dGhvcml6YXRpb24ucHJvdG8SDXBvcnRjdWxsaXMudjEiyAEKEEF1dGhvcml6ZVJlcXVlc3QSDgoGbWV0aG9kGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEaG9zdBgDIAEoCRImCgdoZWFkZXJzGAQgAygLMhUucG9ydGN1bGxpcy52MS5IZWFkZXISEQoJc291cmNlX2lwGAUgASgJEjwKEmNsaWVudF9jZXJ0aWZpY2F0ZRgGIAEoCzIgLnBvcnRjdWxsaXMudjEuQ2xpZW50Q2VydGlmaWNhdGUSDwoHZXhwbGFpbhgHIAEoCCIlCgZIZWFkZXISDAoEbmFtZRgBIAEoCRINCgV2YWx1ZRgCIAEoCSKVAQoRQ2xpZW50Q2VydGlmaWNhdGUSGgoSc2hhMjU2X2ZpbmdlcnByaW50GAEgASgJEg8KB3N1YmplY3QYAiABKAkSIQoZaXNzdWVyX3NoYTI1Nl9maW5nZXJwcmludBgDIAEoCRIQCgh2ZXJpZmllZBgEIAEoCBIeChZub3RfYWZ0ZXJfdW5peF9zZWNvbmRzGAUgASgDItUEChFBdXRob3JpemVSZXNwb25zZRIUCgdhbGxvd2VkGAEgASgISACIAQESGAoLaHR0cF9zdGF0dXMYAiABKAVIAYgBARIRCgRjb2RlGAMgASgJSAKIAQESDgoGcmVhc29uGAQgASgJEg8KB21lc3NhZ2UYBSABKAkSLwoQcmVzcG9uc2VfaGVhZGVycxgGIAMoCzIVLnBvcnRjdWxsaXMudjEuSGVhZGVyEgwKBGJvZHkYByABKAkSLwoQdXBzdHJlYW1faGVhZGVycxgIIAMoCzIVLnBvcnRjdWxsaXMudjEuSGVhZGVyEikKCGlkZW50aXR5GAkgASgLMhcucG9ydGN1bGxpcy52MS5JZGVudGl0eRIPCgdydWxlX2lkGAogASgJEhMKC2F1ZGl0X2V2ZW50GAsgASgJEigKCHdhcm5pbmdzGAwgAygLMhYucG9ydGN1bGxpcy52MS5XYXJuaW5nEhIKCnJlcXVlc3RfaWQYDSABKAkSPgoHZGV0YWlscxgOIAMoCzItLnBvcnRjdWxsaXMudjEuQXV0aG9yaXplUmVzcG9uc2UuRGV0YWlsc0VudHJ5EhcKD3BvbGljeV9yZXZpc2lvbhgPIAEoCRIvCgtleHBsYW5hdGlvbhgQIAEoCzIaLnBvcnRjdWxsaXMudjEuRXhwbGFuYXRpb24aLgoMRGV0YWlsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCgoIX2FsbG93ZWRCDgoMX2h0dHBfc3RhdHVzQgcKBV9jb2RlIkgKC0V4cGxhbmF0aW9uEgoKAmF0GAEgASgJEi0KBnN0YWdlcxgCIAMoCzIdLnBvcnRjdWxsaXMudjEuRXhwbGFpbmVkU3RhZ2UiSwoORXhwbGFpbmVkU3RhZ2USDQoFc3RhZ2UYASABKAkSDwoHdmVyZGljdBgCIAEoCRIMCgRjb2RlGAMgASgJEgsKA3doeRgEIAMoCSKUAQoISWRlbnRpdHkSEAoIdG9rZW5faWQYASABKAkSDgoGdGVuYW50GAIgASgJEhEKCXdvcmtzcGFjZRgDIAEoCRITCgtlbnZpcm9ubWVudBgEIAEoCRISCgp0b2tlbl90eXBlGAUgASgJEgwKBHJvbGUYBiABKAkSDgoGc2NvcGVzGAcgAygJEgwKBG5hbWUYCCABKAkiKAoHV2FybmluZxIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkyawoUQXV0aG9yaXphdGlvblNlcnZpY2USUwoJQXV0aG9yaXplEh8ucG9ydGN1bGxpcy52MS5BdXRob3JpemVSZXF1ZXN0GiAucG9ydGN1bGxpcy52MS5BdXRob3JpemVSZXNwb25zZSIDkAIBYgZwcm90bzM");
 
 /**
  * AuthorizeRequest is the request the enforcement point is about to let through.
@@ -61,6 +61,15 @@ export type AuthorizeRequest = Message<"portcullis.v1.AuthorizeRequest"> & {
    * @generated from field: portcullis.v1.ClientCertificate client_certificate = 6;
    */
   clientCertificate?: ClientCertificate | undefined;
+
+  /**
+   * Asks for the decision's explanation (every stage, its verdict and why).
+   * Honoured only for callers whose own bearer token, in the `authorization`
+   * metadata of this call, may manage tokens (`api_tokens:write`); ignored otherwise.
+   *
+   * @generated from field: bool explain = 7;
+   */
+  explain: boolean;
 };
 
 /**
@@ -255,6 +264,21 @@ export type AuthorizeResponse = Message<"portcullis.v1.AuthorizeResponse"> & {
    * @generated from field: map<string, string> details = 14;
    */
   details: { [key: string]: string };
+
+  /**
+   * Revision (SHA-256 of the policy files, hex) of the policy set that decided;
+   * empty when no policy set was loaded.
+   *
+   * @generated from field: string policy_revision = 15;
+   */
+  policyRevision: string;
+
+  /**
+   * The explanation, when the request asked for one and the caller may have it.
+   *
+   * @generated from field: portcullis.v1.Explanation explanation = 16;
+   */
+  explanation?: Explanation | undefined;
 };
 
 /**
@@ -263,6 +287,77 @@ export type AuthorizeResponse = Message<"portcullis.v1.AuthorizeResponse"> & {
  */
 export const AuthorizeResponseSchema: GenMessage<AuthorizeResponse> = /*@__PURE__*/
   messageDesc(file_portcullis_v1_authorization, 3);
+
+/**
+ * Explanation is every stage of a decision in precedence order.
+ *
+ * @generated from message portcullis.v1.Explanation
+ */
+export type Explanation = Message<"portcullis.v1.Explanation"> & {
+  /**
+   * Decision time, ISO 8601.
+   *
+   * @generated from field: string at = 1;
+   */
+  at: string;
+
+  /**
+   * Stages: request, authentication, tenant, ip_allowlist, mtls,
+   * conditional_access, scope, workspace, quota.
+   *
+   * @generated from field: repeated portcullis.v1.ExplainedStage stages = 2;
+   */
+  stages: ExplainedStage[];
+};
+
+/**
+ * Describes the message portcullis.v1.Explanation.
+ * Use `create(ExplanationSchema)` to create a new message.
+ */
+export const ExplanationSchema: GenMessage<Explanation> = /*@__PURE__*/
+  messageDesc(file_portcullis_v1_authorization, 4);
+
+/**
+ * ExplainedStage is one stage's verdict and why.
+ *
+ * @generated from message portcullis.v1.ExplainedStage
+ */
+export type ExplainedStage = Message<"portcullis.v1.ExplainedStage"> & {
+  /**
+   * Stage name, e.g. `scope`.
+   *
+   * @generated from field: string stage = 1;
+   */
+  stage: string;
+
+  /**
+   * `pass`, `deny` or `skipped`.
+   *
+   * @generated from field: string verdict = 2;
+   */
+  verdict: string;
+
+  /**
+   * The decision code the stage denied with; empty unless `verdict` is `deny`.
+   *
+   * @generated from field: string code = 3;
+   */
+  code: string;
+
+  /**
+   * Why, one line each.
+   *
+   * @generated from field: repeated string why = 4;
+   */
+  why: string[];
+};
+
+/**
+ * Describes the message portcullis.v1.ExplainedStage.
+ * Use `create(ExplainedStageSchema)` to create a new message.
+ */
+export const ExplainedStageSchema: GenMessage<ExplainedStage> = /*@__PURE__*/
+  messageDesc(file_portcullis_v1_authorization, 5);
 
 /**
  * Identity describes the token that made the request.
@@ -332,7 +427,7 @@ export type Identity = Message<"portcullis.v1.Identity"> & {
  * Use `create(IdentitySchema)` to create a new message.
  */
 export const IdentitySchema: GenMessage<Identity> = /*@__PURE__*/
-  messageDesc(file_portcullis_v1_authorization, 4);
+  messageDesc(file_portcullis_v1_authorization, 6);
 
 /**
  * Warning is a condition that did not deny but should be looked at.
@@ -360,7 +455,7 @@ export type Warning = Message<"portcullis.v1.Warning"> & {
  * Use `create(WarningSchema)` to create a new message.
  */
 export const WarningSchema: GenMessage<Warning> = /*@__PURE__*/
-  messageDesc(file_portcullis_v1_authorization, 5);
+  messageDesc(file_portcullis_v1_authorization, 7);
 
 /**
  * AuthorizationService answers, for one API request, whether the bearer token
