@@ -50,7 +50,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let policy = loaded.policy;
   log.info({ policySet: policy.name, revision: policy.revision.slice(0, 12), files: loaded.files.length }, `loaded policy set \`${policy.name}\` from ${config.policyDir}`);
 
-  const store = TokenStore.open({ dataDir: config.dataDir });
+  // why: busy timeout 0, so no write on the event loop ever waits for another process's lock (see TokenStoreOptions)
+  const store = TokenStore.open({ dataDir: config.dataDir, busyTimeoutMs: 0 });
   const tokenCache = createTokenCache({ find: (token) => store.findByToken(token) });
   // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
   store.onTokensChanged((tokenIds) => tokenCache.evictTokenIds(tokenIds));

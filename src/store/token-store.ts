@@ -39,6 +39,13 @@ export interface TokenStoreOptions {
   readonly secret?: Buffer;
   /** Clock for `created_at`, `revoked_at` and audit rows, in ms; defaults to `Date.now`. */
   readonly now?: () => number;
+  /**
+   * How long a write waits for another process's write lock, ms; default
+   * 5,000 (the CLI may wait). The server passes 0: its writes run on the
+   * event loop, so a wait there would stall every decision; a busy write
+   * fails at once with `unavailable` and is retried later, off the loop.
+   */
+  readonly busyTimeoutMs?: number;
 }
 
 /** What {@link TokenStore.create} needs. Role and scope names must already be checked against the policy. */
@@ -234,6 +241,7 @@ export class TokenStore {
       db = new Database(file);
       db.pragma("journal_mode = WAL");
       db.pragma("synchronous = NORMAL");
+      // why: opening may wait for another process's migration; serving must not wait (set below)
       db.pragma("busy_timeout = 5000");
       db.pragma("foreign_keys = ON");
       migrate(db, file);
@@ -241,6 +249,7 @@ export class TokenStore {
       // pages of a 1,000,000-token store, which is what a look-up reuses; the leaf pages
       // of random tokens would not stay cached anyway, and the OS caches the file.
       db.pragma("cache_size = -4000");
+      db.pragma(`busy_timeout = ${busyTimeoutOf(options)}`);
       return new TokenStore(db, secret, options.now ?? Date.now);
     } catch (error) {
       db?.close();
@@ -763,6 +772,12 @@ function migrate(db: Database.Database, file: string): void {
       db.pragma(`user_version = ${step + 1}`);
     }
   }).immediate();
+}
+
+function busyTimeoutOf(options: TokenStoreOptions): number {
+  const ms = options.busyTimeoutMs ?? 5_000;
+  if (!Number.isSafeInteger(ms) || ms < 0) throw new StoreError("invalid", `busy timeout must be zero or more milliseconds, got \`${ms}\``);
+  return ms;
 }
 
 function translateOpenError(error: unknown, file: string): unknown {
