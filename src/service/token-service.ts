@@ -531,6 +531,7 @@ export function toConnectError(error: unknown): ConnectError {
       case "invalid":
         return new ConnectError(error.message, Code.InvalidArgument);
       case "unavailable":
+      case "missing":
         return new ConnectError("the token store cannot be used right now; retry", Code.Unavailable, undefined, undefined, error);
       case "unwritable":
       case "corrupt":

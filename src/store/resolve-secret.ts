@@ -39,15 +39,20 @@ const SECRET_FILE_CONTENT = /^[0-9a-f]{64}$/i;
  * rather than ignored, since it usually means a deployment template went wrong.
  *
  * @param env - the environment to read, a parameter so tests need not touch `process.env`
+ * @param onCreate - told the file's path when this call created a new secret
  * @throws {@link StoreError} of kind `secret` for a short or malformed secret or a
  * secret file that others can read; `unwritable` when the file cannot be created
  */
-export function resolveSecret(dataDir: string, env: NodeJS.ProcessEnv = process.env): Buffer {
+export function resolveSecret(dataDir: string, env: NodeJS.ProcessEnv = process.env, onCreate?: (file: string) => void): Buffer {
   const fromEnv = env[SECRET_ENV_VAR];
   if (fromEnv !== undefined) return decodeEnvSecret(fromEnv.trim());
 
   const file = path.join(dataDir, SECRET_FILE_NAME);
-  return readSecretFile(file) ?? createSecretFile(file);
+  const existing = readSecretFile(file);
+  if (existing !== undefined) return existing;
+  const created = createSecretFile(file);
+  onCreate?.(file);
+  return created;
 }
 
 function decodeEnvSecret(value: string): Buffer {

@@ -17,6 +17,8 @@ export type StoreErrorKind =
   | "conflict"
   /** No token with the given id. */
   | "not_found"
+  /** A command that only reads found no store at the data folder (and created none). */
+  | "missing"
   /** The caller's input was rejected before any write. */
   | "invalid"
   /**
