@@ -90,7 +90,7 @@ function buildProgram(): Command {
       .option("--service <label>", "service label that policy controls can select on")
       .option("--json", "print the token and its record as JSON"),
     ),
-  ).action((flags: CreateFlags) => withPolicyAndStore(flags, (policy, store) => create(policy, store, flags)));
+  ).action((flags: CreateFlags) => withPolicyAndStore(flags, (policy, store) => create(policy, store, flags), { mayCreate: true }));
 
   withStoreOptions(
     withControlOptions(
@@ -195,8 +195,20 @@ async function serve(flags: ServeFlags): Promise<void> {
   log.info("stopped");
 }
 
-function withStore(flags: StoreFlags, run: (store: TokenStore) => void): void {
-  const store = TokenStore.open({ dataDir: resolvePaths(flags).dataDir });
+/**
+ * Opens the store for one command. Only a command that creates (`tokens
+ * create`) may create a missing store; every other one refuses it, so that a
+ * mistyped `--data-dir` is an error and not an empty new store with a new secret.
+ */
+function withStore(flags: StoreFlags, run: (store: TokenStore) => void, options: { mayCreate?: boolean } = {}): void {
+  const store = TokenStore.open({
+    dataDir: resolvePaths(flags).dataDir,
+    mustExist: options.mayCreate !== true,
+    onCreated: ({ databaseFile, secretFile }) => {
+      if (databaseFile !== null) process.stderr.write(`created a new token store: ${databaseFile}\n`);
+      if (secretFile !== null) process.stderr.write(`created a new server secret: ${secretFile} (tokens verify only with the secret they were hashed with: back it up)\n`);
+    },
+  });
   try {
     run(store);
   } finally {
@@ -204,10 +216,10 @@ function withStore(flags: StoreFlags, run: (store: TokenStore) => void): void {
   }
 }
 
-function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void): void {
+function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void, options: { mayCreate?: boolean } = {}): void {
   const loaded = loadPolicySet(resolvePaths(flags).policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
-  withStore(flags, (store) => run(loaded.policy, store));
+  withStore(flags, (store) => run(loaded.policy, store), options);
 }
 
 function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags): void {
