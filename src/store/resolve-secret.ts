@@ -8,12 +8,12 @@ import {
   fsyncSync,
   linkSync,
   openSync,
-  readFileSync,
   statSync,
   unlinkSync,
   writeSync,
 } from "node:fs";
 import path from "node:path";
+import { readRegularFile } from "../policy/read-regular-file.js";
 import { StoreError } from "./store-error.js";
 
 /** Environment variable that, when set, supplies the secret instead of the file. */
@@ -91,12 +91,10 @@ function readSecretFile(file: string): Buffer | undefined {
       `secret file \`${file}\` is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, "0")}); run \`chmod 600 ${file}\``,
     );
   }
-  let content: string;
-  try {
-    content = readFileSync(file, "utf8").trim();
-  } catch (error) {
-    throw new StoreError("secret", `cannot read secret file \`${file}\`: ${describe(error)}`, { cause: error });
-  }
+  // why: not a plain read, so that a file swapped for a FIFO after the check above cannot block start
+  const read = readRegularFile(file);
+  if (!read.ok) throw new StoreError("secret", `secret file \`${file}\`: ${read.message}`);
+  const content = read.text.trim();
   if (!SECRET_FILE_CONTENT.test(content)) {
     throw new StoreError(
       "secret",
