@@ -122,8 +122,13 @@ function buildProgram(): Command {
   withStoreOptions(tokens.command("revoke").description("revoke a token at once; final").argument("<id>", "token id, e.g. tok_…")).action(
     (id: string, flags: StoreFlags) =>
       withStore(flags, (store) => {
+        const before = store.getListing(id);
         const record = store.revoke(id, actor());
-        process.stderr.write(`revoked ${record.id} (${record.name})\n`);
+        if (before?.revokedAtMs != null) {
+          process.stderr.write(`${record.id} (${record.name}) was already revoked at ${new Date(before.revokedAtMs).toISOString()} by ${before.revokedBy ?? "unknown"}; nothing changed\n`);
+        } else {
+          process.stderr.write(`revoked ${record.id} (${record.name})\n`);
+        }
       }),
   );
 

@@ -501,8 +501,10 @@ export class TokenStore {
    *
    * @returns the successor's plaintext `token`, to show once, its `record`, and the updated `predecessor`
    * @throws {@link StoreError}: `not_found` for an unknown id; `conflict` for a
-   * revoked or expired token, or one that already has a successor (rotate the
-   * newest token of a lineage); `invalid` for a bad overlap
+   * revoked or expired token, one past its overlap, or one that already has a
+   * usable successor (rotate the newest token of a lineage); a token whose
+   * successor was revoked or expired may be rotated again while its overlap
+   * lasts; `invalid` for a bad overlap
    */
   rotate(id: string, options: RotateOptions): { token: string; record: TokenRecord; predecessor: TokenRecord } {
     const { overlapMs, actor } = options;
@@ -512,9 +514,8 @@ export class TokenStore {
       const nowMs = options.nowMs ?? this.now();
       const row = this.statements.byId.get(id) as TokenRow | undefined;
       if (row === undefined) throw new StoreError("not_found", `no token with id \`${id}\``);
-      if (row.revoked_at !== null) throw new StoreError("conflict", `token \`${id}\` is revoked; a revoked token cannot be rotated`);
-      if (row.successor_id !== null) throw new StoreError("conflict", `token \`${id}\` was already rotated to \`${row.successor_id}\`; rotate that one instead`);
-      if (row.expires_at !== null && nowMs >= row.expires_at) throw new StoreError("conflict", `token \`${id}\` has expired; an expired token cannot be rotated`);
+      const refusal = this.rotationRefusal(row, nowMs);
+      if (refusal !== null) throw new StoreError("conflict", refusal);
 
       const token = generateToken(row.prefix);
       const lineageId = row.lineage_id ?? row.id;
@@ -543,6 +544,27 @@ export class TokenStore {
       this.audit("api_token.created", actor, successor, { name: row.name, type: row.type, prefix: row.prefix, workspace: row.workspace, environment: row.environment, predecessorId: row.id, lineageId }, nowMs);
       return { token, record: toRecord(successor), predecessor: toRecord(predecessor) };
     }).immediate());
+  }
+
+  /**
+   * Why `row` cannot be rotated now, as advice an operator can follow, or
+   * `null`. A token whose successor is unusable (revoked, e.g. leaked, or
+   * expired) may be rotated again while its own overlap lasts: otherwise the
+   * only advice, "rotate the successor", could not be followed.
+   */
+  private rotationRefusal(row: TokenRow, nowMs: number): string | null {
+    const id = row.id;
+    if (row.revoked_at !== null) return `token \`${id}\` is revoked; a revoked token cannot be rotated: create a new token`;
+    if (row.expires_at !== null && nowMs >= row.expires_at) return `token \`${id}\` has expired; an expired token cannot be rotated: create a new token`;
+    if (row.successor_id === null) return null;
+    const successor = this.statements.byId.get(row.successor_id) as TokenRow | undefined;
+    const successorProblem =
+      successor === undefined ? "is gone" : successor.revoked_at !== null ? "is revoked" : successor.expires_at !== null && nowMs >= successor.expires_at ? "has expired" : null;
+    if (successorProblem === null) return `token \`${id}\` was already rotated to \`${row.successor_id}\`; rotate that one instead`;
+    if (row.overlap_ends_at !== null && nowMs >= row.overlap_ends_at) {
+      return `token \`${id}\` was rotated out at ${new Date(row.overlap_ends_at).toISOString()} and its successor \`${row.successor_id}\` ${successorProblem}: create a new token`;
+    }
+    return null;
   }
 
   /**
