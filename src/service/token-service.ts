@@ -143,7 +143,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
     const { method, path } = GUARD_ROUTES[route];
     const input: AuthzInput = {
       method,
-      path: path.replace("{id}", encodeURIComponent(id === undefined || id === "" ? "_" : id)),
+      // why: an id that is not a token id (`..`, `..;`) must not move the judged path to another route
+      path: path.replace("{id}", id === undefined || !TOKEN_ID.test(id) ? "_" : id),
       host: hostForCredential(call.authorization, policy),
       headers: guardHeaders(call),
       sourceIp: call.sourceIp,
