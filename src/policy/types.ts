@@ -238,7 +238,7 @@ export interface RouteMatch {
 export interface CompiledRoutes {
   /**
    * Finds the scope a request needs. `segments` are the normalised path's
-   * segments (no empty ones); `method` is upper-case; `isWrite` says whether the
+   * segments (no empty ones); `method` is as sent (policies name upper-case ones); `isWrite` says whether the
    * method counts as a write. Operations win over groups; among operations a
    * literal segment beats a parameter; among groups the longest base path wins.
    * Returns `null` when nothing covers the path.
