@@ -17,6 +17,7 @@ import { createTokenCache, type TokenCache } from "./service/token-cache.js";
 import { createTokenService } from "./service/token-service.js";
 import { createUsageRecorder, type UsageRecorder } from "./service/usage-recorder.js";
 import { TokenStore } from "./store/token-store.js";
+import { watchStoreFile } from "./service/watch-store-file.js";
 import { createGrpcServer } from "./transport/grpc.js";
 import { Health } from "./transport/health.js";
 import { closeHttp, createHttpServer, listenHttp } from "./transport/http.js";
@@ -56,7 +57,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let policy = loaded.policy;
   log.info({ policySet: policy.name, revision: policy.revision.slice(0, 12), files: loaded.files.length }, `loaded policy set \`${policy.name}\` from ${config.policyDir}`);
 
-  const store = TokenStore.open({ dataDir: config.dataDir });
+  // why: busy timeout 0, so no write on the event loop ever waits for another process's lock (see TokenStoreOptions)
+  const store = TokenStore.open({
+    dataDir: config.dataDir,
+    busyTimeoutMs: 0,
+    onCreated: ({ databaseFile, secretFile }) =>
+      log.warn({ databaseFile, secretFile }, `created a new token store in ${config.dataDir}${secretFile === null ? "" : " with a new server secret (tokens verify only with the secret they were hashed with: back it up)"}`),
+  });
   const tokenCache = createTokenCache({ find: (token) => store.findByToken(token) });
   // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
   store.onTokensChanged((tokenIds) => tokenCache.evictTokenIds(tokenIds));
@@ -93,7 +100,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let ready = false;
   const httpServer = createHttpServer({
     authorize,
-    ready: () => ready,
+    ready: () => ready && store.available,
     extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
     tokenService,
     metrics: () => metrics.render(),
@@ -117,6 +124,19 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
+  const stopWatchingStore = watchStoreFile(store, {
+    onReopened: () => {
+      tokenCache.clear();
+      log.warn(`the token store file was replaced; reading the new one`);
+    },
+    onMissing: () => {
+      // why: cached records would keep allowing what the missing store can no longer confirm
+      tokenCache.clear();
+      health.setStatus("", "NOT_SERVING");
+      log.error(`the token store file is missing or unreadable; every decision is unavailable until it is back`);
+    },
+    onBack: () => health.setStatus("", "SERVING"),
+  });
   health.setStatus("", "SERVING");
   health.setStatus("portcullis.v1.AuthorizationService", "SERVING");
   health.setStatus("envoy.service.auth.v3.Authorization", "SERVING");
@@ -150,6 +170,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     async close(graceMs = 5_000) {
       ready = false;
       watcher?.close();
+      stopWatchingStore();
       health.setStatus("", "NOT_SERVING");
       await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.

@@ -110,7 +110,7 @@ export function buildProgram(): Command {
       .option("--service <label>", "service label that policy controls can select on")
       .option("--json", "print the token and its record as JSON"),
     ),
-  ).action((flags: CreateFlags) => withPolicyAndStore(flags, (policy, store) => create(policy, store, flags)));
+  ).action((flags: CreateFlags) => withPolicyAndStore(flags, (policy, store) => create(policy, store, flags), { mayCreate: true }));
 
   withStoreOptions(
     withControlOptions(
@@ -142,8 +142,13 @@ export function buildProgram(): Command {
   withStoreOptions(tokens.command("revoke").description("revoke a token at once; final").argument("<id>", "token id, e.g. tok_…")).action(
     (id: string, flags: StoreFlags) =>
       withStore(flags, (store) => {
+        const before = store.getListing(id);
         const record = store.revoke(id, actor());
-        process.stderr.write(`revoked ${record.id} (${record.name})\n`);
+        if (before?.revokedAtMs != null) {
+          process.stderr.write(`${record.id} (${record.name}) was already revoked at ${new Date(before.revokedAtMs).toISOString()} by ${before.revokedBy ?? "unknown"}; nothing changed\n`);
+        } else {
+          process.stderr.write(`revoked ${record.id} (${record.name})\n`);
+        }
       }),
   );
 
@@ -216,8 +221,20 @@ async function serve(flags: ServeFlags): Promise<void> {
   log.info("stopped");
 }
 
-function withStore(flags: StoreFlags, run: (store: TokenStore) => void): void {
-  const store = TokenStore.open({ dataDir: resolvePaths(flags).dataDir });
+/**
+ * Opens the store for one command. Only a command that creates (`tokens
+ * create`) may create a missing store; every other one refuses it, so that a
+ * mistyped `--data-dir` is an error and not an empty new store with a new secret.
+ */
+function withStore(flags: StoreFlags, run: (store: TokenStore) => void, options: { mayCreate?: boolean } = {}): void {
+  const store = TokenStore.open({
+    dataDir: resolvePaths(flags).dataDir,
+    mustExist: options.mayCreate !== true,
+    onCreated: ({ databaseFile, secretFile }) => {
+      if (databaseFile !== null) process.stderr.write(`created a new token store: ${databaseFile}\n`);
+      if (secretFile !== null) process.stderr.write(`created a new server secret: ${secretFile} (tokens verify only with the secret they were hashed with: back it up)\n`);
+    },
+  });
   try {
     run(store);
   } finally {
@@ -225,10 +242,10 @@ function withStore(flags: StoreFlags, run: (store: TokenStore) => void): void {
   }
 }
 
-function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void): void {
+function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void, options: { mayCreate?: boolean } = {}): void {
   const loaded = loadPolicySet(resolvePaths(flags).policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
-  withStore(flags, (store) => run(loaded.policy, store));
+  withStore(flags, (store) => run(loaded.policy, store), options);
 }
 
 function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags): void {

@@ -4,15 +4,15 @@
  */
 import { parseIpAddress } from "../policy/ip-allowlist-matcher.js";
 import type { CompiledPolicySet, IpAddress } from "../policy/types.js";
-import { normalizePath, type NormalizedTarget } from "./path.js";
+import { normalizePath, type NormalizedTarget, type PathRejection } from "./path.js";
 import type { AuthzInput } from "./types.js";
 
 /** A request whose method, path, host and source address have been read. */
 export interface PreparedRequest {
   readonly input: AuthzInput;
-  /** Upper-case method. */
+  /** The method exactly as sent: methods are case-sensitive (RFC 9110 §9.1), so `get` is not `GET`. */
   readonly method: string;
-  /** GET, HEAD and OPTIONS are reads; every other method is a write. */
+  /** `GET`, `HEAD` and `OPTIONS` are reads; every other method (`get` included) is a write. */
   readonly isWrite: boolean;
   readonly target: NormalizedTarget;
   /** Environment the request targets: by host, else the policy set's default. */
@@ -36,13 +36,19 @@ const READ_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS"]);
 // RFC 9110 §5.6.2 tchar, so that a method can never smuggle separators.
 const METHOD_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-const PATH_MESSAGES: Record<string, string> = {
+const PATH_MESSAGES: Record<PathRejection, string> = {
   not_origin_form: "request path must start with `/`",
   bad_percent_encoding: "request path has a malformed percent-encoding",
   encoded_slash: "request path contains an encoded slash (`%2F`)",
   encoded_backslash: "request path contains an encoded backslash (`%5C`)",
   encoded_nul: "request path contains an encoded nul (`%00`)",
   forbidden_character: "request path contains a character that must be percent-encoded",
+  dot_segment_parameters: "request path has a dot or empty segment with `;` parameters, which servlet containers resolve",
+  path_parameters: "request path has a `;` parameter, which this policy set refuses",
+  double_encoding: "request path contains a doubly percent-encoded character (`%25` and two hex digits)",
+  invalid_utf8: "request path has percent-encoded bytes that are not well-formed utf-8",
+  unnormalized_unicode: "request path has unicode characters that normalise (nfkc) to other characters",
+  ambiguous_dot_segment: "request path has a segment of dots and spaces other than `.` and `..`",
 };
 
 /**
@@ -53,13 +59,14 @@ export function prepareRequest(
   input: AuthzInput,
   policy: CompiledPolicySet,
 ): { ok: true; request: PreparedRequest } | { ok: false; invalid: InvalidRequest } {
-  const method = input.method.toUpperCase();
+  // why: never case-fold; `toUpperCase` turns `get` into a read and `gıt` into `GIT`
+  const method = input.method;
   if (!METHOD_PATTERN.test(method)) {
     return { ok: false, invalid: { reason: "bad_method", message: `request method \`${input.method}\` is not a valid http method` } };
   }
-  const normalized = normalizePath(input.path);
+  const normalized = normalizePath(input.path, { parameters: policy.pathParameters });
   if (!normalized.ok) {
-    return { ok: false, invalid: { reason: normalized.reason, message: PATH_MESSAGES[normalized.reason] ?? "malformed request path" } };
+    return { ok: false, invalid: { reason: normalized.reason, message: PATH_MESSAGES[normalized.reason] } };
   }
   const sourceAddress = input.sourceIp === "" ? null : parseIpAddress(input.sourceIp);
   if (input.sourceIp !== "" && sourceAddress === null) {

@@ -28,7 +28,7 @@ export interface ClientCertificateFacts {
 
 /** One request to judge, in terms every transport can fill. */
 export interface AuthzInput {
-  /** HTTP method as received; compared upper-cased. */
+  /** HTTP method as received; compared exactly (methods are case-sensitive, RFC 9110 §9.1). */
   readonly method: string;
   /** Raw request target: path and query, not decoded. */
   readonly path: string;

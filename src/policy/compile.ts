@@ -329,6 +329,7 @@ export function compilePolicySet(
     revision: hash.digest("hex"),
     errorDialect: settings.errorDialect ?? "canonical",
     stripCredential: settings.stripCredential ?? true,
+    pathParameters: settings.pathParameters ?? "refuse",
     defaultEnvironment: settings.defaultEnvironment,
     environmentByPrefix,
     tokenPrefixes: Object.freeze(tokenPrefixes),

@@ -5,7 +5,7 @@
  * cross-checks the result and compiles it. Bad input never throws: every
  * error found is returned, placed and sorted.
  */
-import { readFileSync, readdirSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import { getNodeValue, parseTree, printParseErrorCode, type Node, type ParseError } from "jsonc-parser";
 import {
@@ -23,6 +23,7 @@ import {
   type PolicyError,
   type PolicySource,
 } from "./errors.js";
+import { readRegularFile } from "./read-regular-file.js";
 import { validatePolicyFile } from "./schema.js";
 import type { CompiledPolicySet, PolicyFile } from "./types.js";
 
@@ -101,13 +102,12 @@ function readPolicyFile(
   errors: PolicyError[],
 ): { source: PolicySource; value?: unknown } | undefined {
   const file = join(dir, name);
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (error) {
-    errors.push({ file, pointer: "", line: 0, column: 0, message: `cannot read file: ${errorCode(error)}` });
+  const read = readRegularFile(file);
+  if (!read.ok) {
+    errors.push({ file, pointer: "", line: 0, column: 0, message: read.message });
     return undefined;
   }
+  const text = read.text;
   const parseErrors: ParseError[] = [];
   // why: a byte order mark is not JSON; a space keeps every offset in place
   const parsable = text.startsWith("\uFEFF") ? ` ${text.slice(1)}` : text;

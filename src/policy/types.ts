@@ -69,7 +69,18 @@ export interface PolicySetSettings {
   defaultEnvironment: string;
   /** Ask the enforcement point to strip `Authorization` before forwarding upstream; default `true`. */
   stripCredential?: boolean;
+  /** What a `;` parameter outside a dot segment gets; default `refuse`. */
+  pathParameters?: PathParameterMode;
 }
+
+/**
+ * What happens to a `;` parameter in a path segment that is not a dot segment
+ * (`/api/payouts;v=2`): `refuse` answers `invalid_request`; `keep` judges the
+ * segment with its parameter, which is right only for upstreams that do not
+ * strip parameters (servlet containers such as Tomcat, Jetty and Spring do).
+ * A dot or empty segment with parameters (`..;`) is refused either way.
+ */
+export type PathParameterMode = "refuse" | "keep";
 
 export interface EnvironmentSpec {
   /** e.g. `production`. */
@@ -227,7 +238,7 @@ export interface RouteMatch {
 export interface CompiledRoutes {
   /**
    * Finds the scope a request needs. `segments` are the normalised path's
-   * segments (no empty ones); `method` is upper-case; `isWrite` says whether the
+   * segments (no empty ones); `method` is as sent (policies name upper-case ones); `isWrite` says whether the
    * method counts as a write. Operations win over groups; among operations a
    * literal segment beats a parameter; among groups the longest base path wins.
    * Returns `null` when nothing covers the path.
@@ -242,6 +253,8 @@ export interface CompiledPolicySet {
   readonly revision: string;
   readonly errorDialect: ErrorDialect;
   readonly stripCredential: boolean;
+  /** What a `;` parameter outside a dot segment gets (see {@link PathParameterMode}). */
+  readonly pathParameters: PathParameterMode;
   readonly defaultEnvironment: string;
   /** Environment name per token prefix. */
   readonly environmentByPrefix: ReadonlyMap<string, string>;

@@ -23,6 +23,7 @@
  * The plaintext appears only in the create and rotate responses; nothing here
  * logs a request or a response.
  */
+import { setTimeout as delay } from "node:timers/promises";
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { DecisionCode } from "../engine/codes.js";
@@ -55,6 +56,7 @@ import {
   type UpdateTokenControlsResponse,
 } from "../gen/portcullis/v1/token_service_pb.js";
 import type { CompiledPolicySet, CompiledTokenRules } from "../policy/types.js";
+import { isLockBusy, transientStoreError } from "../store/store-error.js";
 import { StoreError, type TokenListing, type TokenStore } from "../store/token-store.js";
 import { parseToken } from "../token/index.js";
 import type { Authorizer } from "./authorize.js";
@@ -94,13 +96,13 @@ export interface TokenServiceDeps {
 
 /** The service, one method per RPC; every method throws only {@link ConnectError}. */
 export interface TokenServiceImpl {
-  createToken(request: CreateTokenRequest, call: CallContext): CreateTokenResponse;
+  createToken(request: CreateTokenRequest, call: CallContext): Promise<CreateTokenResponse>;
   getToken(request: GetTokenRequest, call: CallContext): GetTokenResponse;
   listTokens(request: ListTokensRequest, call: CallContext): ListTokensResponse;
-  updateTokenControls(request: UpdateTokenControlsRequest, call: CallContext): UpdateTokenControlsResponse;
-  rotateToken(request: RotateTokenRequest, call: CallContext): RotateTokenResponse;
-  revokeToken(request: RevokeTokenRequest, call: CallContext): RevokeTokenResponse;
-  emergencyRevoke(request: EmergencyRevokeRequest, call: CallContext): EmergencyRevokeResponse;
+  updateTokenControls(request: UpdateTokenControlsRequest, call: CallContext): Promise<UpdateTokenControlsResponse>;
+  rotateToken(request: RotateTokenRequest, call: CallContext): Promise<RotateTokenResponse>;
+  revokeToken(request: RevokeTokenRequest, call: CallContext): Promise<RevokeTokenResponse>;
+  emergencyRevoke(request: EmergencyRevokeRequest, call: CallContext): Promise<EmergencyRevokeResponse>;
   /** Whether the caller may manage tokens (the `createToken` guard lets it through): who may have decision explanations. */
   mayManageTokens(call: CallContext): boolean;
 }
@@ -143,7 +145,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
     const { method, path } = GUARD_ROUTES[route];
     const input: AuthzInput = {
       method,
-      path: path.replace("{id}", encodeURIComponent(id === undefined || id === "" ? "_" : id)),
+      // why: an id that is not a token id (`..`, `..;`) must not move the judged path to another route
+      path: path.replace("{id}", id === undefined || !TOKEN_ID.test(id) ? "_" : id),
       host: hostForCredential(call.authorization, policy),
       headers: guardHeaders(call),
       sourceIp: call.sourceIp,
@@ -172,7 +175,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
   return {
     createToken(request, call) {
       const caller = guard("createToken", call);
-      return translate(() => {
+      return translateWrite(() => {
         const { identity, policy, nowMs } = caller;
         const type = request.type === "" ? "service" : request.type;
         if (type !== "user" && type !== "service") throw new ConnectError(`token type must be \`user\` or \`service\`, got \`${clip(type)}\``, Code.InvalidArgument);
@@ -233,23 +236,25 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
 
     getToken(request, call) {
       const caller = guard("getToken", call, request.id);
-      return create(GetTokenResponseSchema, { token: tokenMessage(owned(caller, request.id), caller.policy, caller.nowMs) });
+      return translate(() => create(GetTokenResponseSchema, { token: tokenMessage(owned(caller, request.id), caller.policy, caller.nowMs) }));
     },
 
     listTokens(request, call) {
       const caller = guard("listTokens", call);
-      const rows = deps.store.list({
-        tenant: caller.identity.tenant,
-        workspace: request.workspace === "" ? undefined : request.workspace,
-        includeRevoked: request.includeRevoked,
+      return translate(() => {
+        const rows = deps.store.list({
+          tenant: caller.identity.tenant,
+          workspace: request.workspace === "" ? undefined : request.workspace,
+          includeRevoked: request.includeRevoked,
+        });
+        return create(ListTokensResponseSchema, { tokens: rows.map((row) => tokenMessage(row, caller.policy, caller.nowMs)) });
       });
-      return create(ListTokensResponseSchema, { tokens: rows.map((row) => tokenMessage(row, caller.policy, caller.nowMs)) });
     },
 
     updateTokenControls(request, call) {
       const caller = guard("updateTokenControls", call, request.id);
       owned(caller, request.id);
-      return translate(() => {
+      return translateWrite(() => {
         updateTokenControls(deps.store, caller.policy, request.id, controlsOf(request.controls), caller.actor);
         return create(UpdateTokenControlsResponseSchema, { token: message(caller, request.id) });
       });
@@ -258,7 +263,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
     rotateToken(request, call) {
       const caller = guard("rotateToken", call, request.id);
       owned(caller, request.id);
-      return translate(() => {
+      return translateWrite(() => {
         const rules = caller.policy.tokens;
         const overlapMs = request.overlapSeconds === undefined ? rules.defaultOverlapMs : Number(request.overlapSeconds) * 1_000;
         checkOverlap(overlapMs, rules);
@@ -275,7 +280,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
     revokeToken(request, call) {
       const caller = guard("revokeToken", call, request.id);
       owned(caller, request.id);
-      return translate(() => {
+      return translateWrite(() => {
         deps.store.revoke(request.id, caller.actor, request.reason === "" ? undefined : request.reason);
         return create(RevokeTokenResponseSchema, { token: message(caller, request.id) });
       });
@@ -293,7 +298,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
 
     emergencyRevoke(request, call) {
       const caller = guard("emergencyRevoke", call);
-      return translate(() => {
+      return translateWrite(() => {
         const { target } = request;
         const tenant = caller.identity.tenant;
         const reason = `emergency${request.reason === "" ? "" : `: ${request.reason}`}`;
@@ -494,12 +499,35 @@ function assertNeverCode(code: never): never {
   throw new Error(`unhandled decision code: ${String(code)}`);
 }
 
-/** Runs a write and turns the store's and the token rules' refusals into RPC errors. */
+/** Runs a read and turns the store's and the token rules' refusals into RPC errors. */
 function translate<T>(run: () => T): T {
   try {
     return run();
   } catch (error) {
     throw toConnectError(error);
+  }
+}
+
+/** How long a write keeps retrying while another process holds the store's write lock. */
+const WRITE_RETRY_BUDGET_MS = 5_000;
+const WRITE_RETRY_MAX_PAUSE_MS = 100;
+
+/**
+ * Runs a write like {@link translate}, retrying while another process holds
+ * the write lock. The server's connection never waits for the lock itself
+ * (busy timeout 0), so the pauses between attempts are timers: decisions keep
+ * flowing meanwhile. Past the budget the answer is `unavailable`, to retry.
+ * A failed attempt rolled its transaction back, so running `run` again is safe.
+ */
+async function translateWrite<T>(run: () => T): Promise<T> {
+  const startMs = performance.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return run();
+    } catch (error) {
+      if (!isLockBusy(error) || performance.now() - startMs >= WRITE_RETRY_BUDGET_MS) throw toConnectError(error);
+    }
+    await delay(Math.min(WRITE_RETRY_MAX_PAUSE_MS, 2 ** attempt));
   }
 }
 
@@ -515,6 +543,9 @@ export function toConnectError(error: unknown): ConnectError {
         return new ConnectError(`conflict: ${error.message}`, Code.FailedPrecondition);
       case "invalid":
         return new ConnectError(error.message, Code.InvalidArgument);
+      case "unavailable":
+      case "missing":
+        return new ConnectError("the token store cannot be used right now; retry", Code.Unavailable, undefined, undefined, error);
       case "unwritable":
       case "corrupt":
       case "too_new":
@@ -524,6 +555,9 @@ export function toConnectError(error: unknown): ConnectError {
         return assertNeverKind(error.kind);
     }
   }
+  // why: a full disk or a lock held elsewhere is retryable, not a bug (`internal` says "do not retry")
+  const transient = transientStoreError(error);
+  if (transient !== undefined) return toConnectError(transient);
   return new ConnectError("token management failed", Code.Internal, undefined, undefined, error);
 }
 

@@ -8,12 +8,12 @@ import {
   fsyncSync,
   linkSync,
   openSync,
-  readFileSync,
   statSync,
   unlinkSync,
   writeSync,
 } from "node:fs";
 import path from "node:path";
+import { readRegularFile } from "../policy/read-regular-file.js";
 import { StoreError } from "./store-error.js";
 
 /** Environment variable that, when set, supplies the secret instead of the file. */
@@ -39,15 +39,20 @@ const SECRET_FILE_CONTENT = /^[0-9a-f]{64}$/i;
  * rather than ignored, since it usually means a deployment template went wrong.
  *
  * @param env - the environment to read, a parameter so tests need not touch `process.env`
+ * @param onCreate - told the file's path when this call created a new secret
  * @throws {@link StoreError} of kind `secret` for a short or malformed secret or a
  * secret file that others can read; `unwritable` when the file cannot be created
  */
-export function resolveSecret(dataDir: string, env: NodeJS.ProcessEnv = process.env): Buffer {
+export function resolveSecret(dataDir: string, env: NodeJS.ProcessEnv = process.env, onCreate?: (file: string) => void): Buffer {
   const fromEnv = env[SECRET_ENV_VAR];
   if (fromEnv !== undefined) return decodeEnvSecret(fromEnv.trim());
 
   const file = path.join(dataDir, SECRET_FILE_NAME);
-  return readSecretFile(file) ?? createSecretFile(file);
+  const existing = readSecretFile(file);
+  if (existing !== undefined) return existing;
+  const created = createSecretFile(file);
+  onCreate?.(file);
+  return created;
 }
 
 function decodeEnvSecret(value: string): Buffer {
@@ -86,12 +91,10 @@ function readSecretFile(file: string): Buffer | undefined {
       `secret file \`${file}\` is accessible by group or others (mode ${(mode & 0o777).toString(8).padStart(4, "0")}); run \`chmod 600 ${file}\``,
     );
   }
-  let content: string;
-  try {
-    content = readFileSync(file, "utf8").trim();
-  } catch (error) {
-    throw new StoreError("secret", `cannot read secret file \`${file}\`: ${describe(error)}`, { cause: error });
-  }
+  // why: not a plain read, so that a file swapped for a FIFO after the check above cannot block start
+  const read = readRegularFile(file);
+  if (!read.ok) throw new StoreError("secret", `secret file \`${file}\`: ${read.message}`);
+  const content = read.text.trim();
   if (!SECRET_FILE_CONTENT.test(content)) {
     throw new StoreError(
       "secret",

@@ -3,7 +3,7 @@
  * Tokens are kept as keyed hashes; the plaintext is returned once by
  * {@link TokenStore.create} and never written or logged.
  */
-import { accessSync, constants as fsConstants, mkdirSync } from "node:fs";
+import { accessSync, chmodSync, closeSync, constants as fsConstants, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { AdministrativeEvent, LifecycleEvent } from "../engine/codes.js";
@@ -39,6 +39,44 @@ export interface TokenStoreOptions {
   readonly secret?: Buffer;
   /** Clock for `created_at`, `revoked_at` and audit rows, in ms; defaults to `Date.now`. */
   readonly now?: () => number;
+  /**
+   * How long a write waits for another process's write lock, ms; default
+   * 5,000 (the CLI may wait). The server passes 0: its writes run on the
+   * event loop, so a wait there would stall every decision; a busy write
+   * fails at once with `unavailable` and is retried later, off the loop.
+   */
+  readonly busyTimeoutMs?: number;
+  /**
+   * Refuse, with a `missing` {@link StoreError}, when the folder or its
+   * `portcullis.db` does not exist yet, instead of creating them: for
+   * commands that only read, where a mistyped `--data-dir` must not answer
+   * with an empty new store. Default `false`.
+   */
+  readonly mustExist?: boolean;
+  /**
+   * Told when this open created something new: the database, or the server
+   * secret file (`secretFile`), so that the caller can announce it (tokens
+   * hashed with one secret only verify with it).
+   */
+  readonly onCreated?: (created: { readonly databaseFile: string | null; readonly secretFile: string | null }) => void;
+}
+
+/** What {@link TokenStore.checkFile} found. */
+export type StoreFileCheck =
+  /** The open database is still the file at `portcullis.db`. */
+  | "unchanged"
+  /** Another file took its place (a restored backup); the store now reads that one. */
+  | "reopened"
+  /** No usable database at `portcullis.db`: every call fails with `unavailable` until one returns. */
+  | "missing";
+
+/** The open database and what was prepared on it; replaced as a whole when the file is. */
+interface Connection {
+  readonly db: Database.Database;
+  readonly statements: ReturnType<typeof prepareStatements>;
+  readonly tenantStatements: ReturnType<typeof prepareTenantStatements>;
+  /** Device and inode of the file when it was opened, to notice a replacement. */
+  readonly identity: string;
 }
 
 /** What {@link TokenStore.create} needs. Role and scope names must already be checked against the policy. */
@@ -193,18 +231,70 @@ const MAX_AUDIT_LIMIT = 10_000;
  * ```
  */
 export class TokenStore {
-  private readonly statements: ReturnType<typeof prepareStatements>;
-  private readonly tenantStatements: ReturnType<typeof prepareTenantStatements>;
+  private connection: Connection | null;
   private administrativeVersion = 0;
   private readonly tokenListeners = new Set<(tokenIds: readonly string[]) => void>();
+  private closed = false;
 
   private constructor(
-    private readonly db: Database.Database,
+    connection: Connection,
+    private readonly file: string,
     private readonly secret: Buffer,
     private readonly now: () => number,
+    private readonly busyTimeoutMs: number,
   ) {
-    this.statements = prepareStatements(db);
-    this.tenantStatements = prepareTenantStatements(db);
+    this.connection = connection;
+  }
+
+  private get live(): Connection {
+    if (this.connection === null) {
+      throw new StoreError("unavailable", `the token store \`${this.file}\` is missing or unreadable; restore it`);
+    }
+    return this.connection;
+  }
+
+  private get db(): Database.Database {
+    return this.live.db;
+  }
+
+  private get statements(): ReturnType<typeof prepareStatements> {
+    return this.live.statements;
+  }
+
+  private get tenantStatements(): ReturnType<typeof prepareTenantStatements> {
+    return this.live.tenantStatements;
+  }
+
+  /** Whether a database is open; `false` after {@link checkFile} found none. */
+  get available(): boolean {
+    return this.connection !== null;
+  }
+
+  /**
+   * Compares the file at `portcullis.db` with the one this store has open
+   * (device and inode), so that a file moved over it (a restored backup) or a
+   * deleted one is noticed: a replaced file is opened in place of the old one
+   * (migrated if older), and a missing or unreadable one leaves the store
+   * failing every call with `unavailable` until a good file is back. A stat
+   * and no SQLite work when nothing changed: the server calls it a few times a
+   * second. The secret stays the one resolved at open.
+   */
+  checkFile(): StoreFileCheck {
+    if (this.closed) return "missing";
+    const identity = fileIdentity(this.file);
+    if (identity !== null && identity === this.connection?.identity) return "unchanged";
+    const old = this.connection;
+    this.connection = null;
+    this.administrativeVersion++;
+    if (old !== null) retireConnection(old);
+    if (identity === null) return "missing";
+    try {
+      this.connection = openConnection(this.file, this.busyTimeoutMs, true);
+    } catch {
+      // A half-copied or foreign file: stay unavailable and look again on the next check.
+      return "missing";
+    }
+    return "reopened";
   }
 
   /**
@@ -218,34 +308,24 @@ export class TokenStore {
    */
   static open(options: TokenStoreOptions): TokenStore {
     const dir = path.resolve(options.dataDir);
+    const file = path.join(dir, DATABASE_FILE_NAME);
+    if (options.mustExist === true && !existsSync(file)) {
+      throw new StoreError("missing", `no token store at \`${dir}\` (no ${DATABASE_FILE_NAME}); check --data-dir, or create one with \`portcullis serve\` or \`portcullis tokens create\``);
+    }
     try {
-      mkdirSync(dir, { recursive: true });
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       accessSync(dir, fsConstants.W_OK);
     } catch (error) {
       throw new StoreError("unwritable", `data folder \`${dir}\` cannot be created or written: ${describe(error)}`, {
         cause: error,
       });
     }
-    const secret = options.secret ?? resolveSecret(dir);
-    const file = path.join(dir, DATABASE_FILE_NAME);
-
-    let db: Database.Database | undefined;
-    try {
-      db = new Database(file);
-      db.pragma("journal_mode = WAL");
-      db.pragma("synchronous = NORMAL");
-      db.pragma("busy_timeout = 5000");
-      db.pragma("foreign_keys = ON");
-      migrate(db, file);
-      // 4 MB of page cache (better-sqlite3's default is 16): it holds the interior B-tree
-      // pages of a 1,000,000-token store, which is what a look-up reuses; the leaf pages
-      // of random tokens would not stay cached anyway, and the OS caches the file.
-      db.pragma("cache_size = -4000");
-      return new TokenStore(db, secret, options.now ?? Date.now);
-    } catch (error) {
-      db?.close();
-      throw translateOpenError(error, file);
-    }
+    let secretFile: string | null = null;
+    const secret = options.secret ?? resolveSecret(dir, process.env, (created) => (secretFile = created));
+    const databaseFile = createPrivateFile(file) ? file : null;
+    const connection = openConnection(file, busyTimeoutOf(options), false);
+    if (databaseFile !== null || secretFile !== null) options.onCreated?.({ databaseFile, secretFile });
+    return new TokenStore(connection, file, secret, options.now ?? Date.now, busyTimeoutOf(options));
   }
 
   /**
@@ -421,8 +501,10 @@ export class TokenStore {
    *
    * @returns the successor's plaintext `token`, to show once, its `record`, and the updated `predecessor`
    * @throws {@link StoreError}: `not_found` for an unknown id; `conflict` for a
-   * revoked or expired token, or one that already has a successor (rotate the
-   * newest token of a lineage); `invalid` for a bad overlap
+   * revoked or expired token, one past its overlap, or one that already has a
+   * usable successor (rotate the newest token of a lineage); a token whose
+   * successor was revoked or expired may be rotated again while its overlap
+   * lasts; `invalid` for a bad overlap
    */
   rotate(id: string, options: RotateOptions): { token: string; record: TokenRecord; predecessor: TokenRecord } {
     const { overlapMs, actor } = options;
@@ -432,9 +514,8 @@ export class TokenStore {
       const nowMs = options.nowMs ?? this.now();
       const row = this.statements.byId.get(id) as TokenRow | undefined;
       if (row === undefined) throw new StoreError("not_found", `no token with id \`${id}\``);
-      if (row.revoked_at !== null) throw new StoreError("conflict", `token \`${id}\` is revoked; a revoked token cannot be rotated`);
-      if (row.successor_id !== null) throw new StoreError("conflict", `token \`${id}\` was already rotated to \`${row.successor_id}\`; rotate that one instead`);
-      if (row.expires_at !== null && nowMs >= row.expires_at) throw new StoreError("conflict", `token \`${id}\` has expired; an expired token cannot be rotated`);
+      const refusal = this.rotationRefusal(row, nowMs);
+      if (refusal !== null) throw new StoreError("conflict", refusal);
 
       const token = generateToken(row.prefix);
       const lineageId = row.lineage_id ?? row.id;
@@ -463,6 +544,27 @@ export class TokenStore {
       this.audit("api_token.created", actor, successor, { name: row.name, type: row.type, prefix: row.prefix, workspace: row.workspace, environment: row.environment, predecessorId: row.id, lineageId }, nowMs);
       return { token, record: toRecord(successor), predecessor: toRecord(predecessor) };
     }).immediate());
+  }
+
+  /**
+   * Why `row` cannot be rotated now, as advice an operator can follow, or
+   * `null`. A token whose successor is unusable (revoked, e.g. leaked, or
+   * expired) may be rotated again while its own overlap lasts: otherwise the
+   * only advice, "rotate the successor", could not be followed.
+   */
+  private rotationRefusal(row: TokenRow, nowMs: number): string | null {
+    const id = row.id;
+    if (row.revoked_at !== null) return `token \`${id}\` is revoked; a revoked token cannot be rotated: create a new token`;
+    if (row.expires_at !== null && nowMs >= row.expires_at) return `token \`${id}\` has expired; an expired token cannot be rotated: create a new token`;
+    if (row.successor_id === null) return null;
+    const successor = this.statements.byId.get(row.successor_id) as TokenRow | undefined;
+    const successorProblem =
+      successor === undefined ? "is gone" : successor.revoked_at !== null ? "is revoked" : successor.expires_at !== null && nowMs >= successor.expires_at ? "has expired" : null;
+    if (successorProblem === null) return `token \`${id}\` was already rotated to \`${row.successor_id}\`; rotate that one instead`;
+    if (row.overlap_ends_at !== null && nowMs >= row.overlap_ends_at) {
+      return `token \`${id}\` was rotated out at ${new Date(row.overlap_ends_at).toISOString()} and its successor \`${row.successor_id}\` ${successorProblem}: create a new token`;
+    }
+    return null;
   }
 
   /**
@@ -645,7 +747,10 @@ export class TokenStore {
 
   /** Closes the database; later calls on this store throw. Safe to call twice. */
   close(): void {
-    if (this.db.open) this.db.close();
+    this.closed = true;
+    const connection = this.connection;
+    this.connection = null;
+    if (connection?.db.open === true) connection.db.close();
   }
 
   /**
@@ -763,6 +868,102 @@ function migrate(db: Database.Database, file: string): void {
       db.pragma(`user_version = ${step + 1}`);
     }
   }).immediate();
+}
+
+/**
+ * Opens `file` in WAL mode, brings its schema up to date and prepares every
+ * statement. With `mustExist`, a missing file is an error rather than a new
+ * empty database (a reopen must never create one).
+ */
+function openConnection(file: string, busyTimeoutMs: number, mustExist: boolean): Connection {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { fileMustExist: mustExist });
+    db.pragma("journal_mode = WAL");
+    db.pragma("synchronous = NORMAL");
+    // why: opening may wait for another process's migration; serving must not wait (set below)
+    db.pragma("busy_timeout = 5000");
+    db.pragma("foreign_keys = ON");
+    migrate(db, file);
+    // 4 MB of page cache (better-sqlite3's default is 16): it holds the interior B-tree
+    // pages of a 1,000,000-token store, which is what a look-up reuses; the leaf pages
+    // of random tokens would not stay cached anyway, and the OS caches the file.
+    db.pragma("cache_size = -4000");
+    db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    restrictStoreFiles(file);
+    const identity = fileIdentity(file);
+    if (identity === null) throw new StoreError("unavailable", `database \`${file}\` vanished while it was opened`);
+    return { db, statements: prepareStatements(db), tenantStatements: prepareTenantStatements(db), identity };
+  } catch (error) {
+    db?.close();
+    throw translateOpenError(error, file);
+  }
+}
+
+/**
+ * Closes a connection whose file was moved or deleted. SQLite neither
+ * checkpoints nor deletes the WAL of a moved database on close, and the next
+ * connection to open the new file under the same name would replay those old
+ * frames over it (https://sqlite.org/howtocorrupt.html, section 1.4). So the
+ * old frames are first checkpointed into the old file and the WAL truncated
+ * to nothing. Best effort: a reader in another process can keep it from
+ * completing, which is why the safe live restore is SQLite's own `.restore`.
+ */
+function retireConnection(connection: Connection): void {
+  try {
+    connection.db.pragma("wal_checkpoint(TRUNCATE)");
+  } catch {
+    // Nothing more can be done from here; closing still releases the old file.
+  }
+  connection.db.close();
+}
+
+/** Device and inode of `file`, or `null` when there is none (or no regular file) at that path. */
+function fileIdentity(file: string): string | null {
+  try {
+    const stat = statSync(file, { bigint: true });
+    return stat.isFile() ? `${stat.dev}:${stat.ino}` : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Creates an empty `file` readable by its owner only, unless it exists.
+ * SQLite gives the -wal and -shm files the database file's mode, so all three
+ * stay private: they hold token hashes, tenants, names and controls.
+ * @returns whether it created the file
+ */
+function createPrivateFile(file: string): boolean {
+  try {
+    closeSync(openSync(file, "wx", 0o600));
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "EEXIST") return false;
+    throw new StoreError("unwritable", `cannot create database \`${file}\`: ${describe(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Takes group and other access away from the database and its -wal and -shm
+ * files (stores created by earlier versions were 0644). Best effort: a file
+ * owned by another account is left as it is.
+ */
+function restrictStoreFiles(file: string): void {
+  for (const name of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      const mode = statSync(name).mode;
+      if ((mode & 0o077) !== 0) chmodSync(name, mode & 0o700);
+    } catch {
+      // Absent (no -wal yet) or not ours: nothing to tighten.
+    }
+  }
+}
+
+function busyTimeoutOf(options: TokenStoreOptions): number {
+  const ms = options.busyTimeoutMs ?? 5_000;
+  if (!Number.isSafeInteger(ms) || ms < 0) throw new StoreError("invalid", `busy timeout must be zero or more milliseconds, got \`${ms}\``);
+  return ms;
 }
 
 function translateOpenError(error: unknown, file: string): unknown {

@@ -42,18 +42,27 @@ export function tokenServiceMethods(service: TokenServiceImpl): Map<string, Grpc
   ]);
 }
 
-function unary<I extends DescMessage, O extends DescMessage>(input: I, output: O, run: (request: MessageShape<I>, call: CallContext) => MessageShape<O>): GrpcMethod {
+function unary<I extends DescMessage, O extends DescMessage>(
+  input: I,
+  output: O,
+  run: (request: MessageShape<I>, call: CallContext) => MessageShape<O> | Promise<MessageShape<O>>,
+): GrpcMethod {
+  const fail = (error: unknown): never => {
+    const connectError: ConnectError = toConnectError(error);
+    throw new GrpcError(connectError.code, connectError.rawMessage);
+  };
   return {
     kind: "unary",
     handle: (bytes, call) => {
       const request = decodeRequest(input, bytes);
-      let response: MessageShape<O>;
+      let response: MessageShape<O> | Promise<MessageShape<O>>;
       try {
         response = run(request, callContextOf(call));
       } catch (error) {
-        const connectError: ConnectError = toConnectError(error);
-        throw new GrpcError(connectError.code, connectError.rawMessage);
+        return fail(error);
       }
+      // why: writes retry a busy store on timers, so they answer later
+      if (response instanceof Promise) return response.then((value) => toBinary(output, value), fail);
       return toBinary(output, response);
     },
   };

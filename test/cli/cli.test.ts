@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
+import { TokenStore } from "../../src/store/token-store.js";
 import { captureCliOutput } from "../support/cli-output.js";
 import { EXAMPLE_POLICY_DIR } from "../support/fixtures.js";
 
@@ -11,6 +12,8 @@ const io = captureCliOutput();
 
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-cli-"));
+  // commands other than `tokens create` refuse a missing store, so each test starts with an empty one
+  TokenStore.open({ dataDir: path.join(dir, "data") }).close();
 });
 
 afterEach(() => {
@@ -65,8 +68,39 @@ describe("portcullis tokens", () => {
   });
 
   it("refuses to revoke an unknown id", async () => {
-    expect(await run("tokens", "revoke", "tok_nope", "--data-dir", path.join(dir, "d"))).toBe(1);
+    expect(await run("tokens", "revoke", "tok_nope", "--data-dir", path.join(dir, "data"))).toBe(1);
     expect(io.err).toMatch(/tok_nope/);
+  });
+});
+
+describe("commands that only read, or change what exists, refuse a missing store", () => {
+  const mistyped = () => path.join(dir, "dta");
+  it.each([
+    ["tokens list", ["tokens", "list"]],
+    ["tokens list --json", ["tokens", "list", "--json"]],
+    ["audit list", ["audit", "list"]],
+    ["tokens revoke", ["tokens", "revoke", "tok_x"]],
+    ["tokens rotate", ["tokens", "rotate", "tok_x"]],
+    ["tokens update", ["tokens", "update", "tok_x", "--clear"]],
+    ["tenants list", ["tenants", "list"]],
+    ["tenants suspend", ["tenants", "suspend", "acme"]],
+    ["workspaces list", ["workspaces", "list"]],
+  ])("%s names the folder, exits 1 and creates nothing", async (_name, args) => {
+    io.err = "";
+    expect(await run(...args, "--policies", EXAMPLE_POLICY_DIR, "--data-dir", mistyped())).toBe(1);
+    expect(io.err).toContain(`error: no token store at \`${mistyped()}\``);
+    expect(fs.existsSync(mistyped())).toBe(false);
+  });
+
+  it("tokens create may create a store, and announces the new database and secret", async () => {
+    const fresh = path.join(dir, "fresh");
+    io.err = "";
+    expect(await run("tokens", "create", "--tenant", "acme", "--workspace", "main", "--name", "first", "--role", "tenant_operator", "--policies", EXAMPLE_POLICY_DIR, "--data-dir", fresh)).toBe(0);
+    expect(io.err).toContain(`created a new token store: ${path.join(fresh, "portcullis.db")}`);
+    expect(io.err).toContain(`created a new server secret: ${path.join(fresh, "secret.key")}`);
+    io.err = "";
+    expect(await run("tokens", "create", "--tenant", "acme", "--workspace", "main", "--name", "second", "--role", "tenant_operator", "--policies", EXAMPLE_POLICY_DIR, "--data-dir", fresh)).toBe(0);
+    expect(io.err).not.toContain("created a new");
   });
 });
 

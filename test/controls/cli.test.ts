@@ -3,6 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
+import { TokenStore } from "../../src/store/token-store.js";
 import { captureCliOutput } from "../support/cli-output.js";
 import { EXAMPLE_POLICY_DIR } from "../support/fixtures.js";
 
@@ -13,6 +14,8 @@ let common: string[];
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-cli-controls-"));
   common = ["--policies", EXAMPLE_POLICY_DIR, "--data-dir", path.join(dir, "data")];
+  // commands other than `tokens create` refuse a missing store, so each test starts with an empty one
+  TokenStore.open({ dataDir: path.join(dir, "data") }).close();
 });
 
 afterEach(() => {

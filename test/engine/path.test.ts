@@ -17,9 +17,16 @@ describe("normalizePath", () => {
     ["/api/%41%42c", "/api/ABc", ["api", "ABc"]],
     ["/api/a%3ab", "/api/a%3Ab", ["api", "a%3Ab"]],
     ["/api/%e2%82%ac", "/api/%E2%82%AC", ["api", "%E2%82%AC"]],
-    ["/api/a:b@c!$&'()*+,;=", "/api/a:b@c!$&'()*+,;=", ["api", "a:b@c!$&'()*+,;="]],
+    ["/api/a:b@c!$&'()*+,=", "/api/a:b@c!$&'()*+,=", ["api", "a:b@c!$&'()*+,="]],
   ])("%s → %s", (raw, path, segments) => {
     const result = normalizePath(raw);
+    expect(result).toEqual({ ok: true, value: { path, segments, query: "" } });
+  });
+
+  it.each([
+    ["/api/a:b@c!$&'()*+,;=", "/api/a:b@c!$&'()*+,;=", ["api", "a:b@c!$&'()*+,;="]],
+  ])("keeps `;` parameters when asked: %s → %s", (raw, path, segments) => {
+    const result = normalizePath(raw, { parameters: "keep" });
     expect(result).toEqual({ ok: true, value: { path, segments, query: "" } });
   });
 

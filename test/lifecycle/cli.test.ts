@@ -19,6 +19,8 @@ beforeEach(() => {
   fs.cpSync(EXAMPLE_POLICY_DIR, policies, { recursive: true });
   fs.writeFileSync(path.join(policies, "tokens.json"), JSON.stringify({ tokens: { rotation: { defaultOverlap: "14d", maxOverlap: "30d" }, limits: { serviceTokensPerTenant: 2 } } }));
   common = ["--policies", policies, "--data-dir", path.join(dir, "data")];
+  // commands other than `tokens create` refuse a missing store, so each test starts with an empty one
+  TokenStore.open({ dataDir: path.join(dir, "data") }).close();
 });
 
 afterEach(() => {

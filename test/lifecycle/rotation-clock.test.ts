@@ -8,9 +8,11 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createAuthorizer, type Authorizer } from "../../src/service/authorize.js";
+import { main } from "../../src/cli/main.js";
 import { createToken } from "../../src/service/tokens.js";
 import { StoreError, TokenStore } from "../../src/store/token-store.js";
-import { loadExamplePolicy, NOW_MS, request } from "../support/fixtures.js";
+import { captureCliOutput } from "../support/cli-output.js";
+import { EXAMPLE_POLICY_DIR, loadExamplePolicy, NOW_MS, request } from "../support/fixtures.js";
 
 const DAY_MS = 86_400_000;
 
@@ -18,6 +20,7 @@ let dir: string;
 let store: TokenStore;
 let nowMs: number;
 let authorize: Authorizer;
+const io = captureCliOutput();
 
 beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-clock-"));
@@ -144,5 +147,76 @@ describe("rotation with an injected clock", () => {
     expect(event).toMatchObject({ event: "api_token.rotated", actor: "cli:ann", tokenId: old.id, data: { successorId: rotated.record.id, overlapEndsAtMs: NOW_MS + DAY_MS } });
     expect(created).toMatchObject({ event: "api_token.created", tokenId: rotated.record.id, data: expect.objectContaining({ predecessorId: old.id }) });
     expect(JSON.stringify(store.listAudit({ limit: 100 }))).not.toContain(rotated.token.slice(8, 30));
+  });
+});
+
+// No lifecycle state may leave an operator with advice they cannot follow:
+// rotate A into B, revoke B (it leaked), and A can still be replaced.
+/** The message of the store's refusal; fails when `run` does not refuse. */
+function refusal(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(StoreError);
+    return (error as StoreError).message;
+  }
+  throw new Error("expected a refusal");
+}
+
+describe("rotation after the successor was revoked", () => {
+  it("lets the predecessor be rotated again while its overlap lasts", () => {
+    const a = issue();
+    const b = store.rotate(a.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
+    nowMs += DAY_MS;
+    store.revoke(b.record.id, "test", "leaked");
+    expect(decide(a.token)).toMatchObject({ code: "ok" });
+
+    const c = store.rotate(a.id, { overlapMs: 2 * DAY_MS, actor: "test", nowMs });
+    expect(c.predecessor.successorId).toBe(c.record.id);
+    expect(decide(c.token)).toMatchObject({ code: "ok" });
+    // the new rotation caps A's window; it never extends it
+    expect(c.predecessor.overlapEndsAtMs).toBe(nowMs + 2 * DAY_MS);
+    expect(decide(b.token)).toMatchObject({ code: "unauthenticated", reason: "revoked" });
+    // the advice for A now names C, and following it works
+    expect(refusal(() => store.rotate(a.id, { overlapMs: 0, actor: "test", nowMs }))).toMatch(new RegExp(`rotate that one instead`));
+    expect(store.rotate(c.record.id, { overlapMs: 0, actor: "test", nowMs }).predecessor.id).toBe(c.record.id);
+  });
+
+  it("advises creating a new token once the predecessor's overlap is over", () => {
+    const a = issue();
+    const b = store.rotate(a.id, { overlapMs: DAY_MS, actor: "test", nowMs });
+    store.revoke(b.record.id, "test", "leaked");
+    nowMs += 2 * DAY_MS;
+    expect(decide(a.token)).toMatchObject({ code: "unauthenticated", reason: "rotated" });
+    const message = refusal(() => store.rotate(a.id, { overlapMs: 0, actor: "test", nowMs }));
+    expect(message).toMatch(/create a new token/);
+    expect(message).not.toMatch(/rotate .* instead/);
+  });
+
+  it("advises a new token when the successor and the token itself have expired", () => {
+    const record = issue(nowMs + DAY_MS);
+    const b = store.rotate(record.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
+    expect(b.record.expiresAtMs).toBe(nowMs + DAY_MS);
+    nowMs += 2 * DAY_MS;
+    // both expired: A cannot be rotated, and the advice says what to do instead
+    expect(refusal(() => store.rotate(record.id, { overlapMs: 0, actor: "test", nowMs }))).toMatch(/create a new token/);
+  });
+
+  it("says what to do about a revoked token", () => {
+    const a = issue();
+    store.revoke(a.id, "test");
+    expect(refusal(() => store.rotate(a.id, { overlapMs: 0, actor: "test", nowMs }))).toMatch(/revoked.*create a new token/);
+  });
+});
+
+describe("revoking an already revoked token", () => {
+  it("says so on the CLI and changes nothing", async () => {
+    const a = issue();
+    store.revoke(a.id, "first", "leaked");
+    const auditRows = store.listAudit().length;
+    io.err = "";
+    expect(await main(["node", "portcullis", "tokens", "revoke", a.id, "--data-dir", dir, "--policies", EXAMPLE_POLICY_DIR])).toBe(0);
+    expect(io.err).toMatch(new RegExp(`${a.id} \\(clocked\\) was already revoked at \\d{4}-\\d\\d-\\d\\dT.*by first`));
+    expect(store.listAudit().length).toBe(auditRows);
   });
 });
