@@ -20,6 +20,7 @@ import { Health } from "./transport/health.js";
 import { closeHttp, createHttpServer, listenHttp } from "./transport/http.js";
 import { DEFAULT_EXT_AUTHZ_PREFIX } from "./transport/ext-authz-http.js";
 import { buildTrustedProxyMatcher } from "./transport/trusted-proxies.js";
+import { loadTlsFiles, watchTlsFiles } from "./transport/tls-files.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -50,6 +51,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let policy = loaded.policy;
   log.info({ policySet: policy.name, revision: policy.revision.slice(0, 12), files: loaded.files.length }, `loaded policy set \`${policy.name}\` from ${config.policyDir}`);
 
+  // Read before the store opens, so that unusable TLS files refuse the start like a bad policy does.
+  const tls = config.tls === undefined ? undefined : loadTlsFiles(config.tls);
   const store = TokenStore.open({ dataDir: config.dataDir });
   const tokenCache = createTokenCache({ find: (token) => store.findByToken(token) });
   // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
@@ -79,6 +82,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     envoy: { trustedProxies, onError: onTransportError },
     tokenService,
     onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
+    ...(tls === undefined ? {} : { tls }),
   });
   let ready = false;
   const httpServer = createHttpServer({
@@ -87,7 +91,20 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
     tokenService,
     metrics: () => metrics.render(),
+    ...(tls === undefined ? {} : { tls }),
   });
+  const stopWatchingTls =
+    config.tls === undefined
+      ? () => undefined
+      : watchTlsFiles(
+          config.tls,
+          (options) => {
+            grpcServer.setSecureContext(options);
+            if ("setSecureContext" in httpServer) httpServer.setSecureContext(options);
+            log.info({ cert: config.tls?.certFile }, "tls certificate reloaded; new connections use it");
+          },
+          (error) => log.error({ err: error }, "tls files changed but do not load; the previous certificate stays in force"),
+        );
 
   let grpcPort: number;
   let httpPort: number;
@@ -95,6 +112,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     grpcPort = await grpcServer.listen(config.host, config.grpcPort);
     httpPort = await listenHttp(httpServer, config.host, config.httpPort);
   } catch (error) {
+    stopWatchingTls();
     await grpcServer.close(0);
     httpServer.close();
     usage.close();
@@ -134,6 +152,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     async close(graceMs = 5_000) {
       ready = false;
       health.setStatus("", "NOT_SERVING");
+      stopWatchingTls();
       await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.
       usage.close();

@@ -14,6 +14,7 @@ import { createGrpcServer as createServer, GrpcError, GrpcStatus, type GrpcMetho
 import type { Health } from "./health.js";
 // A cycle (it uses decodeRequest), safe because both sides only use function declarations.
 import { tokenServiceMethods } from "./token-service-grpc.js";
+import type { TlsServerOptions } from "./tls-files.js";
 import { buildTrustedProxyMatcher } from "./trusted-proxies.js";
 
 export type { GrpcServer } from "./grpc-server.js";
@@ -30,6 +31,8 @@ export interface GrpcServerOptions {
   readonly tokenService?: TokenServiceImpl;
   /** Told about an exception a handler threw (answered INTERNAL). */
   readonly onError?: (error: unknown, path: string) => void;
+  /** Serve gRPC over TLS; `setSecureContext` replaces the certificate. */
+  readonly tls?: TlsServerOptions;
 }
 
 /** Creates the gRPC server with every service; `listen` binds it. */
@@ -48,7 +51,12 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     ...(options.tokenService === undefined ? [] : tokenServiceMethods(options.tokenService)),
     ...options.health.methods(),
   ]);
-  return createServer({ methods, maxMessageBytes: MAX_GRPC_MESSAGE_BYTES, ...(options.onError === undefined ? {} : { onError: options.onError }) });
+  return createServer({
+    methods,
+    maxMessageBytes: MAX_GRPC_MESSAGE_BYTES,
+    ...(options.onError === undefined ? {} : { onError: options.onError }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+  });
 }
 
 /** A request message from its bytes; bytes that are not one answer INTERNAL, as gRPC libraries do. */

@@ -3,7 +3,9 @@
  * the ext-authz prefix, the health probes and `/metrics`.
  */
 import * as http from "node:http";
+import * as https from "node:https";
 import type { AddressInfo } from "node:net";
+import type { TlsServerOptions } from "./tls-files.js";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Authorizer } from "../service/authorize.js";
@@ -22,10 +24,34 @@ export interface HttpServerOptions {
   readonly tokenService?: TokenServiceImpl;
   /** Prometheus exposition at `/metrics`; not served when absent. */
   readonly metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Deadlines for a request to arrive; each one left out takes its {@link DEFAULT_HTTP_LIMITS} value. */
+  readonly limits?: Partial<HttpLimits>;
+  /** Serve HTTPS instead of HTTP; `setSecureContext` on the server replaces the certificate for new connections. */
+  readonly tls?: TlsServerOptions;
 }
 
+/**
+ * How long a client may take to send a request. Node's defaults (60 s for the
+ * headers, 300 s for the whole request) let a slow client hold a connection and
+ * its buffered body for minutes; an enforcement point sends a request in
+ * microseconds.
+ */
+export interface HttpLimits {
+  /** From the connection's first byte (or the previous response) to the end of the headers; past it 408 and close. Default 10 s. */
+  readonly headersTimeoutMs: number;
+  /** From the start of a request to the end of its body; past it 408 and close. Default 30 s. */
+  readonly requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. Default 65 s, longer than the 60 s nginx and Envoy keep theirs, so that they close first and never send on a connection being closed. */
+  readonly keepAliveTimeoutMs: number;
+}
+
+export const DEFAULT_HTTP_LIMITS: HttpLimits = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000 };
+
+/** The HTTP/1.1 port's server: cleartext, or TLS when configured. */
+export type HttpPortServer = http.Server | https.Server;
+
 /** Creates the HTTP/1.1 server; {@link listenHttp} binds it. */
-export function createHttpServer(options: HttpServerOptions): http.Server {
+export function createHttpServer(options: HttpServerOptions): HttpPortServer {
   const connect = connectNodeAdapter({
     routes: (router) => {
       registerAuthorizationService(router, options.authorize);
@@ -37,14 +63,27 @@ export function createHttpServer(options: HttpServerOptions): http.Server {
     readMaxBytes: 1024 * 1024,
   });
   const extAuthz = options.extAuthz === undefined ? null : createExtAuthzHandler(options.authorize, options.extAuthz);
-  return http.createServer((request, response) => {
+  const handle = (request: http.IncomingMessage, response: http.ServerResponse): void => {
     if (extAuthz !== null && extAuthz(request, response)) return;
     const path = request.url ?? "/";
     if (path === "/healthz") return plain(response, 200, "ok\n");
     if (path === "/readyz") return options.ready() ? plain(response, 200, "ready\n") : plain(response, 503, "not ready\n");
     if (path === "/metrics" && options.metrics !== undefined) return void serveMetrics(response, options.metrics);
     connect(request, response);
-  });
+  };
+  const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
+  const serverOptions: http.ServerOptions = {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    // Node checks both timeouts on this interval (default 30 s), so it bounds how late they fire.
+    connectionsCheckingInterval: Math.max(50, Math.min(1_000, limits.headersTimeoutMs / 4)),
+  };
+  if (options.tls === undefined) return http.createServer(serverOptions, handle);
+  const server = https.createServer({ ...serverOptions, ...options.tls }, handle);
+  // A failed handshake is the client's problem; without a listener Node only destroys the socket, which is all it needs.
+  server.on("tlsClientError", () => undefined);
+  return server;
 }
 
 async function serveMetrics(response: http.ServerResponse, metrics: NonNullable<HttpServerOptions["metrics"]>): Promise<void> {
@@ -63,7 +102,7 @@ function plain(response: http.ServerResponse, status: number, body: string): voi
 }
 
 /** Binds the server and resolves to the bound port (port 0 picks a free one). */
-export function listenHttp(server: http.Server, host: string, port: number): Promise<number> {
+export function listenHttp(server: HttpPortServer, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {
@@ -74,7 +113,7 @@ export function listenHttp(server: http.Server, host: string, port: number): Pro
 }
 
 /** Stops accepting connections and closes idle ones; resolves when all are gone or after `graceMs`. */
-export function closeHttp(server: http.Server, graceMs: number): Promise<void> {
+export function closeHttp(server: HttpPortServer, graceMs: number): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       server.closeAllConnections();
