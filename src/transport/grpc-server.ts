@@ -77,14 +77,14 @@ export type GrpcMethod = UnaryMethod | { readonly kind: "server-streaming"; read
 export interface GrpcLimits {
   /** A call still receiving its message that gets no data for this long is cut with DEADLINE_EXCEEDED. Default 10 s. */
   readonly idleTimeoutMs: number;
-  /** Bytes of unfinished requests one connection may have buffered; a call that would pass it answers RESOURCE_EXHAUSTED. Default 16 MiB. */
+  /** Bytes of unfinished requests one connection may have buffered; a call that would pass it answers RESOURCE_EXHAUSTED. Default 8 MiB. */
   readonly maxBufferedBytesPerSession: number;
-  /** Bytes of unfinished requests the whole server may have buffered; past it new calls are refused with RESOURCE_EXHAUSTED. Default 64 MiB. */
+  /** Bytes of unfinished requests the whole server may have buffered; past it new calls are refused with RESOURCE_EXHAUSTED. Default 32 MiB. */
   readonly maxBufferedBytes: number;
 }
 
 /** The defaults of {@link GrpcLimits}: a few Envoys' worth of 1 MiB messages in flight, far under the RSS bound the README states. */
-export const DEFAULT_GRPC_LIMITS: GrpcLimits = { idleTimeoutMs: 10_000, maxBufferedBytesPerSession: 16 * 1024 * 1024, maxBufferedBytes: 64 * 1024 * 1024 };
+export const DEFAULT_GRPC_LIMITS: GrpcLimits = { idleTimeoutMs: 10_000, maxBufferedBytesPerSession: 8 * 1024 * 1024, maxBufferedBytes: 32 * 1024 * 1024 };
 
 export interface GrpcServerOptions {
   /** Methods by path, `/package.Service/Method`. */
