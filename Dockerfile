@@ -2,7 +2,7 @@
 # Every step here is runnable without docker: `npm ci && npm prune --omit=dev &&
 # PORTCULLIS_HOST=0.0.0.0 node bin/portcullis.js serve`.
 
-FROM node:20-bookworm-slim AS build
+FROM node:22-bookworm-slim AS build
 WORKDIR /app
 # better-sqlite3 compiles from source when its prebuilt binary cannot be fetched.
 RUN apt-get update \
@@ -13,7 +13,7 @@ COPY src ./src
 # `npm ci` runs the `prepare` script, which compiles src/ into dist/.
 RUN npm ci && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+FROM node:22-bookworm-slim
 WORKDIR /app
 ENV NODE_ENV=production \
     PORTCULLIS_HOST=0.0.0.0 \
