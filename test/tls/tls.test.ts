@@ -61,20 +61,25 @@ function servedCommonName(port: number, caPem: string, alpn: string[]): Promise<
   });
 }
 
+/** The real server over TLS with fresh certificates (and a client CA bundle when `mutual`), and a token it allows. */
+async function startTlsServer(mutual: boolean): Promise<{ files: TlsTestFiles; t: TestServer; token: string }> {
+  const files = makeTlsTestFiles();
+  const t = await startTestServer(undefined, { tls: { certFile: files.certFile, keyFile: files.keyFile, ...(mutual ? { clientCaFile: files.caFile } : {}) } });
+  const fields = { tenant: "acme", workspace: "main", environment: "production", type: "service" as const, actor: "test", name: "tls", role: "tenant_operator" };
+  return { files, t, token: createToken(t.server.store, t.server.policy(), fields, Date.now()).token };
+}
+
+async function stopTlsServer(t: TestServer | undefined, files: TlsTestFiles | undefined): Promise<void> {
+  await t?.stop();
+  files?.remove();
+}
+
 describe.skipIf(!hasOpenssl)("TLS on both ports", () => {
   let files: TlsTestFiles;
   let t: TestServer;
   let token: string;
-
-  beforeAll(async () => {
-    files = makeTlsTestFiles();
-    t = await startTestServer(undefined, { tls: { certFile: files.certFile, keyFile: files.keyFile } });
-    token = createToken(t.server.store, t.server.policy(), { tenant: "acme", workspace: "main", environment: "production", type: "service", actor: "test", name: "tls", role: "tenant_operator" }, Date.now()).token;
-  });
-  afterAll(async () => {
-    await t?.stop();
-    files?.remove();
-  });
+  beforeAll(async () => void ({ files, t, token } = await startTlsServer(false)));
+  afterAll(() => stopTlsServer(t, files));
 
   it("answers Authorize to grpc-js over TLS, and refuses cleartext", async () => {
     expect(await authorizeOverGrpc(t.grpcAddress, grpc.credentials.createSsl(Buffer.from(files.caPem)), token)).toEqual({ allowed: true, code: "ok" });
@@ -115,16 +120,8 @@ describe.skipIf(!hasOpenssl)("mutual TLS with a client CA bundle", () => {
   let files: TlsTestFiles;
   let t: TestServer;
   let token: string;
-
-  beforeAll(async () => {
-    files = makeTlsTestFiles();
-    t = await startTestServer(undefined, { tls: { certFile: files.certFile, keyFile: files.keyFile, clientCaFile: files.caFile } });
-    token = createToken(t.server.store, t.server.policy(), { tenant: "acme", workspace: "main", environment: "production", type: "service", actor: "test", name: "mtls", role: "tenant_operator" }, Date.now()).token;
-  });
-  afterAll(async () => {
-    await t?.stop();
-    files?.remove();
-  });
+  beforeAll(async () => void ({ files, t, token } = await startTlsServer(true)));
+  afterAll(() => stopTlsServer(t, files));
 
   it("answers a gRPC client that presents a certificate from the bundle, and refuses one that presents none", async () => {
     const withCert = grpc.credentials.createSsl(Buffer.from(files.caPem), Buffer.from(files.clientKeyPem), Buffer.from(files.clientCertPem));
