@@ -43,9 +43,18 @@ export interface HttpLimits {
   readonly requestTimeoutMs: number;
   /** An idle keep-alive connection is closed after this. Default 65 s, longer than the 60 s nginx and Envoy keep theirs, so that they close first and never send on a connection being closed. */
   readonly keepAliveTimeoutMs: number;
+  /**
+   * Bytes all request bodies still being read may announce together (their
+   * `Content-Length`, or the 1 MiB limit when chunked); a request that would
+   * pass it is answered 503 at once instead of being buffered. Default 32 MiB.
+   */
+  readonly maxBufferedBodyBytes: number;
 }
 
-export const DEFAULT_HTTP_LIMITS: HttpLimits = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000 };
+export const DEFAULT_HTTP_LIMITS: HttpLimits = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 65_000, maxBufferedBodyBytes: 32 * 1024 * 1024 };
+
+/** The largest request body read (Connect), also what a chunked body is assumed to reach. */
+const READ_MAX_BYTES = 1024 * 1024;
 
 /** The HTTP/1.1 port's server: cleartext, or TLS when configured. */
 export type HttpPortServer = http.Server | https.Server;
@@ -60,7 +69,7 @@ export function createHttpServer(options: HttpServerOptions): HttpPortServer {
     // The token service's guard judges the caller's own address, as its token's IP allowlist asks.
     contextValues: (request) => createContextValues().set(peerAddressKey, request.socket.remoteAddress ?? ""),
     // Decisions are small; a larger body is not a request we need to read.
-    readMaxBytes: 1024 * 1024,
+    readMaxBytes: READ_MAX_BYTES,
   });
   const extAuthz = options.extAuthz === undefined ? null : createExtAuthzHandler(options.authorize, options.extAuthz);
   const handle = (request: http.IncomingMessage, response: http.ServerResponse): void => {
@@ -69,9 +78,17 @@ export function createHttpServer(options: HttpServerOptions): HttpPortServer {
     if (path === "/healthz") return plain(response, 200, "ok\n");
     if (path === "/readyz") return options.ready() ? plain(response, 200, "ready\n") : plain(response, 503, "not ready\n");
     if (path === "/metrics" && options.metrics !== undefined) return void serveMetrics(response, options.metrics);
+    const announced = announcedBodyBytes(request);
+    if (announced > 0) {
+      if (bodyBytes + announced > limits.maxBufferedBodyBytes) return refuseBody(response);
+      bodyBytes += announced;
+      // Emitted once the request is done with, read to its end or cut off.
+      request.once("close", () => (bodyBytes -= announced));
+    }
     connect(request, response);
   };
   const limits: HttpLimits = { ...DEFAULT_HTTP_LIMITS, ...options.limits };
+  let bodyBytes = 0;
   const serverOptions: http.ServerOptions = {
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
@@ -84,6 +101,20 @@ export function createHttpServer(options: HttpServerOptions): HttpPortServer {
   // A failed handshake is the client's problem; without a listener Node only destroys the socket, which is all it needs.
   server.on("tlsClientError", () => undefined);
   return server;
+}
+
+/** What a request's body may hold once read: its `Content-Length` (up to the read limit), the read limit when chunked, 0 without a body. */
+function announcedBodyBytes(request: http.IncomingMessage): number {
+  const length = request.headers["content-length"];
+  if (length !== undefined) return Math.min(Number(length) || 0, READ_MAX_BYTES);
+  return request.headers["transfer-encoding"] === undefined ? 0 : READ_MAX_BYTES;
+}
+
+function refuseBody(response: http.ServerResponse): void {
+  const body = "the server holds too many unfinished request bodies; retry later\n";
+  // The body is not read: close the connection rather than drain it.
+  response.writeHead(503, { "content-type": "text/plain; charset=utf-8", "content-length": Buffer.byteLength(body), "retry-after": "1", connection: "close" });
+  response.end(body);
 }
 
 async function serveMetrics(response: http.ServerResponse, metrics: NonNullable<HttpServerOptions["metrics"]>): Promise<void> {

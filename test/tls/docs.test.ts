@@ -31,6 +31,7 @@ describe("docs/tls.md", () => {
     expect(doc).toContain(`nothing for ${DEFAULT_GRPC_LIMITS.idleTimeoutMs / 1000} s`);
     expect(doc).toContain(`within ${DEFAULT_HTTP_LIMITS.headersTimeoutMs / 1000} s and the whole request within ${DEFAULT_HTTP_LIMITS.requestTimeoutMs / 1000} s`);
     expect(doc).toContain(`over ${MAX_CERTIFICATE_TEXT_CHARS / 1024} KiB`);
+    expect(doc).toContain(`may announce ${mib(DEFAULT_HTTP_LIMITS.maxBufferedBodyBytes)} together`);
   });
 
   it.each(["--tls-cert", "--tls-key", "--tls-client-ca", "PORTCULLIS_TLS_CERT", "PORTCULLIS_TLS_KEY", "PORTCULLIS_TLS_CLIENT_CA"])("documents %s", (name) => expect(doc).toContain(name));

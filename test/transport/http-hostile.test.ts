@@ -3,7 +3,7 @@
  * headers and bodies have deadlines of our own rather than Node's 60 s / 300 s.
  */
 import * as net from "node:net";
-import type * as http from "node:http";
+import * as http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeHttp, createHttpServer, listenHttp } from "../../src/transport/http.js";
 import { noPolicyAuthorizer } from "../support/no-policy-authorizer.js";
@@ -50,5 +50,59 @@ describe("the HTTP/1.1 port's own deadlines", () => {
   it("still answers a prompt request", async () => {
     const response = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(await response.text()).toBe("ok\n");
+  });
+});
+
+describe("the HTTP/1.1 port's bound on unfinished bodies", () => {
+  let small: http.Server;
+  let smallPort: number;
+  beforeAll(async () => {
+    small = createHttpServer({ authorize: noPolicyAuthorizer(), ready: () => true, limits: { maxBufferedBodyBytes: 2 * 1024 * 1024 } }) as http.Server;
+    smallPort = await listenHttp(small, "127.0.0.1", 0);
+  });
+  afterAll(() => closeHttp(small, 500));
+
+  it("answers 503 at once to a body that would pass the bound while others are unfinished, and serves again once they are gone", async () => {
+    const head = (length: number) => `POST /portcullis.v1.AuthorizationService/Authorize HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n\r\n{`;
+    const sockets: net.Socket[] = [];
+    for (let i = 0; i < 2; i++) {
+      const socket = net.connect(smallPort, "127.0.0.1");
+      socket.on("error", () => undefined);
+      socket.write(head(1024 * 1024));
+      sockets.push(socket);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = Date.now();
+    const socket = net.connect(smallPort, "127.0.0.1");
+    socket.on("error", () => undefined);
+    const response = await new Promise<string>((resolve) => {
+      let text = "";
+      socket.on("data", (chunk: Buffer) => {
+        text += chunk.toString("latin1");
+        if (text.includes("\r\n\r\n")) resolve(text);
+      });
+      setTimeout(() => resolve(text), 5_000);
+      socket.write(head(1024));
+    });
+    socket.destroy();
+    expect(response).toMatch(/^HTTP\/1\.1 503/);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    for (const held of sockets) held.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const ok = await fetch(`http://127.0.0.1:${smallPort}/portcullis.v1.AuthorizationService/Authorize`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ method: "GET", path: "/", host: "x", sourceIp: "127.0.0.1", headers: [] }) });
+    expect(ok.status).toBe(200);
+  });
+
+  it("gives the bytes back when a request is done, over keep-alive too", async () => {
+    const padding = "x".repeat(200 * 1024);
+    for (let i = 0; i < 30; i++) {
+      const response = await fetch(`http://127.0.0.1:${smallPort}/portcullis.v1.AuthorizationService/Authorize`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ method: "GET", path: "/", host: padding, sourceIp: "127.0.0.1", headers: [] }),
+      });
+      expect(response.status).toBe(200);
+      await response.arrayBuffer();
+    }
   });
 });
