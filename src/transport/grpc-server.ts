@@ -580,6 +580,13 @@ function attempt(write: () => void): boolean {
 /** Answers an error for a request that was not read to its end, then resets the stream so the peer stops sending. */
 function refuse(stream: http2.ServerHttp2Stream, code: number, message: string): void {
   respondStatus(stream, code, message);
+  if (stream.readableEnded) return;
+  // On the next turn: Node 22 submits the response's HEADERS later in this one, and a
+  // RST_STREAM sent first would reach the peer without the status (seen with grpc-js).
+  setImmediate(resetAfterAnswer, stream);
+}
+
+function resetAfterAnswer(stream: http2.ServerHttp2Stream): void {
   if (!stream.destroyed && !stream.readableEnded) attempt(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
 }
 
