@@ -24,8 +24,15 @@ if (!hasOpenssl) console.warn("skipping the TLS tests: the `openssl` CLI is miss
 
 const authorizeMethod = unaryMethod("/portcullis.v1.AuthorizationService/Authorize", AuthorizeRequestSchema, AuthorizeResponseSchema);
 
+/**
+ * The server certificate names `localhost` too: TLS clients check that name
+ * while connecting to 127.0.0.1, since Node 26 refuses an IP address as the
+ * SNI server name grpc-js would otherwise send.
+ */
+const AS_LOCALHOST: grpc.ChannelOptions = { "grpc.ssl_target_name_override": "localhost", "grpc.default_authority": "localhost" };
+
 function authorizeOverGrpc(address: string, credentials: grpc.ChannelCredentials, token: string): Promise<{ allowed: boolean; code: string }> {
-  const client = new grpc.Client(address, credentials);
+  const client = new grpc.Client(address, credentials, AS_LOCALHOST);
   const request = create(AuthorizeRequestSchema, { method: "GET", path: "/api/payouts", host: "api.example.com", sourceIp: "203.0.113.10", headers: [{ name: "authorization", value: `Bearer ${token}` }] });
   return new Promise((resolve, reject) =>
     client.makeUnaryRequest(authorizeMethod.path, authorizeMethod.requestSerialize, authorizeMethod.responseDeserialize, request, { deadline: Date.now() + 5_000 }, (error, response) => {
@@ -87,7 +94,7 @@ describe.skipIf(!hasOpenssl)("TLS on both ports", () => {
   });
 
   it("answers Check built from Envoy's canonical protos over TLS", async () => {
-    const client = envoyCheckClient(t.grpcAddress, grpc.credentials.createSsl(Buffer.from(files.caPem)));
+    const client = envoyCheckClient(t.grpcAddress, grpc.credentials.createSsl(Buffer.from(files.caPem)), AS_LOCALHOST);
     try {
       const response = await client.check({
         attributes: {
