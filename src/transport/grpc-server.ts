@@ -172,10 +172,6 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       respondStatus(stream, GrpcStatus.INTERNAL, `grpc-timeout ${String(timeout)} is malformed`);
       return;
     }
-    if (closing) {
-      respondStatus(stream, GrpcStatus.UNAVAILABLE, "the server is shutting down");
-      return;
-    }
     reads.read(stream, encoding, maxMessageBytes, deadline, (error, request) => {
       if (error !== null) {
         refuse(stream, error.code, error.message);
