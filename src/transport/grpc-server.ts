@@ -426,9 +426,13 @@ export function deadlineOf(timeout: string | undefined, now = Date.now()): numbe
  * every call, so the hot path arms none), and a reset stream is let go.
  */
 class MessageReads {
-  /** Calls still receiving their message. */
-  private readonly pending = new Set<PendingRead>();
-  private readonly bySession = new WeakMap<http2.Http2Session, { bytes: number }>();
+  /**
+   * Calls still receiving their message, as a list linked through the reads
+   * themselves: on every call's path, a Set and a WeakMap keyed by session
+   * measured several percent of a Check's CPU in the A/B against the server
+   * without these guards.
+   */
+  private head: PendingRead | null = null;
   private sweeper: NodeJS.Timeout | undefined;
   bufferedBytes = 0;
 
@@ -444,7 +448,7 @@ class MessageReads {
   stop(): void {
     clearInterval(this.sweeper);
     this.sweeper = undefined;
-    for (const read of [...this.pending]) this.finish(read);
+    while (this.head !== null) this.finish(this.head);
   }
 
   /**
@@ -456,14 +460,16 @@ class MessageReads {
   read(stream: http2.ServerHttp2Stream, encoding: string, maxMessageBytes: number, deadline: number | null, done: (error: GrpcError | null, message: Buffer) => void): void {
     const session = stream.session;
     if (session === undefined || !isOpen(stream)) return;
-    let account = this.bySession.get(session);
-    if (account === undefined) this.bySession.set(session, (account = { bytes: 0 }));
+    const accounted = session as AccountedSession;
+    const account = accounted[ACCOUNT] ?? (accounted[ACCOUNT] = { bytes: 0 });
     if (this.bufferedBytes >= this.limits.maxBufferedBytes || account.bytes >= this.limits.maxBufferedBytesPerSession) {
       done(BUSY, EMPTY);
       return;
     }
     const read = new PendingRead(stream, account, encoding, deadline, done);
-    this.pending.add(read);
+    read.next = this.head;
+    if (this.head !== null) this.head.previous = read;
+    this.head = read;
     stream.on("data", (chunk: Buffer) => {
       if (read.answered) return;
       read.lastDataMs = -1;
@@ -510,15 +516,19 @@ class MessageReads {
   private finish(read: PendingRead): void {
     if (read.answered) return;
     read.answered = true;
-    this.pending.delete(read);
+    if (read.previous === null) this.head = read.next;
+    else read.previous.next = read.next;
+    if (read.next !== null) read.next.previous = read.previous;
+    read.previous = read.next = null;
     this.bufferedBytes -= read.held;
     read.account.bytes -= read.held;
     read.held = 0;
-    read.chunks = [];
+    // INVARIANT: nothing is pushed once `answered` is set, so every finished read can share one empty list.
+    read.chunks = NO_CHUNKS;
   }
 
   private sweep(nowMs: number): void {
-    for (const read of this.pending) {
+    for (let read = this.head, next = read?.next ?? null; read !== null; read = next, next = read?.next ?? null) {
       if (!isOpen(read.stream)) this.finish(read);
       else if (read.deadline !== null && nowMs >= read.deadline) this.fail(read, DEADLINE);
       // The first sweep after data arrived starts the idle clock, which spares a clock read per chunk.
@@ -540,6 +550,8 @@ class PendingRead {
   /** When the sweep first saw this call idle; -1 when data arrived since the last sweep. */
   lastDataMs = -1;
   answered = false;
+  previous: PendingRead | null = null;
+  next: PendingRead | null = null;
 
   constructor(
     readonly stream: http2.ServerHttp2Stream,
@@ -550,7 +562,12 @@ class PendingRead {
   ) {}
 }
 
+/** Where a session keeps the bytes its unfinished requests hold. */
+const ACCOUNT = Symbol("portcullis.bufferedBytes");
+type AccountedSession = http2.Http2Session & { [ACCOUNT]?: { bytes: number } };
+
 const EMPTY = Buffer.alloc(0);
+const NO_CHUNKS: Buffer[] = [];
 const BUSY = new GrpcError(GrpcStatus.RESOURCE_EXHAUSTED, "the server holds too many unfinished requests; retry later");
 const DEADLINE = new GrpcError(GrpcStatus.DEADLINE_EXCEEDED, "deadline exceeded");
 const MORE_THAN_ONE = new GrpcError(GrpcStatus.INTERNAL, "the request has more than one message; a unary call takes exactly one");
