@@ -3,7 +3,7 @@
 # sh scripts/prune-native-build.sh && PORTCULLIS_HOST=0.0.0.0 node bin/portcullis.js serve`,
 # and `node bin/portcullis.js healthcheck` is the HEALTHCHECK (test/container/ runs what it can).
 
-FROM node:20-bookworm-slim AS build
+FROM node:22-bookworm-slim AS build
 WORKDIR /app
 # better-sqlite3 compiles from source when its prebuilt binary cannot be fetched.
 RUN apt-get update \
@@ -17,7 +17,7 @@ COPY scripts/prune-native-build.sh ./scripts/
 # runtime never loads, removed by the prune script.
 RUN npm ci && npm prune --omit=dev && sh scripts/prune-native-build.sh node_modules
 
-FROM node:20-bookworm-slim
+FROM node:22-bookworm-slim
 # Build with `--build-arg VERSION=$(node -p "require('./package.json').version")` to stamp a release.
 ARG VERSION=0.1.0
 LABEL org.opencontainers.image.title="portcullis" \

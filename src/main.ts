@@ -25,6 +25,7 @@ import { DEFAULT_EXT_AUTHZ_PREFIX } from "./transport/ext-authz-http.js";
 import { buildTrustedProxyMatcher } from "./transport/trusted-proxies.js";
 import { checkPortsFree, listenErrorOf, servePorts } from "./config/check-ports.js";
 import { createPolicyExplorerHandler } from "./transport/policy-explorer-http.js";
+import { loadTlsFiles, watchTlsFiles } from "./transport/tls-files.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -57,6 +58,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let policy = loaded.policy;
   log.info({ policySet: policy.name, revision: policy.revision.slice(0, 12), files: loaded.files.length }, `loaded policy set \`${policy.name}\` from ${config.policyDir}`);
 
+  // Read before the store opens, so that unusable TLS files refuse the start like a bad policy does.
+  const tls = config.tls === undefined ? undefined : loadTlsFiles(config.tls);
   // why: busy timeout 0, so no write on the event loop ever waits for another process's lock (see TokenStoreOptions)
   const store = TokenStore.open({
     dataDir: config.dataDir,
@@ -96,6 +99,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     tokenService,
     onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
     explain,
+    ...(tls === undefined ? {} : { tls }),
   });
   let ready = false;
   const httpServer = createHttpServer({
@@ -106,7 +110,20 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     metrics: () => metrics.render(),
     explain,
     ...(config.policyExplorer === true ? { policyExplorer: createPolicyExplorerHandler(() => policy) } : {}),
+    ...(tls === undefined ? {} : { tls }),
   });
+  const stopWatchingTls =
+    config.tls === undefined
+      ? () => undefined
+      : watchTlsFiles(
+          config.tls,
+          (options) => {
+            grpcServer.setSecureContext(options);
+            if ("setSecureContext" in httpServer) httpServer.setSecureContext(options);
+            log.info({ cert: config.tls?.certFile }, "tls certificate reloaded; new connections use it");
+          },
+          (error) => log.error({ err: error }, "tls files changed but do not load; the previous certificate stays in force"),
+        );
 
   let grpcPort: number;
   let httpPort: number;
@@ -117,6 +134,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     binding = httpEntry!;
     httpPort = await listenHttp(httpServer, config.host, config.httpPort);
   } catch (error) {
+    stopWatchingTls();
     await grpcServer.close(0);
     httpServer.close();
     usage.close();
@@ -172,6 +190,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       watcher?.close();
       stopWatchingStore();
       health.setStatus("", "NOT_SERVING");
+      stopWatchingTls();
       await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.
       usage.close();

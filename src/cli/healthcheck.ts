@@ -6,6 +6,7 @@
  * seconds, and loading the whole server costs about five times the CPU.
  */
 import * as http from "node:http";
+import * as https from "node:https";
 import { parseArgs } from "node:util";
 import { ConfigError, resolveServeConfig } from "../config/config.js";
 
@@ -18,14 +19,20 @@ export interface HealthcheckResult {
 /**
  * Asks `http://<host>:<port>/readyz` with the host and port `serve` would bind
  * (a wildcard bind address is asked on loopback); ready only on 200 within `timeoutMs`.
+ * When the configuration turns TLS on (`PORTCULLIS_TLS_CERT`), it asks over
+ * HTTPS without checking the server's certificate: it asks its own server,
+ * sends nothing secret, and the certificate rarely names the loopback address.
+ * A server that requires client certificates (`PORTCULLIS_TLS_CLIENT_CA`)
+ * refuses it: probe such a server as docs/tls.md says.
  */
 export function checkHealth(flags: { host?: string; httpPort?: string }, env: NodeJS.ProcessEnv = process.env, timeoutMs = 2_000): Promise<HealthcheckResult> {
-  const { host, httpPort } = resolveServeConfig({ host: flags.host, httpPort: flags.httpPort, grpcPort: "0", logLevel: "info" }, env);
+  const { host, httpPort, tls } = resolveServeConfig({ host: flags.host, httpPort: flags.httpPort, grpcPort: "0", logLevel: "info" }, env);
   if (httpPort === 0) throw new ConfigError("--http-port (PORTCULLIS_HTTP_PORT) is 0: healthcheck needs the port the server bound");
   const target = loopbackFor(host);
-  const url = `http://${target.includes(":") ? `[${target}]` : target}:${httpPort}/readyz`;
+  const url = `${tls === undefined ? "http" : "https"}://${target.includes(":") ? `[${target}]` : target}:${httpPort}/readyz`;
+  const get = tls === undefined ? http.get : https.get;
   return new Promise((resolve) => {
-    const request = http.get(url, { timeout: timeoutMs, agent: false }, (response) => {
+    const request = get(url, { timeout: timeoutMs, agent: false, rejectUnauthorized: false }, (response) => {
       response.resume();
       const ok = response.statusCode === 200;
       resolve({ exitCode: ok ? 0 : 1, message: `${url}: ${response.statusCode}${ok ? " ready" : " not ready"}` });

@@ -75,6 +75,9 @@ export function buildProgram(): Command {
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .option("--ext-authz-prefix <path>", "path prefix of the HTTP ext-authz endpoints (env PORTCULLIS_EXT_AUTHZ_PREFIX, default /ext-authz)")
+    .option("--tls-cert <file>", "PEM certificate chain: both ports serve TLS (cleartext without it), reloaded when it changes; needs --tls-key (env PORTCULLIS_TLS_CERT, default none)")
+    .option("--tls-key <file>", "PEM private key of --tls-cert (env PORTCULLIS_TLS_KEY, default none)")
+    .option("--tls-client-ca <file>", "PEM CA bundle: both ports require a client certificate from it (env PORTCULLIS_TLS_CLIENT_CA, default none)")
     .option("--no-watch-policies", "do not reload the policy folder when its files change; SIGHUP still reloads (env PORTCULLIS_WATCH_POLICIES, true or false, default true)")
     .option("--policy-explorer", "serve the read-only policy explorer at /policy on the HTTP port (env PORTCULLIS_POLICY_EXPLORER, true or false, default false)")
     .action(async (flags: ServeFlags) => serve(flags));

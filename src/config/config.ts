@@ -3,6 +3,7 @@
  * and validated once at start into one typed {@link ServeConfig}.
  */
 
+import type { TlsFiles } from "../transport/tls-files.js";
 import { isTrustedProxyEntry } from "../transport/trusted-proxies.js";
 
 /** Everything `portcullis serve` needs. */
@@ -53,6 +54,15 @@ export interface ServeConfig {
    * anyone who reaches the port.
    */
   readonly policyExplorer?: boolean;
+  /**
+   * TLS on both ports: PEM certificate chain and key files (`--tls-cert`,
+   * `--tls-key`; env `PORTCULLIS_TLS_CERT`, `PORTCULLIS_TLS_KEY`), reloaded when
+   * they change, and optionally a CA bundle client certificates must chain to
+   * (`--tls-client-ca`, env `PORTCULLIS_TLS_CLIENT_CA`), which makes both ports
+   * require one. Default: no TLS, e.g. `--tls-cert /etc/portcullis/tls.crt
+   * --tls-key /etc/portcullis/tls.key`.
+   */
+  readonly tls?: TlsFiles;
 }
 
 /** Flags as the CLI parsed them; `undefined` when not given. */
@@ -67,6 +77,9 @@ export interface ServeFlags {
   readonly extAuthzPrefix?: string;
   readonly watchPolicies?: boolean;
   readonly policyExplorer?: boolean;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsClientCa?: string;
 }
 
 /**
@@ -106,7 +119,18 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     // why: commander makes `--no-watch-policies` default to true, so only its `false` overrides the environment
     watchPolicies: flags.watchPolicies === false ? false : booleanEnv(env.PORTCULLIS_WATCH_POLICIES, "PORTCULLIS_WATCH_POLICIES", true),
     policyExplorer: flags.policyExplorer === true || booleanEnv(env.PORTCULLIS_POLICY_EXPLORER, "PORTCULLIS_POLICY_EXPLORER", false),
+    ...tlsFiles(flags.tlsCert ?? env.PORTCULLIS_TLS_CERT, flags.tlsKey ?? env.PORTCULLIS_TLS_KEY, flags.tlsClientCa ?? env.PORTCULLIS_TLS_CLIENT_CA),
   };
+}
+
+function tlsFiles(certFile: string | undefined, keyFile: string | undefined, clientCaFile: string | undefined): { tls?: TlsFiles } {
+  const given = (value: string | undefined) => value !== undefined && value.trim() !== "";
+  if (!given(certFile) && !given(keyFile)) {
+    if (given(clientCaFile)) throw new ConfigError("--tls-client-ca (PORTCULLIS_TLS_CLIENT_CA) needs --tls-cert and --tls-key: client certificates are only asked for over tls");
+    return {};
+  }
+  if (!given(certFile) || !given(keyFile)) throw new ConfigError("--tls-cert (PORTCULLIS_TLS_CERT) and --tls-key (PORTCULLIS_TLS_KEY) go together: give both or neither");
+  return { tls: { certFile: certFile!, keyFile: keyFile!, ...(given(clientCaFile) ? { clientCaFile: clientCaFile! } : {}) } };
 }
 
 function trustedProxies(fromFlags: readonly string[] | undefined, fromEnv: string | undefined): string[] {

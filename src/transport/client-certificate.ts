@@ -3,12 +3,18 @@
  * certificate attribute, or the headers a trusted proxy adds (Envoy's
  * `x-forwarded-client-cert`, RFC 9440 `Client-Cert`, nginx's escaped PEM, or
  * plain fingerprint headers). Parsing a certificate costs tens of microseconds,
- * so every parse is cached by the exact text it came from: a returning client
- * costs one map look-up.
+ * so every successful parse is cached by the exact text it came from: a
+ * returning client costs one map look-up.
+ *
+ * The text comes from whoever calls the port, so nothing here may grow with it
+ * (issue 13): transports parse only when a stage reads the certificate
+ * ({@link AuthzInputWithCertificate}, after the token was found), text over
+ * {@link MAX_CERTIFICATE_TEXT_CHARS} is not parsed at all, a failed parse is not
+ * cached, and the caches are bounded by bytes, not entries.
  */
 import { X509Certificate, createHash } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import type { ClientCertificateFacts } from "../engine/types.js";
+import type { AuthzInput, ClientCertificateFacts } from "../engine/types.js";
 
 /**
  * Request headers through which a trusted proxy reports the client certificate.
@@ -45,10 +51,55 @@ interface CertificateSummary {
   readonly notAfterMs: number | null;
 }
 
-const CACHE_ENTRIES = 1_024;
+/**
+ * The longest certificate text read, in characters: a URL-encoded leaf is 1–3 KB
+ * and a chain of a few certificates under 16 KB. Longer text counts as no
+ * certificate, which an mTLS control denies.
+ */
+export const MAX_CERTIFICATE_TEXT_CHARS = 64 * 1024;
+/** Bytes each cache may hold, keys (UTF-16) included: about 1,000 typical certificates. */
+const CACHE_BYTES = 4 * 1024 * 1024;
+const SUMMARY_BYTES = 400;
+const cacheOptions = { maxSize: CACHE_BYTES, sizeCalculation: (_summary: CertificateSummary, key: string) => 2 * key.length + SUMMARY_BYTES };
 // One cache per encoding, keyed by the text exactly as received, so that a hit skips decoding too.
-const byUrlEncodedPem = new LRUCache<string, CertificateSummary | false>({ max: CACHE_ENTRIES });
-const byDerBase64 = new LRUCache<string, CertificateSummary | false>({ max: CACHE_ENTRIES });
+const byUrlEncodedPem = new LRUCache<string, CertificateSummary>(cacheOptions);
+const byDerBase64 = new LRUCache<string, CertificateSummary>(cacheOptions);
+
+/** Bytes the certificate caches hold now, by the measure their bound uses. */
+export function certificateCacheBytes(): number {
+  return byUrlEncodedPem.calculatedSize + byDerBase64.calculatedSize;
+}
+
+/**
+ * An {@link AuthzInput} whose client certificate is parsed the first time a
+ * stage reads it, and never when no stage does: most tokens carry no mTLS
+ * control, and a request with a bad token is denied before the mTLS stage.
+ * `envoyCertificate` is Envoy's `source.certificate` (`""` when absent);
+ * `forwarded` the certificate headers of a trusted proxy (null when the peer is
+ * not one), read when Envoy's attribute gives no certificate.
+ */
+export class AuthzInputWithCertificate implements AuthzInput {
+  private certificate: ClientCertificateFacts | null | undefined = undefined;
+
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly host: string,
+    readonly headers: ReadonlyMap<string, string>,
+    readonly sourceIp: string,
+    private readonly envoyCertificate: string,
+    private readonly forwarded: ForwardedCertificateHeaders | null,
+  ) {}
+
+  get clientCertificate(): ClientCertificateFacts | null {
+    if (this.certificate === undefined) {
+      let facts = this.envoyCertificate === "" ? null : certificateFromEnvoyAttribute(this.envoyCertificate);
+      if (facts === null && this.forwarded !== null) facts = certificateFromForwardedHeaders(this.forwarded);
+      this.certificate = facts;
+    }
+    return this.certificate;
+  }
+}
 
 /**
  * Facts from Envoy's `attributes.source.certificate`: the URL-encoded PEM of the
@@ -113,22 +164,25 @@ export function certificateFromForwardedHeaders(headers: ForwardedCertificateHea
 }
 
 function summaryFromUrlEncodedPem(urlEncodedPem: string): CertificateSummary | null {
+  if (urlEncodedPem.length > MAX_CERTIFICATE_TEXT_CHARS) return null;
   const cached = byUrlEncodedPem.get(urlEncodedPem);
-  if (cached !== undefined) return cached === false ? null : cached;
+  if (cached !== undefined) return cached;
   let summary: CertificateSummary | null = null;
   try {
     summary = summaryFromCertificates(parsePemBlocks(decodeURIComponent(urlEncodedPem)));
   } catch {
     summary = null;
   }
-  byUrlEncodedPem.set(urlEncodedPem, summary ?? false);
+  // A failure is not cached: text that fails costs its sender a parse each time, and nobody any memory.
+  if (summary !== null) byUrlEncodedPem.set(urlEncodedPem, summary);
   return summary;
 }
 
 function summaryFromRfc9440(clientCert: string, chain: string | undefined): CertificateSummary | null {
   const key = chain === undefined ? clientCert : `${clientCert}\n${chain}`;
+  if (key.length > MAX_CERTIFICATE_TEXT_CHARS) return null;
   const cached = byDerBase64.get(key);
-  if (cached !== undefined) return cached === false ? null : cached;
+  if (cached !== undefined) return cached;
   let summary: CertificateSummary | null = null;
   try {
     const leaf = byteSequence(clientCert);
@@ -143,7 +197,7 @@ function summaryFromRfc9440(clientCert: string, chain: string | undefined): Cert
   } catch {
     summary = null;
   }
-  byDerBase64.set(key, summary ?? false);
+  if (summary !== null) byDerBase64.set(key, summary);
   return summary;
 }
 

@@ -12,10 +12,10 @@
  */
 import { randomUUID } from "node:crypto";
 import { unavailable } from "../engine/decide.js";
-import type { AuthzInput, ClientCertificateFacts } from "../engine/types.js";
+import type { AuthzInput } from "../engine/types.js";
 import { renderDecision } from "../render/render.js";
 import type { AuthorizeResult, Authorizer } from "../service/authorize.js";
-import { CERTIFICATE_HEADER_NAMES, certificateFromEnvoyAttribute, certificateFromForwardedHeaders } from "./client-certificate.js";
+import { AuthzInputWithCertificate, CERTIFICATE_HEADER_NAMES, type ForwardedCertificateHeaders } from "./client-certificate.js";
 import type { GrpcMethod } from "./grpc-server.js";
 import { decodeCheckRequest, encodeFramedCheckResponse, type CheckAnswer, type CheckAttributes, type MetadataValue } from "./envoy-wire.js";
 import type { TrustedProxies } from "./trusted-proxies.js";
@@ -64,12 +64,13 @@ export function decodeCheck(bytes: Buffer): CheckAttributes {
 export function inputFromCheckAttributes(attributes: CheckAttributes, trustedProxies: TrustedProxies): AuthzInput {
   const { headers, sourceAddress } = attributes;
   let sourceIp = sourceAddress;
-  let clientCertificate: ClientCertificateFacts | null = attributes.certificate === "" ? null : certificateFromEnvoyAttribute(attributes.certificate);
+  let forwarded: ForwardedCertificateHeaders | null = null;
   if (!trustedProxies.none && trustedProxies.isTrusted(sourceAddress)) {
     sourceIp = trustedProxies.clientAddress(sourceAddress, headers.get("x-forwarded-for"), headers.get("x-real-ip"));
-    if (clientCertificate === null && attributes.setAside !== null) clientCertificate = certificateFromForwardedHeaders(attributes.setAside);
+    forwarded = attributes.setAside;
   }
-  return { method: attributes.method, path: attributes.path, host: attributes.host, headers, sourceIp, clientCertificate };
+  // The certificate is parsed only if the mTLS stage reads it.
+  return new AuthzInputWithCertificate(attributes.method, attributes.path, attributes.host, headers, sourceIp, attributes.certificate, forwarded);
 }
 
 /**

@@ -26,9 +26,9 @@
  * client the real status, headers and body.
  */
 import type * as http from "node:http";
-import type { AuthzInput, ClientCertificateFacts, HeaderField } from "../engine/types.js";
+import type { AuthzInput, HeaderField } from "../engine/types.js";
 import type { AuthorizeResult, Authorizer } from "../service/authorize.js";
-import { CERTIFICATE_HEADER_NAMES, certificateFromForwardedHeaders } from "./client-certificate.js";
+import { AuthzInputWithCertificate, CERTIFICATE_HEADER_NAMES } from "./client-certificate.js";
 import { CODE_HEADER } from "./envoy.js";
 import { unmapPeerAddress, type TrustedProxies } from "./trusted-proxies.js";
 
@@ -121,18 +121,18 @@ export function inputFromHttpRequest(request: http.IncomingMessage, mode: ExtAut
   const peer = unmapPeerAddress(request.socket.remoteAddress ?? "");
   const trusted = !trustedProxies.none && trustedProxies.isTrusted(peer);
   const sourceIp = trusted ? trustedProxies.clientAddress(peer, headers.get("x-forwarded-for"), headers.get("x-real-ip")) : peer;
-  let clientCertificate: ClientCertificateFacts | null = null;
-  if (trusted && setAside !== null) clientCertificate = certificateFromForwardedHeaders(setAside);
+  // The certificate is parsed only if the mTLS stage reads it.
+  const forwarded = trusted ? setAside : null;
   const forwardedHost = trusted ? headers.get("x-forwarded-host") : undefined;
   const host = forwardedHost !== undefined && forwardedHost !== "" ? firstValue(forwardedHost) : (headers.get("host") ?? "");
 
   switch (mode) {
     case "envoy":
-      return { method: request.method ?? "", path: originalPath, host, headers, sourceIp, clientCertificate };
+      return new AuthzInputWithCertificate(request.method ?? "", originalPath, host, headers, sourceIp, "", forwarded);
     case "nginx":
-      return { method: headers.get("x-original-method") ?? "", path: headers.get("x-original-uri") ?? "", host, headers, sourceIp, clientCertificate };
+      return new AuthzInputWithCertificate(headers.get("x-original-method") ?? "", headers.get("x-original-uri") ?? "", host, headers, sourceIp, "", forwarded);
     case "traefik":
-      return { method: headers.get("x-forwarded-method") ?? "", path: headers.get("x-forwarded-uri") ?? "", host, headers, sourceIp, clientCertificate };
+      return new AuthzInputWithCertificate(headers.get("x-forwarded-method") ?? "", headers.get("x-forwarded-uri") ?? "", host, headers, sourceIp, "", forwarded);
     default: {
       const unhandled: never = mode;
       throw new Error(`unhandled ext-authz mode ${String(unhandled)}`);

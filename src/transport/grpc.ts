@@ -15,6 +15,7 @@ import { createGrpcServer as createServer, GrpcError, GrpcStatus, type GrpcMetho
 import type { Health } from "./health.js";
 // A cycle (it uses decodeRequest), safe because both sides only use function declarations.
 import { callContextOf, tokenServiceMethods } from "./token-service-grpc.js";
+import type { TlsServerOptions } from "./tls-files.js";
 import { buildTrustedProxyMatcher } from "./trusted-proxies.js";
 
 export type { GrpcServer } from "./grpc-server.js";
@@ -33,6 +34,8 @@ export interface GrpcServerOptions {
   readonly onError?: (error: unknown, path: string) => void;
   /** Answers `Authorize` requests that set `explain`, for callers it allows; absent, the flag is ignored. */
   readonly explain?: AuthorizeExplainer;
+  /** Serve gRPC over TLS; `setSecureContext` replaces the certificate. */
+  readonly tls?: TlsServerOptions;
 }
 
 /** Creates the gRPC server with every service; `listen` binds it. */
@@ -55,7 +58,12 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     ...(options.tokenService === undefined ? [] : tokenServiceMethods(options.tokenService)),
     ...options.health.methods(),
   ]);
-  return createServer({ methods, maxMessageBytes: MAX_GRPC_MESSAGE_BYTES, ...(options.onError === undefined ? {} : { onError: options.onError }) });
+  return createServer({
+    methods,
+    maxMessageBytes: MAX_GRPC_MESSAGE_BYTES,
+    ...(options.onError === undefined ? {} : { onError: options.onError }),
+    ...(options.tls === undefined ? {} : { tls: options.tls }),
+  });
 }
 
 /** A request message from its bytes; bytes that are not one answer INTERNAL, as gRPC libraries do. */

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { checkHealth } from "../../src/cli/healthcheck.js";
 import { REPO_ROOT } from "../support/fixtures.js";
 import { startTestServer, type TestServer } from "../support/server.js";
+import { makeTlsTestFiles, opensslAvailable } from "../support/tls-certs.js";
 
 let t: TestServer;
 let port: string;
@@ -73,5 +74,23 @@ describe("portcullis healthcheck", () => {
     const invalid = await run({ PORTCULLIS_HTTP_PORT: "eighty" });
     expect(invalid.status).toBe(2);
     expect(invalid.stderr).toContain("--http-port (PORTCULLIS_HTTP_PORT)");
+  });
+});
+
+describe.skipIf(!opensslAvailable())("portcullis healthcheck on a TLS port", () => {
+  it("asks over HTTPS when the configuration turns TLS on, and fails over plain HTTP", async () => {
+    const files = makeTlsTestFiles();
+    const secure = await startTestServer(undefined, { tls: { certFile: files.certFile, keyFile: files.keyFile } });
+    try {
+      const env = { PORTCULLIS_HTTP_PORT: String(secure.server.httpPort), PORTCULLIS_TLS_CERT: files.certFile, PORTCULLIS_TLS_KEY: files.keyFile };
+      const result = await checkHealth({}, env);
+      expect(result).toMatchObject({ exitCode: 0 });
+      expect(result.message).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/readyz: 200 ready$/);
+      // The same port asked in cleartext: not healthy, which is what the TLS branch prevents.
+      expect(await checkHealth({}, { PORTCULLIS_HTTP_PORT: String(secure.server.httpPort) })).toMatchObject({ exitCode: 1 });
+    } finally {
+      await secure.stop();
+      files.remove();
+    }
   });
 });

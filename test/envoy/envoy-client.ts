@@ -68,9 +68,10 @@ export interface EnvoyCheckClient {
   close(): void;
 }
 
-export function envoyCheckClient(address: string): EnvoyCheckClient {
+/** A client for `address`; pass `credentials` (e.g. `grpc.credentials.createSsl(…)`) and channel options to call over TLS. */
+export function envoyCheckClient(address: string, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(), options: grpc.ChannelOptions = {}): EnvoyCheckClient {
   const method = envoyCheckMethod();
-  const client = new grpc.Client(address, grpc.credentials.createInsecure());
+  const client = new grpc.Client(address, credentials, options);
   const call = <T>(serialize: (value: T) => Buffer, value: T): Promise<any> =>
     new Promise((resolve, reject) =>
       client.makeUnaryRequest(method.path, serialize, method.responseDeserialize, value, (error, response) => (error ? reject(error) : resolve(response))),
