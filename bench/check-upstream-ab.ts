@@ -16,27 +16,21 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { createAuthorizer } from "../src/service/authorize.js";
+import { DEFAULT_UPSTREAM_HEADER_NAMES } from "../src/policy/upstream.js";
 import { createEnvoyCheck } from "../src/transport/envoy.js";
 import { buildTrustedProxyMatcher } from "../src/transport/trusted-proxies.js";
 import { generateToken } from "../src/token/index.js";
 import { loadCheckCodec } from "./envoy-check.js";
-import { BUNDLED_POLICY_DIR, NOW_MS, loadPolicyOrThrow, tempDir, tokenRecord } from "./fixtures.js";
+import { BUNDLED_POLICY_DIR, loadPolicyOrThrow, tempDir, tokenRecord } from "./fixtures.js";
+import { benchAuthorizer } from "./in-process.js";
 import { median } from "./stats.js";
 
 const rounds = Number(process.argv[2] ?? 21);
 const calls = Number(process.argv[3] ?? 20_000);
 
+// every field as a header under its default name, scopes in the metadata too
 const SCOPES_FORWARDED = {
-  headers: {
-    tokenId: "x-portcullis-token-id",
-    tenant: "x-portcullis-tenant",
-    workspace: "x-portcullis-workspace",
-    environment: "x-portcullis-environment",
-    tokenType: "x-portcullis-token-type",
-    role: "x-portcullis-role",
-    scopes: "x-portcullis-scopes",
-  },
+  headers: { ...DEFAULT_UPSTREAM_HEADER_NAMES },
   metadata: ["tokenId", "tenant", "workspace", "environment", "scopes"],
 };
 
@@ -70,13 +64,7 @@ const variants = [
   { name: "B default", dir: BUNDLED_POLICY_DIR },
 ].map(({ name, dir }) => {
   const policy = loadPolicyOrThrow(dir);
-  const authorize = createAuthorizer({
-    policy: () => policy,
-    tokens: { find: (token) => tokens.get(token) },
-    tenantState: { tenantSuspended: () => false, workspaceRestricted: () => false },
-    now: () => NOW_MS,
-    onError: () => undefined,
-  });
+  const authorize = benchAuthorizer(policy, tokens);
   const check = createEnvoyCheck({ authorize, trustedProxies: buildTrustedProxyMatcher([]) });
   const answer = check(request);
   // INVARIANT: the 5-byte gRPC prefix comes first; the rest is the CheckResponse message.

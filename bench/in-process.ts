@@ -102,7 +102,7 @@ function timingFigures(fn: (i: number) => number, plan: Plan, budget?: Budget): 
 }
 
 /** The service's authorizer over an in-memory token table, no tenant suspended, at {@link NOW_MS}. */
-function benchAuthorizer(policy: CompiledPolicySet, tokens: ReadonlyMap<string, TokenRecord>) {
+export function benchAuthorizer(policy: CompiledPolicySet, tokens: ReadonlyMap<string, TokenRecord>) {
   return createAuthorizer({
     policy: () => policy,
     tokens: { find: (token) => tokens.get(token) },
