@@ -1,5 +1,9 @@
 /** `policySet.environmentHeader` and `policySet.upstream`: what the loader refuses and what it compiles. */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { runPolicyTests } from "../../src/policy-test/run-policy-tests.js";
 import { compileUpstream } from "../../src/policy/upstream.js";
 import { loadWith, policyWith, removePolicyFolders } from "../controls/support.js";
 
@@ -69,5 +73,35 @@ describe("compiled upstream choice", () => {
     const bundled = policyWith({});
     expect(bundled.upstream).toEqual(compileUpstream(undefined));
     expect(bundled.environmentHeader).toBe("x-example-environment");
+  });
+});
+
+describe("policy test expectations on upstream headers", () => {
+  it("fail with what was forwarded: a header expected absent, a value that differs", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-upstream-expect-"));
+    try {
+      const file = path.join(dir, "upstream.test.json");
+      const request = { method: "GET", path: "/api/payouts" };
+      fs.writeFileSync(
+        file,
+        JSON.stringify({
+          now: "2026-03-03T10:00:00Z",
+          cases: [
+            { name: "absent", token: { role: "tenant_operator" }, request, expect: { code: "ok", upstreamHeaders: { "x-portcullis-tenant": null } } },
+            { name: "differs", token: { role: "tenant_operator" }, request, expect: { code: "ok", upstreamHeaders: { "X-Portcullis-Scopes": "payouts:read" } } },
+            { name: "holds", token: { role: "tenant_operator" }, request, expect: { code: "ok", upstreamHeaders: { "x-portcullis-scopes": null, "x-portcullis-role": "tenant_operator" } } },
+          ],
+        }),
+      );
+      const run = runPolicyTests(policyWith({}), [file], { baseDir: dir });
+      expect(run.errors).toEqual([]);
+      expect(run.results.map((r) => [r.name, r.passed, r.mismatches])).toEqual([
+        ["absent", false, ["expected no upstream header `x-portcullis-tenant`, got `acme`"]],
+        ["differs", false, ["expected upstream header `x-portcullis-scopes` `payouts:read`, got `undefined`"]],
+        ["holds", true, []],
+      ]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
