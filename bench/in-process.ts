@@ -20,6 +20,9 @@ import { createTokenCache } from "../src/service/token-cache.js";
 import { TokenStore } from "../src/store/token-store.js";
 import { authzInputFromMessage, messageFromResult } from "../src/transport/authorize-messages.js";
 import { installFastTextEncoding } from "../src/transport/text-encoding.js";
+import { createEnvoyCheck } from "../src/transport/envoy.js";
+import { buildTrustedProxyMatcher } from "../src/transport/trusted-proxies.js";
+import { loadCheckCodec } from "./envoy-check.js";
 import { generateToken, hashToken } from "../src/token/index.js";
 import {
   BENCH_SECRET,
@@ -99,7 +102,7 @@ function timingFigures(fn: (i: number) => number, plan: Plan, budget?: Budget): 
 }
 
 /** The service's authorizer over an in-memory token table, no tenant suspended, at {@link NOW_MS}. */
-function benchAuthorizer(policy: CompiledPolicySet, tokens: ReadonlyMap<string, TokenRecord>) {
+export function benchAuthorizer(policy: CompiledPolicySet, tokens: ReadonlyMap<string, TokenRecord>) {
   return createAuthorizer({
     policy: () => policy,
     tokens: { find: (token) => tokens.get(token) },
@@ -234,6 +237,24 @@ export async function runInProcess(options: InProcessOptions): Promise<Row[]> {
       status: "ok",
       note: `the per-request work of the gRPC transport besides HTTP/2 and framing; the response is ${roundTrip()} bytes`,
       figures: timingFigures(roundTrip, plan),
+    });
+  }
+
+  // What Envoy's Check costs around authorize(): CheckRequest decode and CheckResponse encode, with the
+  // bundled policy set's upstream choice (no scope list; see docs/upstream.md and bench/check-upstream-ab.ts).
+  {
+    const live = generateToken("sk_live_");
+    const authorize = benchAuthorizer(policy, new Map([[live, tokenRecord()]]));
+    const request = input({ token: live });
+    const wire = loadCheckCodec().encode({ method: request.method, path: request.path, host: request.host, headers: Object.fromEntries(request.headers), sourceIp: request.sourceIp });
+    const check = createEnvoyCheck({ authorize, trustedProxies: buildTrustedProxyMatcher([]) });
+    options.log("in-process: Envoy Check bytes round trip");
+    rows.push({
+      section: "in-process",
+      name: "Envoy Check bytes -> bytes: decode + authorize() + encode, allow",
+      status: "ok",
+      note: `a tenant_operator token; the CheckResponse is ${check(wire).length - 5} bytes`,
+      figures: timingFigures(() => check(wire).length, plan),
     });
   }
 

@@ -6,7 +6,7 @@
  * between: {@link readRequest} judges everything knowable from the request
  * alone, then {@link decide} runs the remaining stages in DESIGN.md's order.
  */
-import type { CompiledPolicySet } from "../policy/types.js";
+import type { CompiledPolicySet, UpstreamField } from "../policy/types.js";
 import { checkToken, readCredential, type AuthFailure, type Credential } from "./authenticate.js";
 import { auditEventOf, httpStatusOf, type AuditEvent, type DecisionCode } from "./codes.js";
 import { checkConditionalAccess } from "./conditional-access.js";
@@ -16,7 +16,7 @@ import { checkMtls } from "./mtls.js";
 import { prepareRequest, type PreparedRequest } from "./request.js";
 import { checkScope, scopeSetOf } from "./scope.js";
 import { checkTenant } from "./tenant.js";
-import type { AuthzInput, Decision, Denial, HeaderField, Identity, TokenRecord, Warning } from "./types.js";
+import type { AuthzInput, Decision, Denial, HeaderField, Identity, MetadataEntry, TokenRecord, Warning } from "./types.js";
 import { checkWorkspace } from "./workspace.js";
 
 /** What the store knew about the request's token when it was asked. */
@@ -33,17 +33,6 @@ export interface StoredFacts {
 export type RequestReading =
   | { readonly done: true; readonly decision: Decision }
   | { readonly done: false; readonly request: PreparedRequest; readonly credential: Credential };
-
-/** Header names forwarded upstream on allow. */
-export const UPSTREAM_HEADERS = {
-  tokenId: "x-portcullis-token-id",
-  tenant: "x-portcullis-tenant",
-  workspace: "x-portcullis-workspace",
-  environment: "x-portcullis-environment",
-  tokenType: "x-portcullis-token-type",
-  role: "x-portcullis-role",
-  scopes: "x-portcullis-scopes",
-} as const;
 
 /**
  * Judges what can be judged before the store is read: `invalid_request` and
@@ -80,9 +69,10 @@ export function decide(
   // INVARIANT: checkToken returns null only for a stored token.
   const token = facts.token!;
 
-  const { identity, upstreamHeaders } = principalOf(token, policy);
+  const principal = principalOf(token, policy);
+  const { identity, upstreamHeaders, upstreamMetadata } = principal;
   const denied = (code: Exclude<DecisionCode, "ok">, denial: Denial, warnings: readonly Warning[] = []): Decision =>
-    deny(code, denial.reason, denial.message, denial.ruleId, denial.details, [], identity, denial.auditEvent ?? auditEventOf(code), warnings);
+    deny(code, denial.reason, denial.message, denial.ruleId, denial.details, [], principal, denial.auditEvent ?? auditEventOf(code), warnings);
 
   const tenant = checkTenant(token, facts);
   if (!tenant.ok) return denied("tenant_suspended", tenant.denial);
@@ -107,7 +97,7 @@ export function decide(
       denial.reason === "missing_scope"
         ? [["www-authenticate", `Bearer realm="${policy.name}", error="insufficient_scope", scope="${denial.details.required_scope}"`]]
         : [];
-    return deny("scope_denied", denial.reason, denial.message, denial.ruleId, denial.details, headers, identity, auditEventOf("scope_denied"), warnings);
+    return deny("scope_denied", denial.reason, denial.message, denial.ruleId, denial.details, headers, principal, auditEventOf("scope_denied"), warnings);
   }
 
   const workspace = checkWorkspace(request, token, policy, facts);
@@ -128,6 +118,7 @@ export function decide(
     details: {},
     responseHeaders: [],
     upstreamHeaders,
+    upstreamMetadata,
     identity,
     warnings,
     quota: controls.quota,
@@ -154,7 +145,7 @@ function deny(
   ruleId: string,
   details: Readonly<Record<string, string>>,
   responseHeaders: readonly HeaderField[] = [],
-  identity: Identity | null = null,
+  principal: Principal | null = null,
   auditEvent: AuditEvent = auditEventOf(code),
   warnings: readonly Warning[] = [],
 ): Decision {
@@ -169,7 +160,8 @@ function deny(
     details,
     responseHeaders,
     upstreamHeaders: [],
-    identity,
+    upstreamMetadata: principal?.upstreamMetadata ?? [],
+    identity: principal?.identity ?? null,
     warnings,
     quota: null,
   };
@@ -185,17 +177,19 @@ function rotationWarning(token: TokenRecord): Warning | null {
   return { code: "token_rotating", message: `token was rotated${successor}; it stops working at ${new Date(token.overlapEndsAtMs).toISOString()}` };
 }
 
-/** The identity of a token and the headers that forward it upstream. */
+/** The identity of a token and what forwards it upstream, as the policy set chose. */
 interface Principal {
   readonly identity: Identity;
   readonly upstreamHeaders: readonly HeaderField[];
+  readonly upstreamMetadata: readonly MetadataEntry[];
 }
 
 const principals = new WeakMap<TokenRecord, { policy: CompiledPolicySet; principal: Principal }>();
 
 /**
  * Memoised per (record, policy) pair: both are immutable, so the memo cannot go
- * stale, and an allow does not rebuild the same scope list and headers each time.
+ * stale, and an allow does not rebuild the same scope list and headers each
+ * time. The lists are frozen: transports key their encodings on them.
  */
 function principalOf(token: TokenRecord, policy: CompiledPolicySet): Principal {
   const cached = principals.get(token);
@@ -211,16 +205,28 @@ function principalOf(token: TokenRecord, policy: CompiledPolicySet): Principal {
     name: token.name,
     scopes: scopeSet.scopes,
   });
-  const upstreamHeaders: HeaderField[] = [
-    [UPSTREAM_HEADERS.tokenId, identity.tokenId],
-    [UPSTREAM_HEADERS.tenant, identity.tenant],
-    [UPSTREAM_HEADERS.workspace, identity.workspace],
-    [UPSTREAM_HEADERS.environment, identity.environment],
-    [UPSTREAM_HEADERS.tokenType, identity.tokenType],
-    [UPSTREAM_HEADERS.scopes, scopeSet.joined],
-  ];
-  if (identity.role !== null) upstreamHeaders.push([UPSTREAM_HEADERS.role, identity.role]);
-  const principal = { identity, upstreamHeaders: Object.freeze(upstreamHeaders) };
+  // why: a scopes-only token has no role; its header and entry are left out rather than sent empty
+  const valueOf = (field: UpstreamField): string | readonly string[] | null => {
+    switch (field) {
+      case "scopes":
+        return identity.scopes;
+      case "role":
+        return identity.role;
+      default:
+        return identity[field];
+    }
+  };
+  const upstreamHeaders: HeaderField[] = [];
+  for (const [field, name] of policy.upstream.headers) {
+    const value = field === "scopes" ? scopeSet.joined : valueOf(field);
+    if (value !== null) upstreamHeaders.push([name, value as string]);
+  }
+  const upstreamMetadata: MetadataEntry[] = [];
+  for (const [field, key] of policy.upstream.metadata) {
+    const value = valueOf(field);
+    if (value !== null) upstreamMetadata.push([key, value]);
+  }
+  const principal = { identity, upstreamHeaders: Object.freeze(upstreamHeaders), upstreamMetadata: Object.freeze(upstreamMetadata) };
   principals.set(token, { policy, principal });
   return principal;
 }

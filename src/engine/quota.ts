@@ -63,6 +63,7 @@ export function quotaExceeded(allow: Decision, charge: ChargeResult): Decision {
     details: { quota: charge.window, limit: String(charge.limit), retry_after_seconds: String(seconds) },
     responseHeaders: [["retry-after", String(seconds)], ...rateLimitHeaders(quota, charge)],
     upstreamHeaders: [],
+    upstreamMetadata: allow.upstreamMetadata,
     identity: allow.identity,
     warnings: allow.warnings,
     quota: null,

@@ -15,7 +15,11 @@ export interface PreparedRequest {
   /** `GET`, `HEAD` and `OPTIONS` are reads; every other method (`get` included) is a write. */
   readonly isWrite: boolean;
   readonly target: NormalizedTarget;
-  /** Environment the request targets: by host, else the policy set's default. */
+  /**
+   * Environment the request targets: named by the policy set's environment
+   * header when it names one and the request carries it, else by host, else
+   * the policy set's default.
+   */
   readonly environment: string;
   /** The source IP as given, validated; `""` when the caller sent none. */
   readonly sourceIp: string;
@@ -72,6 +76,8 @@ export function prepareRequest(
   if (input.sourceIp !== "" && sourceAddress === null) {
     return { ok: false, invalid: { reason: "bad_source_ip", message: `source ip \`${input.sourceIp}\` is not an ip address` } };
   }
+  const environment = environmentOfRequest(input, policy);
+  if (!environment.ok) return environment;
   return {
     ok: true,
     request: {
@@ -79,11 +85,36 @@ export function prepareRequest(
       method,
       isWrite: !READ_METHODS.has(method),
       target: normalized.value,
-      environment: environmentOfHost(input.host, policy),
+      environment: environment.name,
       sourceIp: input.sourceIp,
       sourceAddress,
     },
   };
+}
+
+/**
+ * The environment a request targets. When the policy set names an environment
+ * header and the request carries it, its value must be exactly one
+ * environment's name, and it wins over the host. Anything else in it (an
+ * unknown name, an empty value, two headers, which every transport merges into
+ * one value joined by `", "`) is `invalid_request`: guessing would judge the
+ * request for an environment the upstream, which routes by the same header,
+ * may not serve, and falling back to the host would let a typo slip a request
+ * past the environment check.
+ */
+export function environmentOfRequest(
+  input: AuthzInput,
+  policy: CompiledPolicySet,
+): { ok: true; name: string } | { ok: false; invalid: InvalidRequest } {
+  const header = policy.environmentHeader;
+  const value = header === null ? undefined : input.headers.get(header);
+  if (value === undefined) return { ok: true, name: environmentOfHost(input.host, policy) };
+  if (policy.environmentNames.has(value)) return { ok: true, name: value };
+  if (value.includes(",")) {
+    return { ok: false, invalid: { reason: "repeated_environment_header", message: `request carries more than one \`${header}\` header` } };
+  }
+  const shown = value.length > 64 ? `${value.slice(0, 64)}…` : value;
+  return { ok: false, invalid: { reason: "unknown_environment", message: `\`${header}\` names no environment of this api: \`${shown}\`` } };
 }
 
 /** The environment a host names, ignoring port and case; the policy set's default otherwise. */

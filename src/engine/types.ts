@@ -64,6 +64,9 @@ export interface Warning {
   readonly message: string;
 }
 
+/** One dynamic metadata entry: a key and a string or a list of strings. */
+export type MetadataEntry = readonly [key: string, value: string | readonly string[]];
+
 /** One HTTP header field. */
 export type HeaderField = readonly [name: string, value: string];
 
@@ -87,8 +90,13 @@ export interface Decision {
   readonly details: Readonly<Record<string, string>>;
   /** Headers for the client response besides the body's content type. */
   readonly responseHeaders: readonly HeaderField[];
-  /** Headers to add upstream on allow. */
+  /** Headers to add upstream on allow: the fields the policy set forwards. */
   readonly upstreamHeaders: readonly HeaderField[];
+  /**
+   * The identity entries of Envoy's `Check` dynamic metadata, as the policy set
+   * chose them; filled whenever the token is known (allows and later denials alike), `[]` otherwise.
+   */
+  readonly upstreamMetadata: readonly MetadataEntry[];
   readonly identity: Identity | null;
   readonly warnings: readonly Warning[];
   /**

@@ -102,7 +102,9 @@ export function explainRequest(
   const request = prepared.request;
   add("request", "pass", [
     `\`${request.method} ${request.target.path}\` is a ${request.isWrite ? "write" : "read"}`,
-    `host \`${input.host}\` targets the \`${request.environment}\` environment`,
+    policy.environmentHeader !== null && input.headers.has(policy.environmentHeader)
+      ? `header \`${policy.environmentHeader}\` selects the \`${request.environment}\` environment, over the host`
+      : `host \`${input.host}\` targets the \`${request.environment}\` environment`,
     request.sourceIp === "" ? "no source ip given" : `source ip \`${request.sourceIp}\``,
   ]);
 

@@ -164,6 +164,12 @@ function compare(expect: Expectation, decision: Decision): string[] {
     const lower = name.toLowerCase();
     check(`header \`${lower}\``, value, decision.responseHeaders.find(([n]) => n === lower)?.[1]);
   }
+  for (const [name, value] of Object.entries(expect.upstreamHeaders ?? {})) {
+    const lower = name.toLowerCase();
+    const got = decision.upstreamHeaders.find(([n]) => n === lower)?.[1];
+    if (value === null && got !== undefined) out.push(`expected no upstream header \`${lower}\`, got \`${got}\``);
+    else if (value !== null) check(`upstream header \`${lower}\``, value, got);
+  }
   for (const [key, value] of Object.entries(expect.details ?? {})) check(`detail \`${key}\``, value, decision.details[key]);
   return out;
 }

@@ -65,6 +65,8 @@ export interface Expectation {
   reason?: string;
   ruleId?: string;
   headers?: Record<string, string>;
+  /** Headers an allow forwards upstream, with these values; `null` for one that must not be forwarded. */
+  upstreamHeaders?: Record<string, string | null>;
   details?: Record<string, string>;
 }
 

@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { compileControls } from "./controls.js";
 import { parseDuration } from "./duration.js";
 import { buildPathPatternMatcher } from "./path-pattern-matcher.js";
+import { compileUpstream } from "./upstream.js";
 import type {
   CompiledTokenRules,
   TokensSpec,
@@ -334,6 +335,9 @@ export function compilePolicySet(
     environmentByPrefix,
     tokenPrefixes: Object.freeze(tokenPrefixes),
     environmentByHost,
+    environmentNames: new Set(environmentByPrefix.values()),
+    environmentHeader: settings.environmentHeader === undefined ? null : settings.environmentHeader.toLowerCase(),
+    upstream: compileUpstream(settings.upstream),
     scopes,
     routes: buildRouteMatcher(
       merged.operations.map((o) => o.value),

@@ -20,9 +20,10 @@ import {
 } from "./compile.js";
 import { errorAt, type PolicyError, type PolicySource } from "./errors.js";
 import { suggest } from "./suggest.js";
+import { RESERVED_UPSTREAM_HEADER_NAMES } from "./upstream.js";
 
 export { suggest };
-import type { CompiledControlSelector, ControlEntrySpec, OperationSpec } from "./types.js";
+import type { CompiledControlSelector, ControlEntrySpec, OperationSpec, PolicySetSettings, UpstreamField } from "./types.js";
 
 const PCHAR = /^[A-Za-z0-9._~!$&'()*+,;=:@-]+$/;
 const PARAMETER = /^\{[A-Za-z_][A-Za-z0-9_]*\}$/;
@@ -208,6 +209,8 @@ export function crossCheckPolicySet(
     );
   }
 
+  checkHeaderNames(merged.policySet.value, (suffix, message) => report(merged.policySet, suffix, message));
+
   // Endpoint groups and operations.
   // why: two default ids collide only when their paths do, which is reported
   // on its own, so a rule id clash is reported only when an explicit id is involved
@@ -348,3 +351,26 @@ export function crossCheckPolicySet(
 function shapeOf(segments: readonly string[]): string {
   return segments.map((s) => (isParameterSegment(s) ? "{}" : s)).join("/");
 }
+
+/**
+ * The environment header and the upstream header names: none may be a header
+ * that carries the credential or that proxies own, and two forwarded fields may
+ * not share a name (the second would overwrite the first upstream).
+ */
+function checkHeaderNames(settings: PolicySetSettings, report: (suffix: string, message: string) => void): void {
+  const environmentHeader = settings.environmentHeader?.toLowerCase();
+  if (environmentHeader !== undefined && RESERVED_ENVIRONMENT_HEADER_NAMES.has(environmentHeader)) {
+    report("/environmentHeader", `\`${settings.environmentHeader}\` cannot name the environment: it carries the credential or the target host`);
+  }
+  const seen = new Map<string, string>();
+  for (const [field, name] of Object.entries(settings.upstream?.headers ?? {}) as [UpstreamField, string][]) {
+    const lower = name.toLowerCase();
+    const suffix = `/upstream/headers/${field}`;
+    if (RESERVED_UPSTREAM_HEADER_NAMES.has(lower)) report(suffix, `\`${name}\` cannot carry an identity field upstream: proxies and servers read it for other things`);
+    const first = seen.get(lower);
+    if (first !== undefined) report(suffix, `header \`${name}\` already carries \`${first}\`; give \`${field}\` a header of its own`);
+    else seen.set(lower, field);
+  }
+}
+
+const RESERVED_ENVIRONMENT_HEADER_NAMES: ReadonlySet<string> = new Set(["authorization", "proxy-authorization", "host"]);

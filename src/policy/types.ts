@@ -71,6 +71,36 @@ export interface PolicySetSettings {
   stripCredential?: boolean;
   /** What a `;` parameter outside a dot segment gets; default `refuse`. */
   pathParameters?: PathParameterMode;
+  /**
+   * A request header naming the environment a request targets, e.g.
+   * `X-Zeriq-Environment`; when present it wins over the host, and a value
+   * that is not exactly an environment's name is `invalid_request`. None by default.
+   */
+  environmentHeader?: string;
+  /** Which identity fields go upstream on allow, and under which header names. See {@link UpstreamSpec}. */
+  upstream?: UpstreamSpec;
+}
+
+/** An identity field a policy set can send upstream. */
+export type UpstreamField = "tokenId" | "tenant" | "workspace" | "environment" | "tokenType" | "role" | "scopes";
+
+/**
+ * What an allow tells the upstream about the token. Each list given replaces
+ * its default whole, so a policy set that names `headers` lists every header it forwards.
+ */
+export interface UpstreamSpec {
+  /**
+   * Header name (lower-case) per forwarded field. Default: `tokenId`,
+   * `tenant`, `workspace`, `environment`, `tokenType` and `role` under their
+   * `x-portcullis-…` names; `scopes` (`x-portcullis-scopes`) only when named.
+   */
+  headers?: Partial<Record<UpstreamField, string>>;
+  /**
+   * Fields written into Envoy's `Check` dynamic metadata (keys `token_id`,
+   * `tenant`, `workspace`, `environment`, `token_type`, `role`, `scopes`).
+   * Default: `tokenId`, `tenant`, `workspace`, `environment`, `role`.
+   */
+  metadata?: UpstreamField[];
 }
 
 /**
@@ -262,6 +292,12 @@ export interface CompiledPolicySet {
   readonly tokenPrefixes: readonly string[];
   /** Environment name per lower-case host (no port). */
   readonly environmentByHost: ReadonlyMap<string, string>;
+  /** Every environment's name. */
+  readonly environmentNames: ReadonlySet<string>;
+  /** Lower-case name of the header that selects the environment, or `null` when the host alone does. */
+  readonly environmentHeader: string | null;
+  /** The identity fields an allow forwards, compiled once per revision. */
+  readonly upstream: CompiledUpstream;
   /** Every scope in the catalog. */
   readonly scopes: ReadonlySet<string>;
   readonly routes: CompiledRoutes;
@@ -277,6 +313,14 @@ export interface CompiledPolicySet {
   readonly tokens: CompiledTokenRules;
   /** Every route as written, operations then endpoint groups: for `policy diff` and the explorer, never for decisions. */
   readonly routeTable: readonly RouteTableEntry[];
+}
+
+/** {@link UpstreamSpec} with defaults applied; both lists in a fixed field order. */
+export interface CompiledUpstream {
+  /** Forwarded fields and their header names. */
+  readonly headers: readonly (readonly [field: UpstreamField, name: string])[];
+  /** Fields written into `Check` dynamic metadata and their keys. */
+  readonly metadata: readonly (readonly [field: UpstreamField, key: string])[];
 }
 
 /** One row of {@link CompiledPolicySet.routeTable}. */

@@ -11,7 +11,7 @@
  * test/envoy/ checks both directions against Envoy's full protos and against
  * the generated subset. Unknown fields are skipped, as protobuf requires.
  */
-import type { HeaderField, Identity } from "../engine/types.js";
+import type { HeaderField, MetadataEntry } from "../engine/types.js";
 
 /** What Check reads from a `CheckRequest`, already in the shape a transport wants. */
 export interface CheckAttributes {
@@ -59,11 +59,11 @@ export interface CheckAnswer {
   /** `dynamic_metadata`, a `google.protobuf.Struct`: the entries that change with each request. */
   readonly metadata: ReadonlyMap<string, MetadataValue>;
   /**
-   * The identity's entries of `dynamic_metadata` (`tenant`, `workspace`,
-   * `token_id`, `environment`, `scopes`), when the token is known. Kept apart
-   * because they are the same for every request of a token: their encoding is cached.
+   * The identity's entries of `dynamic_metadata`, as the policy set chose them
+   * (`[]` when the token is unknown). Kept apart because they are the same for
+   * every request of a token: the encoding of a frozen list is cached.
    */
-  readonly identity: Identity | null;
+  readonly identityMetadata: readonly MetadataEntry[];
 }
 
 /** A `CheckRequest` that is not valid protobuf. */
@@ -375,11 +375,11 @@ function writeCheckResponse(w: Writer, answer: CheckAnswer): void {
     w.endLen(start);
   }
 
-  if (answer.metadata.size > 0 || answer.identity !== null) {
+  if (answer.metadata.size > 0 || answer.identityMetadata.length > 0) {
     // dynamic_metadata = 4: Struct { map<string, Value> fields = 1 }
     start = w.beginLen(4);
     writeStructEntries(w, answer.metadata);
-    if (answer.identity !== null) writeIdentityEntries(w, answer.identity);
+    w.bytes(encodedIdentityEntries(answer.identityMetadata));
     w.endLen(start);
   }
 }
@@ -397,32 +397,19 @@ function writeStructEntries(w: Writer, entries: Iterable<readonly [string, Metad
   }
 }
 
-// The engine hands out one frozen identity and one frozen list of upstream
+// The engine hands out one frozen list of identity metadata and one of upstream
 // headers per token and policy revision, so their encodings are worth keeping:
-// together they are most of an allow's bytes. The scope list is shared by every
-// token of a role, so its entry is kept per list, not copied into each token's.
-const encodedIdentities = new WeakMap<Identity, Buffer>();
-const encodedScopeEntries = new WeakMap<readonly string[], Buffer>();
+// together they are most of an allow's bytes.
+const encodedIdentities = new WeakMap<readonly MetadataEntry[], Buffer>();
 const encodedUpstream = new WeakMap<readonly HeaderField[], Buffer>();
 
-function writeIdentityEntries(w: Writer, identity: Identity): void {
-  let own = encodedIdentities.get(identity);
-  if (own === undefined) {
-    own = encodeStructEntries([
-      ["tenant", identity.tenant],
-      ["workspace", identity.workspace],
-      ["token_id", identity.tokenId],
-      ["environment", identity.environment],
-    ]);
-    if (Object.isFrozen(identity)) encodedIdentities.set(identity, own);
+function encodedIdentityEntries(entries: readonly MetadataEntry[]): Buffer {
+  let bytes = encodedIdentities.get(entries);
+  if (bytes === undefined) {
+    bytes = encodeStructEntries(entries);
+    if (Object.isFrozen(entries)) encodedIdentities.set(entries, bytes);
   }
-  w.bytes(own);
-  let scopes = encodedScopeEntries.get(identity.scopes);
-  if (scopes === undefined) {
-    scopes = encodeStructEntries([["scopes", identity.scopes]]);
-    if (Object.isFrozen(identity.scopes)) encodedScopeEntries.set(identity.scopes, scopes);
-  }
-  w.bytes(scopes);
+  return bytes;
 }
 
 function encodeStructEntries(entries: Iterable<readonly [string, MetadataValue]>): Buffer {

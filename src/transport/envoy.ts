@@ -89,9 +89,10 @@ export function inputFromCheckAttributes(attributes: CheckAttributes, trustedPro
  * `x-portcullis-code`, `x-request-id`, and the body in the policy set's dialect.
  *
  * Both: `dynamic_metadata` with code, reason, rule_id, request_id and
- * policy_revision (of the policy set that decided), plus
- * tenant, workspace, token_id, environment and scopes (a list) when the token
- * is known, under `envoy.filters.http.ext_authz` for access logs and RBAC.
+ * policy_revision (of the policy set that decided), plus the identity fields
+ * the policy set's `upstream.metadata` names when the token is known (by
+ * default token_id, tenant, workspace, environment and role; scopes, a list,
+ * only when named), under `envoy.filters.http.ext_authz` for access logs and RBAC.
  */
 export function checkAnswerFromResult(result: AuthorizeResult): CheckAnswer {
   const { decision, response, requestId } = result;
@@ -102,7 +103,7 @@ export function checkAnswerFromResult(result: AuthorizeResult): CheckAnswer {
     ["request_id", requestId],
     ["policy_revision", result.policyRevision],
   ]);
-  const identity = decision.identity;
+  const identityMetadata = decision.upstreamMetadata;
   if (decision.allowed) {
     return {
       rpcCode: RPC_OK,
@@ -112,7 +113,7 @@ export function checkAnswerFromResult(result: AuthorizeResult): CheckAnswer {
       headersToRemove: result.stripCredential ? STRIP_CREDENTIAL : [],
       responseHeadersToAdd: response.headers,
       metadata,
-      identity,
+      identityMetadata,
     };
   }
   return {
@@ -123,7 +124,7 @@ export function checkAnswerFromResult(result: AuthorizeResult): CheckAnswer {
     headersToRemove: [],
     responseHeadersToAdd: [],
     metadata,
-    identity,
+    identityMetadata,
   };
 }
 

@@ -72,7 +72,7 @@ describe.runIf(caddyInstalled)("Caddy forward_auth (live, docs/Caddyfile)", () =
 
   it("forwards an allowed request with the identity headers copied, and neither Authorization nor forged identity", async () => {
     seen.length = 0;
-    const response = await send(caddy.port, "/api/payouts?page=2", { authorization: `Bearer ${tokens.operator}`, "x-portcullis-tenant": "forged", "x-portcullis-role": "tenant_admin" });
+    const response = await send(caddy.port, "/api/payouts?page=2", { authorization: `Bearer ${tokens.operator}`, "x-portcullis-tenant": "forged", "x-portcullis-role": "tenant_admin", "x-portcullis-scopes": "*" });
     expect(response.status).toBe(200);
     expect(response.body).toBe("from upstream /api/payouts?page=2");
     expect(seen).toHaveLength(1);
@@ -81,7 +81,8 @@ describe.runIf(caddyInstalled)("Caddy forward_auth (live, docs/Caddyfile)", () =
     expect(headers["x-portcullis-tenant"]).toBe("acme");
     expect(headers["x-portcullis-role"]).toBe("tenant_operator");
     expect(headers["x-portcullis-token-id"]).toMatch(/^tok_/);
-    expect(headers["x-portcullis-scopes"]).toContain("payouts:read");
+    // the bundled policy set forwards no scope list, and a forged one does not get through
+    expect(headers["x-portcullis-scopes"]).toBeUndefined();
   });
 
   it("drops identity headers a client sends even when Portcullis sets none of that name", async () => {

@@ -163,8 +163,16 @@ describe("decide", () => {
       "x-portcullis-token-type": "service",
       "x-portcullis-role": "tenant_operator",
     });
-    expect(upstream["x-portcullis-scopes"]!.split(" ")).toContain("payouts:write");
-    expect(upstream["x-portcullis-scopes"]!.split(" ")).not.toContain("api_tokens:read");
+    expect(upstream).not.toHaveProperty("x-portcullis-scopes");
+    expect(decision.identity!.scopes).toContain("payouts:write");
+    expect(decision.identity!.scopes).not.toContain("api_tokens:read");
+    expect(Object.fromEntries(decision.upstreamMetadata)).toEqual({
+      token_id: operator.record.id,
+      tenant: "acme",
+      workspace: "main",
+      environment: "production",
+      role: "tenant_operator",
+    });
     expect(decision.auditEvent).toBeNull();
   });
 

@@ -14,6 +14,7 @@ function denial(fields: Partial<Decision>): Decision {
     details: {},
     responseHeaders: [["www-authenticate", 'Bearer realm="x"']],
     upstreamHeaders: [],
+    upstreamMetadata: [],
     identity: null,
     warnings: [],
     quota: null,

@@ -164,7 +164,7 @@ describe("Check codec", () => {
       headersToRemove: [],
       responseHeadersToAdd: [],
       metadata: new Map<string, string | readonly string[]>([["code", "quota_exceeded"], ["scopes", ["a", "b"]]]),
-      identity: null,
+      identityMetadata: [],
     });
     const generated = fromBinary(CheckResponseSchema, bytes);
     expect(generated.status).toMatchObject({ code: 7, message: "denied ✓" });
@@ -178,7 +178,13 @@ describe("Check codec", () => {
 });
 
 describe("encoding an allow", () => {
-  const identity = Object.freeze({ tokenId: "tok_1", tenant: "acme", workspace: "main", environment: "production", tokenType: "service" as const, role: "tenant_operator", name: "n", scopes: Object.freeze(["ledger:read", "payouts:read"]) });
+  const identityMetadata = Object.freeze([
+    ["token_id", "tok_1"],
+    ["tenant", "acme"],
+    ["workspace", "main"],
+    ["environment", "production"],
+    ["scopes", Object.freeze(["ledger:read", "payouts:read"])],
+  ] as const);
   const upstream = Object.freeze([["x-portcullis-tenant", "acme"], ["x-portcullis-scopes", "ledger:read payouts:read"]] as const);
   const answer = {
     rpcCode: 0,
@@ -188,7 +194,7 @@ describe("encoding an allow", () => {
     headersToRemove: ["authorization"],
     responseHeadersToAdd: [["ratelimit-remaining", "59"]] as const,
     metadata: new Map([["code", "ok"], ["request_id", "r1"]]),
-    identity,
+    identityMetadata,
   };
 
   it("writes the identity's metadata and headers, identically when they come from the per-token cache", () => {
@@ -213,9 +219,9 @@ describe("encoding an allow", () => {
     expect(framed.equals(frame(message))).toBe(true);
   });
 
-  it("encodes an unfrozen identity the same way, without caching it", () => {
-    const thawed = { ...identity, scopes: [...identity.scopes] };
-    const bytes = encodeCheckResponse({ ...answer, identity: thawed, upstreamHeaders: [...upstream] });
+  it("encodes unfrozen identity metadata the same way, without caching it", () => {
+    const thawed = identityMetadata.map(([key, value]) => [key, typeof value === "string" ? value : [...value]] as const);
+    const bytes = encodeCheckResponse({ ...answer, identityMetadata: thawed, upstreamHeaders: [...upstream] });
     expect(bytes.equals(encodeCheckResponse(answer))).toBe(true);
   });
 });

@@ -134,7 +134,8 @@ describe("Authorize on every wire", () => {
       const [json, binary, grpcWeb, grpcAnswer] = await Promise.all([viaConnect(false), viaConnect(true), viaGrpcWeb, grpcClient.authorize(request)]);
       expect(json.identity?.tenant).toBe("acme");
       expect(json.identity?.scopes).toContain("payouts:read");
-      expect(json.upstreamHeaders).toContainEqual(expect.objectContaining({ name: "x-portcullis-scopes" }));
+      expect(json.upstreamHeaders).toContainEqual(expect.objectContaining({ name: "x-portcullis-role" }));
+      expect(json.upstreamHeaders).not.toContainEqual(expect.objectContaining({ name: "x-portcullis-scopes" }));
       // Binary wires carry the token's part as bytes encoded once per token; a peer must not see a difference.
       for (const answer of [binary, grpcWeb, grpcAnswer]) {
         expect(equals(AuthorizeResponseSchema, withoutUnknown(answer), withoutUnknown(json))).toBe(true);
