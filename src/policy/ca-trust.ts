@@ -60,7 +60,7 @@ export class CaTrust {
       path = Object.freeze(walkUp(leaf, [...candidates, ...this.cas]));
     } catch {
       // A certificate that does not parse is not remembered: it costs its sender, not the cache.
-      return EMPTY;
+      return [];
     }
     this.paths.set(presented.key, path);
     return path;

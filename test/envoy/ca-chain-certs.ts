@@ -43,6 +43,8 @@ export function makeCaChains(): CaChains {
     const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
     fs.writeFileSync(path.join(dir, "ca.ext"), "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n");
     fs.writeFileSync(path.join(dir, "leaf.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n");
+    // no key identifiers: the forged leaf then matches the pinned root by name alone, and only its signature tells them apart
+    fs.writeFileSync(path.join(dir, "forged.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nsubjectKeyIdentifier=none\nauthorityKeyIdentifier=none\n");
     const root = (name: string, subject: string) => run(["req", "-x509", ...ec, "-keyout", `${name}.key`, "-out", `${name}.pem`, "-days", "3650", "-subj", subject, "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
     const issue = (name: string, subject: string, issuer: string, ext: string) => {
       run(["req", ...ec, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", subject]);
@@ -57,7 +59,7 @@ export function makeCaChains(): CaChains {
     issue("leaf-inter", "/O=Acme/CN=leaf-of-intermediate", "inter", "leaf.ext");
     issue("leaf-sent", "/O=Acme/CN=leaf-of-sent-intermediate", "sent", "leaf.ext");
     issue("leaf-other", "/O=Acme/CN=leaf-of-other-root", "other", "leaf.ext");
-    issue("leaf-forged", "/O=Acme/CN=leaf-of-forged-root", "forged", "leaf.ext");
+    issue("leaf-forged", "/O=Acme/CN=leaf-of-forged-root", "forged", "forged.ext");
     const made = (name: string): MadeCertificate => {
       const pem = fs.readFileSync(path.join(dir, `${name}.pem`), "utf8");
       return { pem, sha256: new X509Certificate(pem).fingerprint256.replace(/:/g, "").toLowerCase() };

@@ -6,6 +6,8 @@
  */
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import fs from "node:fs";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AuthorizationService } from "../../src/gen/portcullis/v1/authorization_pb.js";
 import { createToken } from "../../src/service/tokens.js";
@@ -20,6 +22,7 @@ if (!hasOpenssl) console.warn("skipping CA pin tests: the `openssl` CLI is missi
 
 const PROXY = "10.9.9.9";
 let chains: CaChains;
+let policyDir: string;
 let t: TestServer;
 let envoy: EnvoyCheckClient;
 const tokens: Record<string, string> = {};
@@ -31,11 +34,11 @@ beforeAll(async () => {
     policySet: { name: "ca-pins", defaultEnvironment: "production", trustedCas: ["partner-cas.pem", "other-ca.pem"] },
     environments: [{ name: "production", tokenPrefix: "sk_live_", hosts: ["api.example.com"] }],
   };
-  const dir = writePolicyFolder({
+  const dir = (policyDir = writePolicyFolder({
     "policy-set.json": policySet,
     "partner-cas.pem": chains.root.pem + chains.intermediate.pem,
     "other-ca.pem": chains.otherRoot.pem,
-  });
+  }));
   t = await startTestServer(dir, { trustedProxies: [PROXY] });
   envoy = envoyCheckClient(t.grpcAddress);
   const base = { tenant: "acme", workspace: "main", type: "service" as const, actor: "test", role: "tenant_operator", environment: "production" };
@@ -123,5 +126,22 @@ describe.skipIf(!hasOpenssl)("CA pins through Connect Authorize", () => {
         ? { code: "ok", reason: "ok", auditEvent: "" }
         : { code: "mtls_required", reason: row.reason, auditEvent: "auth.api_token_mtls_ca_required" };
     expect({ code: answer.code, reason: answer.reason, auditEvent: answer.auditEvent }).toEqual(expected);
+  });
+});
+
+describe.skipIf(!hasOpenssl)("a broken CA file on reload", () => {
+  it("is refused, placed, and the last good set keeps answering", async () => {
+    const revision = t.server.policy().revision;
+    fs.writeFileSync(path.join(policyDir, "partner-cas.pem"), chains.leafOfRoot.pem);
+    try {
+      const reload = t.server.reloadPolicy();
+      expect(reload.ok).toBe(false);
+      if (!reload.ok) expect(reload.error.message).toMatch(/policy-set\.json:\d+:\d+ \/policySet\/trustedCas\/0: trusted CA file `partner-cas.pem`: certificate 1 .* is not a CA certificate/);
+      expect(t.server.policy().revision).toBe(revision);
+      const response = await envoy.check(checkRequest(rows[0]!));
+      expect(structToJson(response.dynamic_metadata).code).toBe("ok");
+    } finally {
+      fs.writeFileSync(path.join(policyDir, "partner-cas.pem"), chains.root.pem + chains.intermediate.pem);
+    }
   });
 });
