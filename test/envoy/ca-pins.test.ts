@@ -39,7 +39,7 @@ beforeAll(async () => {
     "partner-cas.pem": chains.root.pem + chains.intermediate.pem,
     "other-ca.pem": chains.otherRoot.pem,
   }));
-  t = await startTestServer(dir, { trustedProxies: [PROXY] });
+  t = await startTestServer(dir, { trustedProxies: [PROXY, "127.0.0.1"] });
   envoy = envoyCheckClient(t.grpcAddress);
   const base = { tenant: "acme", workspace: "main", type: "service" as const, actor: "test", role: "tenant_operator", environment: "production" };
   const make = (key: string, caFingerprints: string[]) => {
@@ -126,6 +126,24 @@ describe.skipIf(!hasOpenssl)("CA pins through Connect Authorize", () => {
         ? { code: "ok", reason: "ok", auditEvent: "" }
         : { code: "mtls_required", reason: row.reason, auditEvent: "auth.api_token_mtls_ca_required" };
     expect({ code: answer.code, reason: answer.reason, auditEvent: answer.auditEvent }).toEqual(expected);
+  });
+});
+
+describe.skipIf(!hasOpenssl)("CA pins behind nginx auth_request (escaped PEM from a trusted proxy)", () => {
+  const nginxRows = rows.filter((row) => row.chain === undefined);
+  it.each(nginxRows)("$name", async (row) => {
+    const response = await fetch(`${t.httpUrl}/ext-authz/nginx`, {
+      headers: {
+        "x-original-method": "GET",
+        "x-original-uri": "/api/payouts",
+        authorization: `Bearer ${tokens[row.token]}`,
+        "x-ssl-client-escaped-cert": encodeURIComponent(row.leaf(chains).pem),
+        "x-ssl-client-verify": "SUCCESS",
+      },
+    });
+    expect({ status: response.status, code: response.headers.get("x-portcullis-code") ?? "ok" }).toEqual(
+      row.reason === "ok" ? { status: 200, code: "ok" } : { status: 403, code: "mtls_required" },
+    );
   });
 });
 
