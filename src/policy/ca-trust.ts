@@ -75,10 +75,12 @@ export class CaTrust {
   caPathAbove(issuerSha256: string): readonly string[] {
     const ca = this.bySha256.get(issuerSha256);
     if (ca === undefined) return issuerSha256 === "" ? EMPTY : [issuerSha256];
-    const cached = this.paths.get(issuerSha256);
+    // Its own key space: a presented certificate's key is its own fingerprint, and its path leaves it out.
+    const key = `above:${issuerSha256}`;
+    const cached = this.paths.get(key);
     if (cached !== undefined) return cached;
     const path = Object.freeze([issuerSha256, ...walkUp(ca.certificate, this.cas)]);
-    this.paths.set(issuerSha256, path);
+    this.paths.set(key, path);
     return path;
   }
 }

@@ -133,4 +133,10 @@ describe.skipIf(!hasOpenssl)("finding the CAs above a certificate", () => {
     expect(trust.caPathAbove("ab".repeat(32))).toEqual(["ab".repeat(32)]);
     expect(trust.caPathAbove("")).toEqual([]);
   });
+
+  it("keeps a CA presented as the certificate apart from the same CA stated as an issuer", () => {
+    expect(trust.caPathAbove(chains.intermediate.sha256)).toEqual([chains.intermediate.sha256, chains.root.sha256]);
+    expect(trust.caPathOf(presented(chains.intermediate.pem))).toEqual([chains.root.sha256]);
+    expect(trust.caPathAbove(chains.intermediate.sha256)).toEqual([chains.intermediate.sha256, chains.root.sha256]);
+  });
 });
