@@ -66,14 +66,13 @@ export function checkMtls(
 
 /**
  * The CAs above a certificate, issuer first: found by signature from the
- * certificates themselves when the terminator sent them, else from the
- * issuer fingerprint it stated. Read only once a CA pin asks.
+ * certificates themselves when the terminator sent them (a signature outranks
+ * any stated issuer), else from the issuer fingerprint it stated. Read only
+ * once a CA pin asks.
  */
 function casAbove(cert: ClientCertificateFacts, trust: CaTrust): readonly string[] {
-  const stated = normalizePin(cert.issuerSha256Fingerprint);
   const found = cert.presented === undefined ? [] : trust.caPathOf(cert.presented);
-  if (found.length > 0) return stated === "" || found.includes(stated) ? found : [...found, ...trust.caPathAbove(stated)];
-  return trust.caPathAbove(stated);
+  return found.length > 0 ? found : trust.caPathAbove(normalizePin(cert.issuerSha256Fingerprint));
 }
 
 const PASS = { ok: true as const, warnings: [] as readonly Warning[] };

@@ -288,7 +288,8 @@ export function compileControlEntries(entries: readonly ControlEntrySpec[]): Com
 
 /**
  * Compiles a merged policy set. `sources` are the files in load order; their
- * names and texts make the revision.
+ * names and texts make the revision. `trustedCas` are the CA certificates
+ * the loader read for `policySet.trustedCas` (none by default).
  *
  * INVARIANT: `merged` passed the schema and the cross-checks: names are
  * unique, every scope exists, `defaultEnvironment` names an environment.

@@ -129,6 +129,33 @@ describe.skipIf(!hasOpenssl)("CA pins through Connect Authorize", () => {
   });
 });
 
+describe.skipIf(!hasOpenssl)("a stated issuer over Connect Authorize", () => {
+  const authorize = (clientCertificate: { pem?: string; sha256Fingerprint?: string; issuerSha256Fingerprint: string }) =>
+    createClient(AuthorizationService, createConnectTransport({ baseUrl: t.httpUrl, httpVersion: "1.1" })).authorize({
+      method: "GET",
+      path: "/api/payouts",
+      host: "api.example.com",
+      headers: [{ name: "authorization", value: `Bearer ${tokens.rootPinned}` }],
+      clientCertificate: { verified: true, ...clientCertificate },
+    });
+
+  it("goes up from a stated bundled intermediate to the pinned root", async () => {
+    const leaf = chains.leafOfIntermediate;
+    const answer = await authorize({ sha256Fingerprint: leaf.sha256, issuerSha256Fingerprint: chains.intermediate.sha256 });
+    expect(answer.code).toBe("ok");
+  });
+
+  it("a signature outranks a stated issuer: the PEM's real CA is not pinned", async () => {
+    const answer = await authorize({ pem: chains.leafOfOtherRoot.pem, issuerSha256Fingerprint: chains.root.sha256 });
+    expect({ code: answer.code, reason: answer.reason, issuer: answer.details.issuer_sha256 }).toEqual({ code: "mtls_required", reason: "ca_not_pinned", issuer: chains.otherRoot.sha256 });
+  });
+
+  it("a PEM whose stated fingerprint names another certificate is unverified", async () => {
+    const answer = await authorize({ pem: chains.leafOfRoot.pem, sha256Fingerprint: chains.leafOfOtherRoot.sha256, issuerSha256Fingerprint: "" });
+    expect({ code: answer.code, reason: answer.reason }).toEqual({ code: "mtls_required", reason: "unverified" });
+  });
+});
+
 describe.skipIf(!hasOpenssl)("CA pins behind nginx auth_request (escaped PEM from a trusted proxy)", () => {
   const nginxRows = rows.filter((row) => row.chain === undefined);
   it.each(nginxRows)("$name", async (row) => {
