@@ -60,7 +60,7 @@ interface CertificateSummary {
  * certificate, which an mTLS control denies.
  */
 export const MAX_CERTIFICATE_TEXT_CHARS = 64 * 1024;
-/** Bytes each cache may hold, keys (UTF-16) included: about 1,000 typical certificates. */
+/** Bytes each cache may hold, keys (UTF-16) and kept DER included: about 600 typical certificates. */
 const CACHE_BYTES = 4 * 1024 * 1024;
 const SUMMARY_BYTES = 400;
 const cacheOptions = {
