@@ -81,7 +81,7 @@ export function decide(
   const ip = checkIpAllowlist(request, controls.ipAllowlist);
   if (!ip.ok) return denied("ip_allowlist_blocked", ip.denial);
 
-  const mtls = checkMtls(request, controls.mtls, nowMs);
+  const mtls = checkMtls(request, controls.mtls, nowMs, policy.trustedCas);
   if (!mtls.ok) return denied("mtls_required", mtls.denial);
   // why: a certificate close to expiry, or a token inside its rotation window, is worth telling operators about even when a later stage denies
   const rotating = rotationWarning(token);

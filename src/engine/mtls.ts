@@ -1,8 +1,9 @@
 /** The `mtls_required` stage: a verified, pinned, unexpired client certificate. */
+import type { CaTrust } from "../policy/ca-trust.js";
 import { normalizePin } from "../policy/controls.js";
 import type { CompiledMtls } from "../policy/types.js";
 import type { PreparedRequest } from "./request.js";
-import type { Denial, Warning } from "./types.js";
+import type { ClientCertificateFacts, Denial, Warning } from "./types.js";
 
 /** Certificates closer than this to their expiry pass with a `certificate_expiring` warning. */
 export const CERTIFICATE_EXPIRY_WARNING_MS = 30 * 86_400_000;
@@ -14,13 +15,16 @@ export const CERTIFICATE_EXPIRY_WARNING_MS = 30 * 86_400_000;
  * terminator's verification), its fingerprint is pinned (when fingerprint
  * pins are set), and its issuer is pinned (when CA pins are set; both pin
  * kinds must hold when both are set). The CA case raises
- * `auth.api_token_mtls_ca_required`. Which headers count as certificate
- * facts is the transport's decision; this stage only reads the facts.
+ * `auth.api_token_mtls_ca_required`. A CA pin holds for any CA above the
+ * certificate: its issuer, or a CA above that one, as `trust` (the policy
+ * set's CA certificates) finds them by signature. Which headers count as
+ * certificate facts is the transport's decision; this stage only reads them.
  */
 export function checkMtls(
   request: PreparedRequest,
   mtls: CompiledMtls | null,
   nowMs: number,
+  trust: CaTrust,
 ): { readonly ok: true; readonly warnings: readonly Warning[] } | { readonly ok: false; readonly denial: Denial } {
   if (mtls === null || !mtls.required) return PASS;
   const cert = request.input.clientCertificate;
@@ -39,9 +43,11 @@ export function checkMtls(
   if (mtls.fingerprints.size > 0 && !mtls.fingerprints.has(fingerprint)) {
     return deny("certificate_not_pinned", "the client certificate is not one this token is pinned to", { certificate_sha256: fingerprint });
   }
-  const issuer = normalizePin(cert.issuerSha256Fingerprint);
-  if (mtls.caFingerprints.size > 0 && !mtls.caFingerprints.has(issuer)) {
-    return deny("ca_not_pinned", "the client certificate was not issued by a ca this token trusts", { issuer_sha256: issuer }, true);
+  if (mtls.caFingerprints.size > 0) {
+    const cas = casAbove(cert, trust);
+    if (!cas.some((ca) => mtls.caFingerprints.has(ca))) {
+      return deny("ca_not_pinned", "the client certificate was not issued by a ca this token trusts", { issuer_sha256: cas[0] ?? "" }, true);
+    }
   }
   if (cert.notAfterMs !== null && cert.notAfterMs - nowMs < CERTIFICATE_EXPIRY_WARNING_MS) {
     const days = Math.floor((cert.notAfterMs - nowMs) / 86_400_000);
@@ -56,6 +62,17 @@ export function checkMtls(
     };
   }
   return PASS;
+}
+
+/**
+ * The CAs above a certificate, issuer first: found by signature from the
+ * certificates themselves when the terminator sent them (a signature outranks
+ * any stated issuer), else from the issuer fingerprint it stated. Read only
+ * once a CA pin asks.
+ */
+function casAbove(cert: ClientCertificateFacts, trust: CaTrust): readonly string[] {
+  const found = cert.presented === undefined ? [] : trust.caPathOf(cert.presented);
+  return found.length > 0 ? found : trust.caPathAbove(normalizePin(cert.issuerSha256Fingerprint));
 }
 
 const PASS = { ok: true as const, warnings: [] as readonly Warning[] };

@@ -24,6 +24,19 @@ export interface ClientCertificateFacts {
   readonly verified: boolean;
   /** Expiry, milliseconds since the epoch; `null` when unknown. */
   readonly notAfterMs: number | null;
+  /**
+   * The certificates themselves, when the terminator sent them (not only
+   * fingerprints): what lets the policy set's CA certificates find the issuers.
+   */
+  readonly presented?: PresentedCertificates;
+}
+
+/** A client certificate as sent, with any chain after it. */
+export interface PresentedCertificates {
+  /** DER, leaf first, then the chain as sent, each certificate once. */
+  readonly der: readonly Buffer[];
+  /** The certificates' SHA-256 fingerprints joined: names this exact set in caches. */
+  readonly key: string;
 }
 
 /** One request to judge, in terms every transport can fill. */

@@ -144,7 +144,7 @@ export function explainRequest(
   add("ip_allowlist", ip.ok ? "pass" : "deny", ip.ok ? ipWhy : [...ipWhy, ip.denial.message]);
   if (!ip.ok) return finish();
 
-  const mtls = checkMtls(request, controls.mtls, nowMs);
+  const mtls = checkMtls(request, controls.mtls, nowMs, policy.trustedCas);
   const mtlsWhy = [sourceOf("mtls", controls.mtls?.ruleId ?? null, token, policy)];
   const cert = input.clientCertificate;
   if (controls.mtls !== null) {

@@ -4,6 +4,7 @@
  * environment maps.
  */
 import { createHash } from "node:crypto";
+import { CaTrust } from "./ca-trust.js";
 import { compileControls } from "./controls.js";
 import { parseDuration } from "./duration.js";
 import { buildPathPatternMatcher } from "./path-pattern-matcher.js";
@@ -287,7 +288,8 @@ export function compileControlEntries(entries: readonly ControlEntrySpec[]): Com
 
 /**
  * Compiles a merged policy set. `sources` are the files in load order; their
- * names and texts make the revision.
+ * names and texts make the revision. `trustedCas` are the CA certificates
+ * the loader read for `policySet.trustedCas` (none by default).
  *
  * INVARIANT: `merged` passed the schema and the cross-checks: names are
  * unique, every scope exists, `defaultEnvironment` names an environment.
@@ -299,6 +301,7 @@ export function compileControlEntries(entries: readonly ControlEntrySpec[]): Com
 export function compilePolicySet(
   merged: MergedPolicySet,
   sources: readonly RevisionSource[],
+  trustedCas: CaTrust = new CaTrust([]),
 ): CompiledPolicySet {
   const hash = createHash("sha256");
   for (const source of sources) {
@@ -338,6 +341,7 @@ export function compilePolicySet(
     environmentNames: new Set(environmentByPrefix.values()),
     environmentHeader: settings.environmentHeader === undefined ? null : settings.environmentHeader.toLowerCase(),
     upstream: compileUpstream(settings.upstream),
+    trustedCas,
     scopes,
     routes: buildRouteMatcher(
       merged.operations.map((o) => o.value),

@@ -24,6 +24,7 @@ import {
   type PolicySource,
 } from "./errors.js";
 import { readRegularFile } from "./read-regular-file.js";
+import { loadTrustedCas } from "./trusted-cas.js";
 import { validatePolicyFile } from "./schema.js";
 import type { CompiledPolicySet, PolicyFile } from "./types.js";
 
@@ -301,8 +302,11 @@ export function loadPolicySet(dir: string): LoadPolicySetResult {
   errors.push(...crossCheckPolicySet(merged, new Map(sources.map((s) => [s.file, s])), incomplete));
   if (errors.length > 0) return { ok: false, errors: sortPolicyErrors(errors) };
 
+  const cas = loadTrustedCas(dir, merged.policySet, new Map(sources.map((s) => [s.file, s])));
+  if (!cas.ok) return { ok: false, errors: sortPolicyErrors([...cas.errors]) };
+
   try {
-    const policy = compilePolicySet(merged, sources);
+    const policy = compilePolicySet(merged, [...sources, ...cas.revisionSources], cas.trust);
     return { ok: true, policy, files: sources.map((s) => s.file) };
   } catch (error) {
     // why: compile trusts the checks above; if one missed something, refuse instead of crashing

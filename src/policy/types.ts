@@ -3,6 +3,7 @@
  * the engine reads. Files are validated against `policy.schema.json` before
  * anything here is trusted.
  */
+import type { CaTrust } from "./ca-trust.js";
 
 /** Error body dialects a policy set can choose. */
 export type ErrorDialect =
@@ -79,6 +80,8 @@ export interface PolicySetSettings {
   environmentHeader?: string;
   /** Which identity fields go upstream on allow, and under which header names. See {@link UpstreamSpec}. */
   upstream?: UpstreamSpec;
+  /** PEM files of CA certificates, relative to the policy folder, through which client certificates' issuers are found. */
+  trustedCas?: string[];
 }
 
 /** An identity field a policy set can send upstream. */
@@ -298,6 +301,8 @@ export interface CompiledPolicySet {
   readonly environmentHeader: string | null;
   /** The identity fields an allow forwards, compiled once per revision. */
   readonly upstream: CompiledUpstream;
+  /** The CA certificates of `trustedCas`, read and checked at load; empty when none are named. */
+  readonly trustedCas: CaTrust;
   /** Every scope in the catalog. */
   readonly scopes: ReadonlySet<string>;
   readonly routes: CompiledRoutes;

@@ -6,8 +6,9 @@ import { create, toBinary, type MessageInitShape, type UnknownField } from "@buf
 import { BinaryReader } from "@bufbuild/protobuf/wire";
 import type { AuthzInput, ClientCertificateFacts, HeaderField, Identity } from "../engine/types.js";
 import type { Explanation } from "../explain/explain.js";
-import { AuthorizeResponseSchema, ExplanationSchema, type AuthorizeRequest, type AuthorizeResponse } from "../gen/portcullis/v1/authorization_pb.js";
+import { AuthorizeResponseSchema, ExplanationSchema, type AuthorizeRequest, type AuthorizeResponse, type ClientCertificate } from "../gen/portcullis/v1/authorization_pb.js";
 import type { AuthorizeResult, Authorizer } from "../service/authorize.js";
+import { AuthzInputWithCertificate, certificateFromPem } from "./client-certificate.js";
 
 /** Reads an `AuthorizeRequest`; repeated header names are combined as HTTP does (RFC 9110 §5.3). */
 export function authzInputFromMessage(request: AuthorizeRequest): AuthzInput {
@@ -18,6 +19,10 @@ export function authzInputFromMessage(request: AuthorizeRequest): AuthzInput {
     headers.set(key, previous === undefined ? value : `${previous}, ${value}`);
   }
   const cert = request.clientCertificate;
+  if (cert !== undefined && cert.pem !== "") {
+    // The PEM is parsed only if the mTLS stage reads it, as for Envoy's attribute.
+    return new AuthzInputWithCertificate(request.method, request.path, request.host, headers, request.sourceIp, "", null, () => certificateFromMessagePem(cert));
+  }
   let clientCertificate: ClientCertificateFacts | null = null;
   if (cert !== undefined && cert.sha256Fingerprint !== "") {
     clientCertificate = {
@@ -29,6 +34,22 @@ export function authzInputFromMessage(request: AuthorizeRequest): AuthzInput {
     };
   }
   return { method: request.method, path: request.path, host: request.host, headers, sourceIp: request.sourceIp, clientCertificate };
+}
+
+/**
+ * Facts from a `ClientCertificate` that carries the certificate: read from the
+ * PEM, verified as the caller says unless its stated fingerprint names another
+ * certificate; a stated issuer fills in when the PEM carries no chain.
+ */
+function certificateFromMessagePem(cert: ClientCertificate): ClientCertificateFacts | null {
+  const facts = certificateFromPem(cert.pem);
+  if (facts === null) return null;
+  const stated = normalizeFingerprint(cert.sha256Fingerprint);
+  return {
+    ...facts,
+    issuerSha256Fingerprint: facts.issuerSha256Fingerprint || normalizeFingerprint(cert.issuerSha256Fingerprint),
+    verified: cert.verified && (stated === "" || stated === facts.sha256Fingerprint),
+  };
 }
 
 /** Lower-case hex without colons, the one form pins are compared in. */

@@ -12,9 +12,10 @@
  * {@link MAX_CERTIFICATE_TEXT_CHARS} is not parsed at all, a failed parse is not
  * cached, and the caches are bounded by bytes, not entries.
  */
-import { X509Certificate, createHash } from "node:crypto";
+import { X509Certificate } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import type { AuthzInput, ClientCertificateFacts } from "../engine/types.js";
+import type { AuthzInput, ClientCertificateFacts, PresentedCertificates } from "../engine/types.js";
+import { sha256Hex } from "../policy/ca-trust.js";
 
 /**
  * Request headers through which a trusted proxy reports the client certificate.
@@ -49,6 +50,8 @@ interface CertificateSummary {
   readonly subject: string;
   readonly issuerSha256Fingerprint: string;
   readonly notAfterMs: number | null;
+  /** The certificates, when the form carried them (not only a fingerprint). */
+  readonly presented?: PresentedCertificates;
 }
 
 /**
@@ -57,10 +60,14 @@ interface CertificateSummary {
  * certificate, which an mTLS control denies.
  */
 export const MAX_CERTIFICATE_TEXT_CHARS = 64 * 1024;
-/** Bytes each cache may hold, keys (UTF-16) included: about 1,000 typical certificates. */
+/** Bytes each cache may hold, keys (UTF-16) and kept DER included: about 600 typical certificates. */
 const CACHE_BYTES = 4 * 1024 * 1024;
 const SUMMARY_BYTES = 400;
-const cacheOptions = { maxSize: CACHE_BYTES, sizeCalculation: (_summary: CertificateSummary, key: string) => 2 * key.length + SUMMARY_BYTES };
+const cacheOptions = {
+  maxSize: CACHE_BYTES,
+  // The DER kept for the policy set's CA search is counted too: it is shorter than the text it came from.
+  sizeCalculation: (summary: CertificateSummary, key: string) => 2 * key.length + SUMMARY_BYTES + (summary.presented?.der.reduce((sum, der) => sum + der.length, 0) ?? 0),
+};
 // One cache per encoding, keyed by the text exactly as received, so that a hit skips decoding too.
 const byUrlEncodedPem = new LRUCache<string, CertificateSummary>(cacheOptions);
 const byDerBase64 = new LRUCache<string, CertificateSummary>(cacheOptions);
@@ -76,7 +83,9 @@ export function certificateCacheBytes(): number {
  * control, and a request with a bad token is denied before the mTLS stage.
  * `envoyCertificate` is Envoy's `source.certificate` (`""` when absent);
  * `forwarded` the certificate headers of a trusted proxy (null when the peer is
- * not one), read when Envoy's attribute gives no certificate.
+ * not one), read when Envoy's attribute gives no certificate, and for the
+ * chain when the proxy reports the same leaf with its chain (Envoy's attribute
+ * carries the leaf alone).
  */
 export class AuthzInputWithCertificate implements AuthzInput {
   private certificate: ClientCertificateFacts | null | undefined = undefined;
@@ -89,13 +98,16 @@ export class AuthzInputWithCertificate implements AuthzInput {
     readonly sourceIp: string,
     private readonly envoyCertificate: string,
     private readonly forwarded: ForwardedCertificateHeaders | null,
+    /** Reads the certificate from another source (a Connect caller's PEM) instead of the two above. */
+    private readonly read?: () => ClientCertificateFacts | null,
   ) {}
 
   get clientCertificate(): ClientCertificateFacts | null {
+    if (this.certificate === undefined && this.read !== undefined) this.certificate = this.read();
     if (this.certificate === undefined) {
-      let facts = this.envoyCertificate === "" ? null : certificateFromEnvoyAttribute(this.envoyCertificate);
-      if (facts === null && this.forwarded !== null) facts = certificateFromForwardedHeaders(this.forwarded);
-      this.certificate = facts;
+      const facts = this.envoyCertificate === "" ? null : certificateFromEnvoyAttribute(this.envoyCertificate);
+      const forwarded = this.forwarded === null ? null : certificateFromForwardedHeaders(this.forwarded);
+      this.certificate = facts === null ? forwarded : withForwardedChain(facts, forwarded);
     }
     return this.certificate;
   }
@@ -112,6 +124,23 @@ export class AuthzInputWithCertificate implements AuthzInput {
 export function certificateFromEnvoyAttribute(urlEncodedPem: string): ClientCertificateFacts | null {
   const summary = summaryFromUrlEncodedPem(urlEncodedPem);
   return summary === null ? null : { ...summary, verified: true };
+}
+
+/**
+ * Facts from a PEM certificate, plain or URL-encoded, with any chain after it,
+ * not yet verified (the caller decides whom to believe). `null` when the text
+ * holds no parseable certificate.
+ */
+export function certificateFromPem(pem: string): ClientCertificateFacts | null {
+  const summary = summaryFromUrlEncodedPem(pem);
+  return summary === null ? null : { ...summary, verified: false };
+}
+
+/** `facts` with the chain a trusted proxy reported for the same leaf, when it reported more certificates. */
+function withForwardedChain(facts: ClientCertificateFacts, forwarded: ClientCertificateFacts | null): ClientCertificateFacts {
+  if (forwarded?.presented === undefined || forwarded.sha256Fingerprint !== facts.sha256Fingerprint) return facts;
+  if (forwarded.presented.der.length <= (facts.presented?.der.length ?? 0)) return facts;
+  return { ...facts, presented: forwarded.presented, issuerSha256Fingerprint: facts.issuerSha256Fingerprint || forwarded.issuerSha256Fingerprint };
 }
 
 /** The headers of {@link CERTIFICATE_HEADERS} a request carried, by lower-case name. */
@@ -275,22 +304,30 @@ function parsePemBlocks(pem: string): X509Certificate[] {
   return (pem.match(PEM_BLOCK) ?? []).map((block) => new X509Certificate(block));
 }
 
-/** Leaf first; the issuer is whichever later certificate issued and signed the leaf. */
+/**
+ * Leaf first; the issuer is whichever later certificate issued and signed the
+ * leaf. The certificates are kept (each once: XFCC's `Chain` repeats the leaf)
+ * for the policy set's CA search.
+ */
 function summaryFromCertificates(certificates: readonly X509Certificate[]): CertificateSummary | null {
   const leaf = certificates[0];
   if (leaf === undefined) return null;
   const issuer = certificates.slice(1).find((candidate) => leaf.checkIssued(candidate) && leaf.verify(candidate.publicKey));
   const notAfterMs = Date.parse(leaf.validTo);
+  const der = new Map<string, Buffer>();
+  for (const certificate of certificates) {
+    const raw = certificate.raw;
+    const fingerprint = sha256Hex(raw);
+    if (!der.has(fingerprint)) der.set(fingerprint, raw);
+  }
+  const fingerprints = [...der.keys()];
   return {
-    sha256Fingerprint: sha256Hex(leaf.raw),
+    sha256Fingerprint: fingerprints[0]!,
     subject: distinguishedName(leaf.subject),
     issuerSha256Fingerprint: issuer === undefined ? "" : sha256Hex(issuer.raw),
     notAfterMs: Number.isFinite(notAfterMs) ? notAfterMs : null,
+    presented: Object.freeze({ der: Object.freeze([...der.values()]), key: fingerprints.join(",") }),
   };
-}
-
-function sha256Hex(der: Buffer): string {
-  return createHash("sha256").update(der).digest("hex");
 }
 
 /**

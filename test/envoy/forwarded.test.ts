@@ -46,7 +46,10 @@ describe("trusted proxies", () => {
 describe("client certificate facts", () => {
   it("reads Envoy's URL-encoded PEM: fingerprint, subject, expiry, verified; issuer only from a chain", () => {
     const leafOnly = certificateFromEnvoyAttribute(urlEncodedPem(certs.clientPem));
-    expect(leafOnly).toEqual({ sha256Fingerprint: certs.clientSha256, subject: certs.clientSubject, issuerSha256Fingerprint: "", verified: true, notAfterMs: certs.clientNotAfterMs });
+    const { presented, ...facts } = leafOnly!;
+    expect(facts).toEqual({ sha256Fingerprint: certs.clientSha256, subject: certs.clientSubject, issuerSha256Fingerprint: "", verified: true, notAfterMs: certs.clientNotAfterMs });
+    // the leaf is kept for the policy set's CA search
+    expect(presented?.key).toBe(certs.clientSha256);
     const withChain = certificateFromEnvoyAttribute(urlEncodedPem(certs.clientPem + certs.caPem));
     expect(withChain?.issuerSha256Fingerprint).toBe(certs.caSha256);
     expect(certificateFromEnvoyAttribute("garbage")).toBeNull();
