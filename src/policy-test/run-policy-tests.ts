@@ -4,6 +4,7 @@
  * runs (`createAuthorizer`), with an in-memory token look-up instead of the
  * store. Pure apart from reading the test files.
  */
+import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { readFileSync } from "node:fs";
 import { relative } from "node:path";
 import type { AuthzInput, Decision, TokenRecord } from "../engine/types.js";
@@ -46,7 +47,7 @@ interface PreparedCase {
   readonly token: TokenRecord | undefined;
   readonly tokenString: string | undefined;
   readonly tenantSuspended: boolean;
-  readonly workspaceRestricted: boolean;
+  readonly workspaceRestricted: WorkspaceRestrictionFact;
   readonly nowMs: number;
   readonly repeat: number;
   readonly expect: Expectation;

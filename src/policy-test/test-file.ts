@@ -2,6 +2,7 @@
  * The policy test file format: its JSON Schema, the shapes it describes,
  * and where test files are found.
  */
+import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
@@ -77,7 +78,8 @@ export interface CaseSpec {
   token?: string | TokenSpec | null;
   request: string | RequestSpec;
   tenantSuspended?: boolean;
-  workspaceRestricted?: boolean;
+  /** `true` or `"writes"`: restricted for writes; `"all"`: frozen. */
+  workspaceRestricted?: WorkspaceRestrictionFact;
   now?: string;
   repeat?: number;
   expect: Expectation;

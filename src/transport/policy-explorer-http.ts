@@ -4,6 +4,7 @@
  * requests. Nothing here changes state: an explanation charges no quota and
  * reads no store (the token is described inline).
  */
+import { isWorkspaceRestrictionMode } from "../engine/workspace-restriction-mode.js";
 import type http from "node:http";
 import { explainRequest } from "../explain/explain.js";
 import { EXPLORER_CSS, EXPLORER_HTML, EXPLORER_JS } from "../explorer/explorer-assets.js";
@@ -35,7 +36,8 @@ interface ExplainBody {
   token?: unknown;
   at?: string;
   tenantSuspended?: boolean;
-  workspaceRestricted?: boolean;
+  /** `true` or a mode (`writes`, `all`). */
+  workspaceRestricted?: unknown;
 }
 
 function send(response: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
@@ -102,7 +104,7 @@ function answerExplain(response: http.ServerResponse, body: string | null, curre
     token: parsed.token ?? null,
     request: parsed.request,
     tenantSuspended: parsed.tenantSuspended === true,
-    workspaceRestricted: parsed.workspaceRestricted === true,
+    workspaceRestricted: isWorkspaceRestrictionMode(parsed.workspaceRestricted) ? parsed.workspaceRestricted : parsed.workspaceRestricted === true,
     nowMs,
   });
   if (!prepared.ok) return json(response, 400, { error: prepared.errors.join("; ") });

@@ -47,7 +47,7 @@ describe("the workspace_restricted stage (423)", () => {
     expect(decision.code).toBe(code);
     if (code !== "ok") {
       expect(decision).toMatchObject({ httpStatus: 423, reason: "restricted", ruleId: "workspace-restriction", auditEvent: "auth.api_token_workspace_restricted" });
-      expect(decision.details).toEqual({ tenant: "acme", workspace: "main" });
+      expect(decision.details).toEqual({ tenant: "acme", workspace: "main", mode: "writes" });
     }
   });
 
@@ -78,6 +78,45 @@ describe("the workspace_restricted stage (423)", () => {
     ])("%s: %s %s → %s", (_name, method, path, code) => {
       const decision = judge(request({ method, path, token: admin.token }), protecting, tokens, NOW_MS, { workspaceRestricted: true });
       expect(decision.code).toBe(code);
+    });
+  });
+
+  describe("restriction modes", () => {
+    // The protect list names POST /api/payouts/** (a write) and GET /api/ledger/{entryId} (a read).
+    const protecting = policyWith({
+      "restriction.json": { workspaceRestriction: { protect: [{ method: "POST", path: "/api/payouts/**" }, { method: "GET", path: "/api/ledger/{entryId}" }] } },
+    });
+    it.each([
+      // mode, policy, method, path, expected
+      ["writes", "default", "GET", "/api/payouts", "ok"],
+      ["writes", "default", "POST", "/api/payouts", "workspace_restricted"],
+      ["writes", "protect list", "POST", "/api/payouts/po_1", "workspace_restricted"],
+      ["writes", "protect list", "POST", "/api/ledger", "ok"],
+      ["writes", "protect list", "GET", "/api/ledger/le_1", "workspace_restricted"],
+      ["writes", "protect list", "GET", "/api/payouts", "ok"],
+      ["all", "default", "GET", "/api/payouts", "workspace_restricted"],
+      ["all", "default", "HEAD", "/api/payouts", "workspace_restricted"],
+      ["all", "default", "POST", "/api/payouts", "workspace_restricted"],
+      ["all", "protect list", "POST", "/api/payouts/po_1", "workspace_restricted"],
+      ["all", "protect list", "POST", "/api/ledger", "workspace_restricted"],
+      ["all", "protect list", "GET", "/api/ledger/le_1", "workspace_restricted"],
+      ["all", "protect list", "GET", "/api/payouts", "workspace_restricted"],
+      [true, "default", "POST", "/api/payouts", "workspace_restricted"],
+      [true, "default", "GET", "/api/payouts", "ok"],
+    ] as const)("mode %s with the %s policy: %s %s → %s", (mode, which, method, path, code) => {
+      const decision = judge(request({ method, path, token: admin.token }), which === "default" ? policy : protecting, tokens, NOW_MS, { workspaceRestricted: mode });
+      expect(decision.code).toBe(code);
+      if (code === "ok") return;
+      const named = mode === true ? "writes" : mode;
+      expect(decision).toMatchObject({ httpStatus: 423, reason: "restricted", ruleId: "workspace-restriction", auditEvent: "auth.api_token_workspace_restricted" });
+      expect(decision.details).toEqual({ tenant: "acme", workspace: "main", mode: named });
+      expect(decision.message).toBe(`workspace \`acme/main\` is ${named === "all" ? "frozen" : "temporarily restricted"}: \`${method} ${path}\` is not allowed`);
+    });
+
+    it("still answers scope_denied first for a request the token could never make in a frozen workspace", () => {
+      const reader = makeToken({ role: "tenant_operator", keyLevel: "read_only" });
+      const decision = judge(request({ method: "POST", token: reader.token }), policy, new Map([[reader.token, reader.record]]), NOW_MS, { workspaceRestricted: "all" });
+      expect(decision.code).toBe("scope_denied");
     });
   });
 });
