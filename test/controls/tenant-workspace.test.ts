@@ -86,24 +86,25 @@ describe("the workspace_restricted stage (423)", () => {
     const protecting = policyWith({
       "restriction.json": { workspaceRestriction: { protect: [{ method: "POST", path: "/api/payouts/**" }, { method: "GET", path: "/api/ledger/{entryId}" }] } },
     });
+    // Each operation under mode writes (protected or not), and under mode all, which refuses every one of them.
+    const operations = [
+      ["default", "GET", "/api/payouts", "ok"],
+      ["default", "HEAD", "/api/payouts", "ok"],
+      ["default", "POST", "/api/payouts", "workspace_restricted"],
+      ["protect list", "POST", "/api/payouts/po_1", "workspace_restricted"],
+      ["protect list", "POST", "/api/ledger", "ok"],
+      ["protect list", "GET", "/api/ledger/le_1", "workspace_restricted"],
+      ["protect list", "GET", "/api/payouts", "ok"],
+    ] as const;
     it.each([
-      // mode, policy, method, path, expected
-      ["writes", "default", "GET", "/api/payouts", "ok"],
-      ["writes", "default", "POST", "/api/payouts", "workspace_restricted"],
-      ["writes", "protect list", "POST", "/api/payouts/po_1", "workspace_restricted"],
-      ["writes", "protect list", "POST", "/api/ledger", "ok"],
-      ["writes", "protect list", "GET", "/api/ledger/le_1", "workspace_restricted"],
-      ["writes", "protect list", "GET", "/api/payouts", "ok"],
-      ["all", "default", "GET", "/api/payouts", "workspace_restricted"],
-      ["all", "default", "HEAD", "/api/payouts", "workspace_restricted"],
-      ["all", "default", "POST", "/api/payouts", "workspace_restricted"],
-      ["all", "protect list", "POST", "/api/payouts/po_1", "workspace_restricted"],
-      ["all", "protect list", "POST", "/api/ledger", "workspace_restricted"],
-      ["all", "protect list", "GET", "/api/ledger/le_1", "workspace_restricted"],
-      ["all", "protect list", "GET", "/api/payouts", "workspace_restricted"],
-      [true, "default", "POST", "/api/payouts", "workspace_restricted"],
-      [true, "default", "GET", "/api/payouts", "ok"],
-    ] as const)("mode %s with the %s policy: %s %s → %s", (mode, which, method, path, code) => {
+      ...operations.flatMap(([which, method, path, underWrites]) => [
+        ["writes", which, method, path, underWrites] as const,
+        ["all", which, method, path, "workspace_restricted"] as const,
+      ]),
+      // `true`, as callers and test files said before modes existed, means writes
+      [true, "default", "POST", "/api/payouts", "workspace_restricted"] as const,
+      [true, "default", "GET", "/api/payouts", "ok"] as const,
+    ])("mode %s with the %s policy: %s %s → %s", (mode, which, method, path, code) => {
       const decision = judge(request({ method, path, token: admin.token }), which === "default" ? policy : protecting, tokens, NOW_MS, { workspaceRestricted: mode });
       expect(decision.code).toBe(code);
       if (code === "ok") return;
