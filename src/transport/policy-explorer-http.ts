@@ -100,11 +100,15 @@ function answerExplain(response: http.ServerResponse, body: string | null, curre
   }
   const nowMs = parsed.at === undefined ? now() : typeof parsed.at === "string" ? Date.parse(parsed.at) : NaN;
   if (Number.isNaN(nowMs)) return json(response, 400, { error: `invalid time \`${String(parsed.at)}\`: expected ISO 8601` });
+  const restricted = parsed.workspaceRestricted ?? false;
+  if (typeof restricted !== "boolean" && !isWorkspaceRestrictionMode(restricted)) {
+    return json(response, 400, { error: "`workspaceRestricted` must be true, false, `writes` or `all`" });
+  }
   const prepared = prepareSingleCase(current, {
     token: parsed.token ?? null,
     request: parsed.request,
     tenantSuspended: parsed.tenantSuspended === true,
-    workspaceRestricted: isWorkspaceRestrictionMode(parsed.workspaceRestricted) ? parsed.workspaceRestricted : parsed.workspaceRestricted === true,
+    workspaceRestricted: restricted,
     nowMs,
   });
   if (!prepared.ok) return json(response, 400, { error: prepared.errors.join("; ") });
