@@ -3,13 +3,13 @@
  * tools, as argument parsing over `src/policy-test`, `src/explain` and
  * `src/policy-diff`.
  */
-import { isWorkspaceRestrictionMode, WORKSPACE_RESTRICTION_MODES, type WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { cpSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Option, type Command } from "commander";
 import { resolvePaths } from "../config/config.js";
 import type { TokenRecord } from "../engine/types.js";
+import { isWorkspaceRestrictionMode, WORKSPACE_RESTRICTION_MODES, type WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { explainRequest, formatExplanation } from "../explain/explain.js";
 import { PolicyLoadError } from "../policy/errors.js";
 import { loadPolicySet } from "../policy/load.js";

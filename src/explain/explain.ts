@@ -228,7 +228,6 @@ export function formatExplanation(explanation: Explanation, indent = ""): string
   return lines.join("\n");
 }
 
-
 /** The workspace stage's lines: the outcome, then what the restriction's mode refuses. */
 function workspaceWhy(request: PreparedRequest, token: TokenRecord, policy: CompiledPolicySet, fact: WorkspaceRestrictionFact, denial: string | null): string[] {
   const mode = restrictionModeOf(fact);

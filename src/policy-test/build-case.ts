@@ -3,9 +3,9 @@
  * reads: a token record with a real token string of its environment, and an
  * `AuthzInput`. Shared by test files, `policy explain` and the explorer.
  */
-import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { readFileSync } from "node:fs";
 import type { AuthzInput, ClientCertificateFacts, TokenRecord } from "../engine/types.js";
+import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { compileControls } from "../policy/controls.js";
 import { validateControlsShape } from "../policy/schema.js";
 import { suggest } from "../policy/suggest.js";

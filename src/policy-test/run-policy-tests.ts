@@ -4,10 +4,10 @@
  * runs (`createAuthorizer`), with an in-memory token look-up instead of the
  * store. Pure apart from reading the test files.
  */
-import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { readFileSync } from "node:fs";
 import { relative } from "node:path";
 import type { AuthzInput, Decision, TokenRecord } from "../engine/types.js";
+import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { explainRequest, type Explanation } from "../explain/explain.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import { createMemoryQuotaCounter } from "../quota/memory-quota-counter.js";

@@ -2,10 +2,10 @@
  * The policy test file format: its JSON Schema, the shapes it describes,
  * and where test files are found.
  */
-import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
+import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import testSchema from "./policy-test.schema.json" with { type: "json" };
 
 /** The published JSON Schema (2020-12) of a policy test file. */

@@ -4,8 +4,8 @@
  * requests. Nothing here changes state: an explanation charges no quota and
  * reads no store (the token is described inline).
  */
-import { isWorkspaceRestrictionMode } from "../engine/workspace-restriction-mode.js";
 import type http from "node:http";
+import { isWorkspaceRestrictionMode } from "../engine/workspace-restriction-mode.js";
 import { explainRequest } from "../explain/explain.js";
 import { EXPLORER_CSS, EXPLORER_HTML, EXPLORER_JS } from "../explorer/explorer-assets.js";
 import { buildExplorerModel } from "../explorer/explorer-model.js";
