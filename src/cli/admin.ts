@@ -4,8 +4,9 @@
  * the program, the store options and error handling.
  */
 import { readFileSync } from "node:fs";
-import type { Command } from "commander";
+import { Option, type Command } from "commander";
 import type { TokenControls } from "../engine/types.js";
+import { WORKSPACE_RESTRICTION_MODES, type WorkspaceRestrictionMode } from "../engine/workspace-restriction-mode.js";
 import { TokenRequestError } from "../service/tokens.js";
 import type { TokenStore } from "../store/token-store.js";
 
@@ -135,14 +136,17 @@ export function registerAdminCommands(program: Command, deps: AdminCommandDeps):
   withStoreOptions(
     workspaces
       .command("restrict")
-      .description("restrict a workspace: protected operations (writes, or the policy's list) get workspace_restricted (423)")
+      .description("restrict a workspace: --mode writes (default) refuses protected operations (writes, or the policy's list), --mode all refuses every operation; both get workspace_restricted (423)")
       .argument("<tenant>", "tenant name")
       .argument("<workspace>", "workspace name")
+      .addOption(new Option("--mode <mode>", "what the restriction refuses").choices(WORKSPACE_RESTRICTION_MODES).default("writes"))
       .option("--reason <text>", "why, for the audit trail (never shown to clients)"),
-  ).action((tenant: string, workspace: string, flags: { reason?: string; dataDir?: string }) =>
+  ).action((tenant: string, workspace: string, flags: { mode: WorkspaceRestrictionMode; reason?: string; dataDir?: string }) =>
     withStore(flags, (store) => {
-      const changed = store.restrictWorkspace(tenant, workspace, { actor: actor(), reason: flags.reason ?? null });
-      process.stderr.write(changed ? `restricted workspace ${tenant}/${workspace}\n` : `workspace ${tenant}/${workspace} was already restricted\n`);
+      const changed = store.restrictWorkspace(tenant, workspace, { actor: actor(), reason: flags.reason ?? null, mode: flags.mode });
+      process.stderr.write(
+        changed ? `restricted workspace ${tenant}/${workspace} (mode ${flags.mode})\n` : `workspace ${tenant}/${workspace} was already restricted (mode ${flags.mode})\n`,
+      );
     }),
   );
   withStoreOptions(
@@ -160,8 +164,8 @@ export function registerAdminCommands(program: Command, deps: AdminCommandDeps):
       const rows = store.listRestrictedWorkspaces(flags.tenant === undefined ? {} : { tenant: flags.tenant });
       if (flags.json) return void process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
       printTable([
-        ["TENANT", "WORKSPACE", "RESTRICTED", "BY", "REASON"],
-        ...rows.map((r) => [r.tenant, r.workspace, date(r.restrictedAtMs), r.restrictedBy, r.reason ?? "-"]),
+        ["TENANT", "WORKSPACE", "MODE", "RESTRICTED", "BY", "REASON"],
+        ...rows.map((r) => [r.tenant, r.workspace, r.mode, date(r.restrictedAtMs), r.restrictedBy, r.reason ?? "-"]),
       ]);
     }),
   );

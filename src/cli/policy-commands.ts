@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { Option, type Command } from "commander";
 import { resolvePaths } from "../config/config.js";
 import type { TokenRecord } from "../engine/types.js";
+import { isWorkspaceRestrictionMode, WORKSPACE_RESTRICTION_MODES, type WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { explainRequest, formatExplanation } from "../explain/explain.js";
 import { PolicyLoadError } from "../policy/errors.js";
 import { loadPolicySet } from "../policy/load.js";
@@ -87,7 +88,7 @@ export function registerPolicyAuthorCommands(policy: Command): void {
     .option("--token-id <id>", "a stored token, read from a copy of --data-dir's store")
     .option("--data-dir <dir>", "store folder for --token-id (env PORTCULLIS_DATA_DIR, default data)")
     .option("--tenant-suspended", "judge as if the token's tenant were suspended")
-    .option("--workspace-restricted", "judge as if the token's workspace were restricted")
+    .option("--workspace-restricted [mode]", "judge as if the token's workspace were restricted, mode writes (default) or all")
     .option("--at <time>", "decision time, ISO 8601 (default now)")
     .addOption(new Option("--format <format>", "output format").choices(["text", "json"]).default("text"))
     .action((dir: string | undefined, flags: ExplainFlags) => explain(dir ?? resolvePaths({}).policyDir, flags));
@@ -128,7 +129,8 @@ interface ExplainFlags {
   tokenId?: string;
   dataDir?: string;
   tenantSuspended?: boolean;
-  workspaceRestricted?: boolean;
+  /** `true` when given without a mode. */
+  workspaceRestricted?: boolean | string;
   at?: string;
   format: string;
 }
@@ -152,7 +154,11 @@ function explain(dir: string, flags: ExplainFlags): void {
     ...(flags.host === undefined ? {} : { host: flags.host }),
     ...(flags.sourceIp === undefined ? {} : { sourceIp: flags.sourceIp }),
   };
-  let stored: { record: TokenRecord; tenantSuspended: boolean; workspaceRestricted: boolean } | undefined;
+  const restriction = flags.workspaceRestricted;
+  if (typeof restriction === "string" && !isWorkspaceRestrictionMode(restriction)) {
+    throw new PolicyUsageError(`invalid --workspace-restricted \`${restriction}\`: expected ${WORKSPACE_RESTRICTION_MODES.join(" or ")}`);
+  }
+  let stored: { record: TokenRecord; tenantSuspended: boolean; workspaceRestricted: WorkspaceRestrictionFact } | undefined;
   if (flags.tokenId !== undefined) stored = readStoredToken(resolvePaths({ ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }) }).dataDir, flags.tokenId);
   let token: unknown = null;
   if (flags.token !== undefined) {
@@ -168,7 +174,7 @@ function explain(dir: string, flags: ExplainFlags): void {
     ...(flags.fixture === undefined ? {} : { fixture: flags.fixture }),
     request,
     tenantSuspended: flags.tenantSuspended === true || stored?.tenantSuspended === true,
-    workspaceRestricted: flags.workspaceRestricted === true || stored?.workspaceRestricted === true,
+    workspaceRestricted: restriction ?? stored?.workspaceRestricted ?? false,
     nowMs,
   });
   if (!prepared.ok) throw new PolicyUsageError(prepared.errors.join("; "));
@@ -181,7 +187,7 @@ function explain(dir: string, flags: ExplainFlags): void {
  * Reads one token from a copy of the data folder, so that the store's own
  * code (migrations, row mapping) reads it while the original stays untouched.
  */
-function readStoredToken(dataDir: string, id: string): { record: TokenRecord; tenantSuspended: boolean; workspaceRestricted: boolean } {
+function readStoredToken(dataDir: string, id: string): { record: TokenRecord; tenantSuspended: boolean; workspaceRestricted: WorkspaceRestrictionFact } {
   let names: string[];
   try {
     names = readdirSync(dataDir);
@@ -199,7 +205,7 @@ function readStoredToken(dataDir: string, id: string): { record: TokenRecord; te
       return {
         record,
         tenantSuspended: state.suspendedTenants.has(record.tenant),
-        workspaceRestricted: state.restrictedWorkspaces.has(workspaceKey(record.tenant, record.workspace)),
+        workspaceRestricted: state.restrictedWorkspaces.get(workspaceKey(record.tenant, record.workspace)) ?? false,
       };
     } finally {
       store.close();

@@ -98,7 +98,7 @@ export type AdministrativeEvent =
   /** Every token of the tenant now gets `tenant_suspended`. */
   | "tenant.suspended"
   | "tenant.resumed"
-  /** Protected operations in the workspace now get `workspace_restricted`. */
+  /** The workspace is restricted, or its mode changed: what the mode covers (writes, or everything) now gets `workspace_restricted`. */
   | "workspace.restricted"
   | "workspace.unrestricted";
 

@@ -18,6 +18,7 @@ import { checkScope, scopeSetOf } from "./scope.js";
 import { checkTenant } from "./tenant.js";
 import type { AuthzInput, Decision, Denial, HeaderField, Identity, MetadataEntry, TokenRecord, Warning } from "./types.js";
 import { checkWorkspace } from "./workspace.js";
+import type { WorkspaceRestrictionFact } from "./workspace-restriction-mode.js";
 
 /** What the store knew about the request's token when it was asked. */
 export interface StoredFacts {
@@ -25,8 +26,11 @@ export interface StoredFacts {
   readonly token: TokenRecord | undefined;
   /** Whether the token's tenant is suspended (`portcullis tenants suspend`); `false` when there is no token. */
   readonly tenantSuspended: boolean;
-  /** Whether the token's workspace is restricted (`portcullis workspaces restrict`); `false` when there is no token. */
-  readonly workspaceRestricted: boolean;
+  /**
+   * The token's workspace restriction (`portcullis workspaces restrict`): its
+   * mode, `true` for `writes`, or `false` when it is not restricted or there is no token.
+   */
+  readonly workspaceRestricted: WorkspaceRestrictionFact;
 }
 
 /** The result of {@link readRequest}: a final decision, or a credential to look up. */

@@ -13,11 +13,12 @@ import { decide, readRequest, type StoredFacts } from "../engine/decide.js";
 import { effectiveControls, selectorMatches } from "../engine/effective-controls.js";
 import { checkIpAllowlist } from "../engine/ip-allowlist.js";
 import { checkMtls } from "../engine/mtls.js";
-import { prepareRequest } from "../engine/request.js";
+import { prepareRequest, type PreparedRequest } from "../engine/request.js";
 import { checkScope } from "../engine/scope.js";
 import { checkTenant } from "../engine/tenant.js";
 import type { AuthzInput, Decision, TokenRecord } from "../engine/types.js";
 import { checkWorkspace } from "../engine/workspace.js";
+import { restrictionModeOf, type WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import { nearestMiss } from "./nearest-cidr.js";
 
@@ -176,7 +177,7 @@ export function explainRequest(
   add("scope", "pass", [`rule \`${scope.route.ruleId}\` matched and needs \`${scope.route.scope}\`, which the token holds`]);
 
   const workspace = checkWorkspace(request, token, policy, facts);
-  add("workspace", workspace.ok ? "pass" : "deny", workspace.ok ? [facts.workspaceRestricted ? `workspace is restricted but \`${request.method} ${request.target.path}\` is not protected` : `workspace \`${token.workspace}\` is not restricted`] : [workspace.denial.message]);
+  add("workspace", workspace.ok ? "pass" : "deny", workspaceWhy(request, token, policy, facts.workspaceRestricted, workspace.ok ? null : workspace.denial.message));
   if (!workspace.ok) return finish();
 
   const quota = controls.quota;
@@ -227,3 +228,14 @@ export function formatExplanation(explanation: Explanation, indent = ""): string
   return lines.join("\n");
 }
 
+/** The workspace stage's lines: the outcome, then what the restriction's mode refuses. */
+function workspaceWhy(request: PreparedRequest, token: TokenRecord, policy: CompiledPolicySet, fact: WorkspaceRestrictionFact, denial: string | null): string[] {
+  const mode = restrictionModeOf(fact);
+  if (mode === null) return [`workspace \`${token.workspace}\` is not restricted`];
+  const refuses =
+    mode === "all"
+      ? "mode `all` refuses every operation, reads too"
+      : `mode \`writes\` refuses ${policy.workspaceRestriction.protect === null ? "every write" : "the operations in the policy set's `workspaceRestriction.protect` list"}`;
+  if (denial !== null) return [denial, refuses];
+  return [`workspace is restricted for writes but \`${request.method} ${request.target.path}\` is not protected`, refuses];
+}

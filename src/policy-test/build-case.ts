@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import type { AuthzInput, ClientCertificateFacts, TokenRecord } from "../engine/types.js";
+import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { compileControls } from "../policy/controls.js";
 import { validateControlsShape } from "../policy/schema.js";
 import { suggest } from "../policy/suggest.js";
@@ -133,7 +134,7 @@ export interface SingleCase {
   readonly fixture?: string;
   readonly request: RequestSpec;
   readonly tenantSuspended: boolean;
-  readonly workspaceRestricted: boolean;
+  readonly workspaceRestricted: WorkspaceRestrictionFact;
   readonly nowMs: number;
 }
 
@@ -141,7 +142,7 @@ export interface SingleCase {
 export function prepareSingleCase(
   policy: CompiledPolicySet,
   single: SingleCase,
-): { ok: true; input: AuthzInput; facts: { token: TokenRecord | undefined; tenantSuspended: boolean; workspaceRestricted: boolean } } | { ok: false; errors: string[] } {
+): { ok: true; input: AuthzInput; facts: { token: TokenRecord | undefined; tenantSuspended: boolean; workspaceRestricted: WorkspaceRestrictionFact } } | { ok: false; errors: string[] } {
   // why: this input comes from a command line or a web form, not from a validated test file
   const shape = [
     ...shapeErrors(validateRequestShape, single.request, "/request"),

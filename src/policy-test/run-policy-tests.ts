@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { relative } from "node:path";
 import type { AuthzInput, Decision, TokenRecord } from "../engine/types.js";
+import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { explainRequest, type Explanation } from "../explain/explain.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import { createMemoryQuotaCounter } from "../quota/memory-quota-counter.js";
@@ -46,7 +47,7 @@ interface PreparedCase {
   readonly token: TokenRecord | undefined;
   readonly tokenString: string | undefined;
   readonly tenantSuspended: boolean;
-  readonly workspaceRestricted: boolean;
+  readonly workspaceRestricted: WorkspaceRestrictionFact;
   readonly nowMs: number;
   readonly repeat: number;
   readonly expect: Expectation;

@@ -5,6 +5,7 @@
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Ajv2020 } from "ajv/dist/2020.js";
+import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import testSchema from "./policy-test.schema.json" with { type: "json" };
 
 /** The published JSON Schema (2020-12) of a policy test file. */
@@ -77,7 +78,8 @@ export interface CaseSpec {
   token?: string | TokenSpec | null;
   request: string | RequestSpec;
   tenantSuspended?: boolean;
-  workspaceRestricted?: boolean;
+  /** `true` or `"writes"`: restricted for writes; `"all"`: frozen. */
+  workspaceRestricted?: WorkspaceRestrictionFact;
   now?: string;
   repeat?: number;
   expect: Expectation;

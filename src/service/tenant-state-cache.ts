@@ -9,12 +9,14 @@
  * `administrativeStateVersion`, which the cache compares on every call (one
  * integer), so the very next decision on this node sees it.
  */
+import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
 import { workspaceKey, type AdministrativeState } from "../store/token-store.js";
 
 /** Reads tenant suspension and workspace restriction. */
 export interface TenantStateLookup {
   tenantSuspended(tenant: string): boolean;
-  workspaceRestricted(tenant: string, workspace: string): boolean;
+  /** The workspace's restriction mode, or `false` when it is not restricted. */
+  workspaceRestricted(tenant: string, workspace: string): WorkspaceRestrictionFact;
 }
 
 /** What the cache needs of the store; {@link TokenStore} provides it. */
@@ -54,7 +56,7 @@ export function createTenantStateCache(store: AdministrativeStateSource, options
   };
   return {
     tenantSuspended: (tenant) => current().suspendedTenants.has(tenant),
-    workspaceRestricted: (tenant, workspace) => current().restrictedWorkspaces.has(workspaceKey(tenant, workspace)),
+    workspaceRestricted: (tenant, workspace) => current().restrictedWorkspaces.get(workspaceKey(tenant, workspace)) ?? false,
     invalidate() {
       snapshot = null;
     },

@@ -140,4 +140,10 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX tokens_lineage ON tokens (lineage_id);
   CREATE INDEX tokens_active_heads ON tokens (tenant, type, creator) WHERE revoked_at IS NULL AND successor_id IS NULL;
   `,
+  // 5: a workspace restriction's mode: `writes` (protected operations only) or
+  // `all` (every operation, a frozen workspace). Rows restricted before modes
+  // existed meant writes, so the default keeps their meaning.
+  `
+  ALTER TABLE workspaces ADD COLUMN mode TEXT NOT NULL DEFAULT 'writes' CHECK (mode IN ('writes', 'all'));
+  `,
 ];

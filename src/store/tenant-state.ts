@@ -5,6 +5,7 @@
  * the audit trail keeps the history.
  */
 import type Database from "better-sqlite3";
+import type { WorkspaceRestrictionMode } from "../engine/workspace-restriction-mode.js";
 
 /** A suspended tenant. */
 export interface TenantSuspension {
@@ -21,6 +22,8 @@ export interface WorkspaceRestriction {
   readonly restrictedAtMs: number;
   readonly restrictedBy: string;
   readonly reason: string | null;
+  /** What the restriction refuses; rows from before modes existed are `writes`. */
+  readonly mode: WorkspaceRestrictionMode;
 }
 
 /**
@@ -29,7 +32,8 @@ export interface WorkspaceRestriction {
  */
 export interface AdministrativeState {
   readonly suspendedTenants: ReadonlySet<string>;
-  readonly restrictedWorkspaces: ReadonlySet<string>;
+  /** The mode of each restricted workspace. */
+  readonly restrictedWorkspaces: ReadonlyMap<string, WorkspaceRestrictionMode>;
 }
 
 /** Key of a workspace in {@link AdministrativeState.restrictedWorkspaces}. */
@@ -50,6 +54,7 @@ interface WorkspaceRow {
   restricted_at: number;
   restricted_by: string;
   reason: string | null;
+  mode: WorkspaceRestrictionMode;
 }
 
 /** Prepares the statements once, when the store opens. */
@@ -60,13 +65,17 @@ export function prepareTenantStatements(db: Database.Database) {
       ON CONFLICT (tenant) DO NOTHING`),
     resume: db.prepare(`DELETE FROM tenants WHERE tenant = ?`),
     tenants: db.prepare(`SELECT * FROM tenants ORDER BY tenant`),
+    // why: restricting again in another mode replaces the row (e.g. writes, then all during an incident); in the same mode it changes nothing
     restrict: db.prepare(`
-      INSERT INTO workspaces (tenant, workspace, restricted_at, restricted_by, reason) VALUES (@tenant, @workspace, @at, @by, @reason)
-      ON CONFLICT (tenant, workspace) DO NOTHING`),
+      INSERT INTO workspaces (tenant, workspace, restricted_at, restricted_by, reason, mode) VALUES (@tenant, @workspace, @at, @by, @reason, @mode)
+      ON CONFLICT (tenant, workspace) DO UPDATE SET restricted_at = excluded.restricted_at, restricted_by = excluded.restricted_by,
+        reason = excluded.reason, mode = excluded.mode
+      WHERE workspaces.mode <> excluded.mode`),
+    workspaceMode: db.prepare(`SELECT mode FROM workspaces WHERE tenant = ? AND workspace = ?`).pluck(),
     unrestrict: db.prepare(`DELETE FROM workspaces WHERE tenant = ? AND workspace = ?`),
     workspaces: db.prepare(`SELECT * FROM workspaces WHERE (@tenant IS NULL OR tenant = @tenant) ORDER BY tenant, workspace`),
     tenantNames: db.prepare(`SELECT tenant FROM tenants`).pluck(),
-    workspaceKeys: db.prepare(`SELECT tenant || '/' || workspace FROM workspaces`).pluck(),
+    workspaceModes: db.prepare(`SELECT tenant || '/' || workspace AS key, mode FROM workspaces`).raw(),
   };
 }
 
@@ -77,5 +86,5 @@ export function toTenantSuspension(row: unknown): TenantSuspension {
 
 export function toWorkspaceRestriction(row: unknown): WorkspaceRestriction {
   const r = row as WorkspaceRow;
-  return { tenant: r.tenant, workspace: r.workspace, restrictedAtMs: r.restricted_at, restrictedBy: r.restricted_by, reason: r.reason };
+  return { tenant: r.tenant, workspace: r.workspace, restrictedAtMs: r.restricted_at, restrictedBy: r.restricted_by, reason: r.reason, mode: r.mode };
 }

@@ -7,6 +7,7 @@ import { accessSync, chmodSync, closeSync, constants as fsConstants, existsSync,
 import path from "node:path";
 import Database from "better-sqlite3";
 import type { AdministrativeEvent, LifecycleEvent } from "../engine/codes.js";
+import { isWorkspaceRestrictionMode, WORKSPACE_RESTRICTION_MODES, type WorkspaceRestrictionMode } from "../engine/workspace-restriction-mode.js";
 import type { TokenControls, TokenRecord } from "../engine/types.js";
 import { compileControls } from "../policy/controls.js";
 import { validateControlsShape } from "../policy/schema.js";
@@ -671,7 +672,7 @@ export class TokenStore {
   readAdministrativeState(): AdministrativeState {
     return {
       suspendedTenants: new Set(this.tenantStatements.tenantNames.all() as string[]),
-      restrictedWorkspaces: new Set(this.tenantStatements.workspaceKeys.all() as string[]),
+      restrictedWorkspaces: new Map(this.tenantStatements.workspaceModes.all() as [string, WorkspaceRestrictionMode][]),
     };
   }
 
@@ -705,17 +706,26 @@ export class TokenStore {
   }
 
   /**
-   * Restricts a workspace: its protected operations get `workspace_restricted`
-   * (423) until {@link unrestrictWorkspace}. Restricting twice changes nothing.
-   * @returns whether this call restricted it
+   * Restricts a workspace until {@link unrestrictWorkspace}: in mode `writes`
+   * (the default) its protected operations get `workspace_restricted` (423), in
+   * mode `all` every operation does. Restricting again in the same mode changes
+   * nothing; in the other mode it replaces the mode and the reason, and the
+   * audit event names the previous mode.
+   * @returns whether this call changed the workspace's restriction
    */
-  restrictWorkspace(tenant: string, workspace: string, options: { actor: string; reason?: string | null }): boolean {
+  restrictWorkspace(tenant: string, workspace: string, options: { actor: string; reason?: string | null; mode?: WorkspaceRestrictionMode }): boolean {
     checkIdentifier("tenant", tenant);
     checkIdentifier("workspace", workspace);
+    const mode = options.mode ?? "writes";
+    if (!isWorkspaceRestrictionMode(mode)) throw new StoreError("invalid", `unknown workspace restriction mode \`${String(mode)}\`; expected one of ${WORKSPACE_RESTRICTION_MODES.join(", ")}`);
     return this.administrativeChange(() => {
       const at = this.now();
-      const changed = this.tenantStatements.restrict.run({ tenant, workspace, at, by: options.actor, reason: options.reason ?? null }).changes > 0;
-      if (changed) this.auditAdministrative("workspace.restricted", options.actor, tenant, { workspace, reason: options.reason ?? null }, at);
+      const previousMode = this.tenantStatements.workspaceMode.get(tenant, workspace) as WorkspaceRestrictionMode | undefined;
+      const reason = options.reason ?? null;
+      const changed = this.tenantStatements.restrict.run({ tenant, workspace, at, by: options.actor, reason, mode }).changes > 0;
+      if (changed) {
+        this.auditAdministrative("workspace.restricted", options.actor, tenant, { workspace, mode, reason, ...(previousMode === undefined ? {} : { previousMode }) }, at);
+      }
       return changed;
     });
   }

@@ -5,6 +5,7 @@
  * reads no store (the token is described inline).
  */
 import type http from "node:http";
+import { isWorkspaceRestrictionMode } from "../engine/workspace-restriction-mode.js";
 import { explainRequest } from "../explain/explain.js";
 import { EXPLORER_CSS, EXPLORER_HTML, EXPLORER_JS } from "../explorer/explorer-assets.js";
 import { buildExplorerModel } from "../explorer/explorer-model.js";
@@ -35,7 +36,8 @@ interface ExplainBody {
   token?: unknown;
   at?: string;
   tenantSuspended?: boolean;
-  workspaceRestricted?: boolean;
+  /** `true` or a mode (`writes`, `all`). */
+  workspaceRestricted?: unknown;
 }
 
 function send(response: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
@@ -98,11 +100,15 @@ function answerExplain(response: http.ServerResponse, body: string | null, curre
   }
   const nowMs = parsed.at === undefined ? now() : typeof parsed.at === "string" ? Date.parse(parsed.at) : NaN;
   if (Number.isNaN(nowMs)) return json(response, 400, { error: `invalid time \`${String(parsed.at)}\`: expected ISO 8601` });
+  const restricted = parsed.workspaceRestricted ?? false;
+  if (typeof restricted !== "boolean" && !isWorkspaceRestrictionMode(restricted)) {
+    return json(response, 400, { error: "`workspaceRestricted` must be true, false, `writes` or `all`" });
+  }
   const prepared = prepareSingleCase(current, {
     token: parsed.token ?? null,
     request: parsed.request,
     tenantSuspended: parsed.tenantSuspended === true,
-    workspaceRestricted: parsed.workspaceRestricted === true,
+    workspaceRestricted: restricted,
     nowMs,
   });
   if (!prepared.ok) return json(response, 400, { error: prepared.errors.join("; ") });

@@ -109,6 +109,38 @@ describe("portcullis tenants and workspaces", () => {
     expect((await listJson("workspaces", "list")).map((w) => w.tenant)).toEqual(["globex"]);
   });
 
+  it("restricts with each mode (writes by default), lists the mode and audits it", async () => {
+    expect(await run("workspaces", "restrict", "acme", "main", "--reason", "incident 7", ...common)).toBe(0);
+    expect(io.err).toContain("restricted workspace acme/main (mode writes)");
+    expect(await run("workspaces", "restrict", "acme", "vault", "--mode", "all", "--reason", "frozen for audit", ...common)).toBe(0);
+    expect(io.err).toContain("restricted workspace acme/vault (mode all)");
+    expect(await run("workspaces", "restrict", "acme", "ops", "--mode", "writes", ...common)).toBe(0);
+    expect(await listJson("workspaces", "list")).toMatchObject([
+      { workspace: "main", mode: "writes", reason: "incident 7" },
+      { workspace: "ops", mode: "writes", reason: null },
+      { workspace: "vault", mode: "all", reason: "frozen for audit" },
+    ]);
+    io.out = "";
+    expect(await run("workspaces", "list", ...common)).toBe(0);
+    expect(io.out).toMatch(/^TENANT\s+WORKSPACE\s+MODE\s+RESTRICTED\s+BY\s+REASON\n/);
+    expect(io.out).toMatch(/\nacme\s+vault\s+all\s+\S+\s+cli:\S+\s+frozen for audit\n/);
+    // the other mode on a restricted workspace changes it
+    expect(await run("workspaces", "restrict", "acme", "main", "--mode", "all", ...common)).toBe(0);
+    expect((await listJson("workspaces", "list")).find((w) => w.workspace === "main")).toMatchObject({ mode: "all" });
+    const store = TokenStore.open({ dataDir: path.join(dir, "data") });
+    try {
+      expect(store.listAudit({ tenant: "acme", limit: 1 })[0]).toMatchObject({ event: "workspace.restricted", data: { workspace: "main", mode: "all", previousMode: "writes" } });
+    } finally {
+      store.close();
+    }
+  });
+
+  it.each([["frozen"], ["ALL"], [""]])("refuses the mode `%s` with a clear error and exit code 2, restricting nothing", async (mode) => {
+    expect(await run("workspaces", "restrict", "acme", "main", "--mode", mode, ...common)).toBe(2);
+    expect(io.err).toContain(`argument '${mode}' is invalid. Allowed choices are writes, all.`);
+    expect(await listJson("workspaces", "list")).toEqual([]);
+  });
+
   it("refuses a tenant name that is not an identifier", async () => {
     expect(await run("tenants", "suspend", "a/b", ...common)).toBe(1);
     expect(io.err).toContain("tenant `a/b` must be");

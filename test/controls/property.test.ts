@@ -85,7 +85,7 @@ const scenario = fc.record({
   expiresInMs: fc.option(fc.integer({ min: -DAY, max: 20 * DAY }), { nil: null }),
   controls: fc.oneof({ arbitrary: fc.constant<TokenControls>({}), weight: 1 }, { arbitrary: controls, weight: 3 }),
   tenantSuspended: rarely(6),
-  workspaceRestricted: rarely(3),
+  workspaceRestricted: fc.constantFrom<false | "writes" | "all">(false, false, false, false, "writes", "all"),
   method: fc.constantFrom("GET", "HEAD", "POST", "DELETE", "PATCH"),
   path: fc.constantFrom("/api/payouts", "/api/ledger/le_1", "/api/settings/api-tokens", "/api/disputes"),
   source: fc.constantFrom(...SOURCES),
@@ -143,7 +143,7 @@ function model(s: ScenarioValue, token: TokenRecord): DecisionCode {
   }
   const route = policy.routes.match(s.method, s.path.split("/").filter(Boolean), isWrite);
   if (route === null || !holdsScope(token, policy, route.scope)) return "scope_denied";
-  if (s.workspaceRestricted && isWrite) return "workspace_restricted";
+  if (s.workspaceRestricted === "all" || (s.workspaceRestricted === "writes" && isWrite)) return "workspace_restricted";
   return "ok";
 }
 

@@ -47,7 +47,7 @@ describe("the workspace_restricted stage (423)", () => {
     expect(decision.code).toBe(code);
     if (code !== "ok") {
       expect(decision).toMatchObject({ httpStatus: 423, reason: "restricted", ruleId: "workspace-restriction", auditEvent: "auth.api_token_workspace_restricted" });
-      expect(decision.details).toEqual({ tenant: "acme", workspace: "main" });
+      expect(decision.details).toEqual({ tenant: "acme", workspace: "main", mode: "writes" });
     }
   });
 
@@ -78,6 +78,46 @@ describe("the workspace_restricted stage (423)", () => {
     ])("%s: %s %s → %s", (_name, method, path, code) => {
       const decision = judge(request({ method, path, token: admin.token }), protecting, tokens, NOW_MS, { workspaceRestricted: true });
       expect(decision.code).toBe(code);
+    });
+  });
+
+  describe("restriction modes", () => {
+    // The protect list names POST /api/payouts/** (a write) and GET /api/ledger/{entryId} (a read).
+    const protecting = policyWith({
+      "restriction.json": { workspaceRestriction: { protect: [{ method: "POST", path: "/api/payouts/**" }, { method: "GET", path: "/api/ledger/{entryId}" }] } },
+    });
+    // Each operation under mode writes (protected or not), and under mode all, which refuses every one of them.
+    const operations = [
+      ["default", "GET", "/api/payouts", "ok"],
+      ["default", "HEAD", "/api/payouts", "ok"],
+      ["default", "POST", "/api/payouts", "workspace_restricted"],
+      ["protect list", "POST", "/api/payouts/po_1", "workspace_restricted"],
+      ["protect list", "POST", "/api/ledger", "ok"],
+      ["protect list", "GET", "/api/ledger/le_1", "workspace_restricted"],
+      ["protect list", "GET", "/api/payouts", "ok"],
+    ] as const;
+    it.each([
+      ...operations.flatMap(([which, method, path, underWrites]) => [
+        ["writes", which, method, path, underWrites] as const,
+        ["all", which, method, path, "workspace_restricted"] as const,
+      ]),
+      // `true`, as callers and test files said before modes existed, means writes
+      [true, "default", "POST", "/api/payouts", "workspace_restricted"] as const,
+      [true, "default", "GET", "/api/payouts", "ok"] as const,
+    ])("mode %s with the %s policy: %s %s → %s", (mode, which, method, path, code) => {
+      const decision = judge(request({ method, path, token: admin.token }), which === "default" ? policy : protecting, tokens, NOW_MS, { workspaceRestricted: mode });
+      expect(decision.code).toBe(code);
+      if (code === "ok") return;
+      const named = mode === true ? "writes" : mode;
+      expect(decision).toMatchObject({ httpStatus: 423, reason: "restricted", ruleId: "workspace-restriction", auditEvent: "auth.api_token_workspace_restricted" });
+      expect(decision.details).toEqual({ tenant: "acme", workspace: "main", mode: named });
+      expect(decision.message).toBe(`workspace \`acme/main\` is ${named === "all" ? "frozen" : "temporarily restricted"}: \`${method} ${path}\` is not allowed`);
+    });
+
+    it("still answers scope_denied first for a request the token could never make in a frozen workspace", () => {
+      const reader = makeToken({ role: "tenant_operator", keyLevel: "read_only" });
+      const decision = judge(request({ method: "POST", token: reader.token }), policy, new Map([[reader.token, reader.record]]), NOW_MS, { workspaceRestricted: "all" });
+      expect(decision.code).toBe("scope_denied");
     });
   });
 });

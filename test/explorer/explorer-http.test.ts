@@ -32,9 +32,20 @@ describe("/policy/explain", () => {
     { name: "a token with a role that is a list", body: JSON.stringify({ request: { method: "GET", path: "/" }, token: { role: ["x"] } }), status: 400, error: "/token/role: must be string,null" },
     { name: "a time that is a number", body: JSON.stringify({ request: { method: "GET", path: "/" }, at: 5 }), status: 400, error: "invalid time `5`: expected ISO 8601" },
     { name: "an unknown role", body: JSON.stringify({ request: { method: "GET", path: "/" }, token: { role: "tenant_operater" } }), status: 400, error: "/token/role: unknown role `tenant_operater` (did you mean `tenant_operator`?)" },
+    { name: "an unknown workspace restriction mode", body: JSON.stringify({ request: { method: "GET", path: "/" }, workspaceRestricted: "reads" }), status: 400, error: "`workspaceRestricted` must be true, false, `writes` or `all`" },
   ])("refuses $name with a 4xx", async ({ body, status, error }) => {
     const answer = await explain(body);
     expect(answer).toEqual({ status, json: { error } });
+  });
+
+  it.each([
+    [true, "GET", "ok"],
+    ["writes", "POST", "workspace_restricted"],
+    ["all", "GET", "workspace_restricted"],
+  ])("judges a workspace restricted as %s: %s → %s", async (workspaceRestricted, method, code) => {
+    const body = JSON.stringify({ request: { method, path: "/api/payouts" }, token: { role: "tenant_operator" }, at: "2026-03-03T10:00:00Z", workspaceRestricted });
+    const answer = await explain(body);
+    expect([answer.status, answer.json.decision?.code]).toEqual([200, code]);
   });
 
   it("still explains after all of them", async () => {

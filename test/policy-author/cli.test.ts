@@ -192,6 +192,24 @@ describe("policy explain", () => {
     expect(io.err).toContain("no token `tok_nope`");
   });
 
+  it.each([
+    ["--workspace-restricted", "GET", "pass", "workspace is restricted for writes but `GET /api/payouts` is not protected", "decision: ok (200)"],
+    ["--workspace-restricted=writes", "POST", "deny", "workspace `acme/main` is temporarily restricted: `POST /api/payouts` is not allowed", "decision: workspace_restricted (423)"],
+    ["--workspace-restricted=all", "GET", "deny", "workspace `acme/main` is frozen: `GET /api/payouts` is not allowed", "decision: workspace_restricted (423)"],
+  ])("explains the workspace stage with %s for a %s", async (flag, method, verdict, why, decision) => {
+    const token = JSON.stringify({ role: "tenant_operator", tenant: "acme", workspace: "main" });
+    expect(await run("policy", "explain", EXAMPLE_POLICY_DIR, "--token", token, "--method", method, "--path", "/api/payouts", flag, "--at", NOW)).toBe(0);
+    expect(io.out).toMatch(new RegExp(`\\n  ${verdict}\\s+workspace`));
+    expect(io.out).toContain(why);
+    expect(io.out).toContain(flag.endsWith("all") ? "mode `all` refuses every operation, reads too" : "mode `writes` refuses every write");
+    expect(io.out).toContain(decision);
+  });
+
+  it("refuses an unknown --workspace-restricted mode with exit 2", async () => {
+    expect(await run("policy", "explain", EXAMPLE_POLICY_DIR, "--path", "/", "--workspace-restricted=reads")).toBe(2);
+    expect(io.err).toContain("invalid --workspace-restricted `reads`: expected writes or all");
+  });
+
   it("refuses a bad --at with exit 2", async () => {
     expect(await run("policy", "explain", EXAMPLE_POLICY_DIR, "--path", "/", "--at", "yesterday")).toBe(2);
     expect(io.err).toContain("invalid --at `yesterday`");

@@ -99,12 +99,43 @@ describe("tenant suspension and workspace restriction in the store", () => {
     expect(store.restrictWorkspace("acme", "main", { actor: "cli:ops", reason: "incident 42" })).toBe(true);
     store.restrictWorkspace("globex", "main", { actor: "cli:ops" });
     expect(store.listRestrictedWorkspaces({ tenant: "acme" })).toEqual([
-      { tenant: "acme", workspace: "main", restrictedAtMs: T0, restrictedBy: "cli:ops", reason: "incident 42" },
+      { tenant: "acme", workspace: "main", restrictedAtMs: T0, restrictedBy: "cli:ops", reason: "incident 42", mode: "writes" },
     ]);
-    expect(store.readAdministrativeState().restrictedWorkspaces).toEqual(new Set(["acme/main", "globex/main"]));
+    expect(store.readAdministrativeState().restrictedWorkspaces).toEqual(new Map([["acme/main", "writes"], ["globex/main", "writes"]]));
     expect(store.unrestrictWorkspace("acme", "main", { actor: "cli:ops" })).toBe(true);
     expect(store.listRestrictedWorkspaces().map((w) => w.tenant)).toEqual(["globex"]);
     expect(store.listAudit({ tenant: "acme" }).map((a) => a.event)).toEqual(["workspace.unrestricted", "workspace.restricted"]);
+  });
+
+  it("stores each workspace's mode, lists it, and audits it; both modes live at once", () => {
+    expect(store.restrictWorkspace("acme", "main", { actor: "cli:ops", reason: "incident 42", mode: "all" })).toBe(true);
+    expect(store.restrictWorkspace("acme", "ops", { actor: "cli:ops", mode: "writes" })).toBe(true);
+    expect(store.restrictWorkspace("acme", "ops", { actor: "cli:ops", mode: "writes" })).toBe(false);
+    expect(store.listRestrictedWorkspaces().map((w) => [w.workspace, w.mode, w.reason])).toEqual([
+      ["main", "all", "incident 42"],
+      ["ops", "writes", null],
+    ]);
+    expect(store.readAdministrativeState().restrictedWorkspaces).toEqual(new Map([["acme/main", "all"], ["acme/ops", "writes"]]));
+    expect(store.listAudit({ tenant: "acme" }).map((a) => [a.event, a.data])).toEqual([
+      ["workspace.restricted", { workspace: "ops", mode: "writes", reason: null }],
+      ["workspace.restricted", { workspace: "main", mode: "all", reason: "incident 42" }],
+    ]);
+  });
+
+  it("changes a restriction's mode when restricted again in the other mode, naming the previous mode in the audit", () => {
+    store.restrictWorkspace("acme", "main", { actor: "cli:ops", reason: "incident 42" });
+    expect(store.restrictWorkspace("acme", "main", { actor: "cli:sec", reason: "incident 42: freeze", mode: "all" })).toBe(true);
+    expect(store.listRestrictedWorkspaces()).toEqual([
+      { tenant: "acme", workspace: "main", restrictedAtMs: T0, restrictedBy: "cli:sec", reason: "incident 42: freeze", mode: "all" },
+    ]);
+    expect(store.listAudit({ tenant: "acme", limit: 1 })[0]!.data).toEqual({ workspace: "main", mode: "all", reason: "incident 42: freeze", previousMode: "writes" });
+  });
+
+  it("refuses an unknown mode", () => {
+    const error = storeError(() => store.restrictWorkspace("acme", "main", { actor: "x", mode: "frozen" as never }));
+    expect(error.kind).toBe("invalid");
+    expect(error.message).toBe("unknown workspace restriction mode `frozen`; expected one of writes, all");
+    expect(store.listRestrictedWorkspaces()).toEqual([]);
   });
 
   it("refuses names that are not identifiers", () => {
@@ -120,7 +151,9 @@ describe("the tenant state cache", () => {
     store.suspendTenant("acme", { actor: "x" });
     expect(cache.tenantSuspended("acme")).toBe(true);
     store.restrictWorkspace("acme", "main", { actor: "x" });
-    expect(cache.workspaceRestricted("acme", "main")).toBe(true);
+    expect(cache.workspaceRestricted("acme", "main")).toBe("writes");
+    store.restrictWorkspace("acme", "main", { actor: "x", mode: "all" });
+    expect(cache.workspaceRestricted("acme", "main")).toBe("all");
     expect(cache.workspaceRestricted("acme", "other")).toBe(false);
   });
 

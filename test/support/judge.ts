@@ -1,6 +1,7 @@
 /** Runs both halves of the engine over an in-memory token table, as the service does over the store. */
 import { decide, readRequest } from "../../src/engine/decide.js";
 import type { AuthzInput, Decision, TokenRecord } from "../../src/engine/types.js";
+import type { WorkspaceRestrictionFact } from "../../src/engine/workspace-restriction-mode.js";
 import type { CompiledPolicySet } from "../../src/policy/types.js";
 
 export function judge(
@@ -8,7 +9,7 @@ export function judge(
   policy: CompiledPolicySet,
   tokens: ReadonlyMap<string, TokenRecord>,
   nowMs: number,
-  state: { tenantSuspended?: boolean; workspaceRestricted?: boolean } = {},
+  state: { tenantSuspended?: boolean; workspaceRestricted?: WorkspaceRestrictionFact } = {},
 ): Decision {
   const reading = readRequest(input, policy);
   if (reading.done) return reading.decision;
