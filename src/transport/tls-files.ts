@@ -9,6 +9,7 @@
  */
 import fs from "node:fs";
 import * as tls from "node:tls";
+import { readRegularFile } from "../policy/read-regular-file.js";
 
 /** Where the TLS material lives (`--tls-cert`, `--tls-key`, `--tls-client-ca`). */
 export interface TlsFiles {
@@ -39,12 +40,11 @@ export class TlsFilesError extends Error {
  * {@link TlsFilesError}.
  */
 export function loadTlsFiles(files: TlsFiles): TlsServerOptions {
+  // why: the files are re-read on the event loop whenever they change; a FIFO swapped in would block every decision
   const read = (file: string, what: string) => {
-    try {
-      return fs.readFileSync(file);
-    } catch (error) {
-      throw new TlsFilesError(`cannot read the tls ${what} \`${file}\`: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-    }
+    const result = readRegularFile(file);
+    if (!result.ok) throw new TlsFilesError(`cannot read the tls ${what} \`${file}\`: ${result.message.replace(/^cannot read file: /, "")}`);
+    return result.text;
   };
   const cert = read(files.certFile, "certificate");
   const key = read(files.keyFile, "key");

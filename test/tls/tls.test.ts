@@ -4,6 +4,7 @@
  * Node's HTTPS client; mutual TLS against a client CA bundle; and a rotated
  * certificate picked up by new connections without a restart.
  */
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import * as https from "node:https";
 import * as tls from "node:tls";
@@ -180,4 +181,17 @@ describe("TLS configuration", () => {
       files.remove();
     }
   });
+
+  it.skipIf(!hasOpenssl)("refuses a FIFO named as the certificate at once instead of waiting for a writer", async () => {
+    const files = makeTlsTestFiles();
+    try {
+      const fifo = `${files.dir}/fifo.pem`;
+      execFileSync("mkfifo", [fifo]);
+      const started = Date.now();
+      await expect(startTestServer(undefined, { tls: { certFile: fifo, keyFile: files.keyFile } })).rejects.toThrow(/cannot read the tls certificate `.*fifo\.pem`: not a regular file/);
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      files.remove();
+    }
+  }, 10_000);
 });
