@@ -63,6 +63,21 @@ export interface ServeConfig {
    * --tls-key /etc/portcullis/tls.key`.
    */
   readonly tls?: TlsFiles;
+  /**
+   * Where quota counters live: `redis://[user:password@]host:port[/db]` (or
+   * `rediss://` for TLS) shares exact counts across every replica that names
+   * the same Redis; without it each process counts in its own memory
+   * (`--quota-store`; env `PORTCULLIS_QUOTA_STORE_URL`, better for a URL with a
+   * password, which `ps` would show on a command line). Default none (in memory),
+   * e.g. `--quota-store redis://redis.internal:6379`. See docs/controls/quota.md.
+   */
+  readonly quotaStoreUrl?: string;
+  /**
+   * Prefix of the quota store's keys (`<prefix><token id>`), so that several
+   * fleets can share one Redis. Default `portcullis:quota:` (`--quota-key-prefix`;
+   * env `PORTCULLIS_QUOTA_KEY_PREFIX`); used only with `quotaStoreUrl`.
+   */
+  readonly quotaKeyPrefix?: string;
 }
 
 /** Flags as the CLI parsed them; `undefined` when not given. */
@@ -80,6 +95,8 @@ export interface ServeFlags {
   readonly tlsCert?: string;
   readonly tlsKey?: string;
   readonly tlsClientCa?: string;
+  readonly quotaStore?: string;
+  readonly quotaKeyPrefix?: string;
 }
 
 /**
@@ -120,7 +137,24 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     watchPolicies: flags.watchPolicies === false ? false : booleanEnv(env.PORTCULLIS_WATCH_POLICIES, "PORTCULLIS_WATCH_POLICIES", true),
     policyExplorer: flags.policyExplorer === true || booleanEnv(env.PORTCULLIS_POLICY_EXPLORER, "PORTCULLIS_POLICY_EXPLORER", false),
     ...tlsFiles(flags.tlsCert ?? env.PORTCULLIS_TLS_CERT, flags.tlsKey ?? env.PORTCULLIS_TLS_KEY, flags.tlsClientCa ?? env.PORTCULLIS_TLS_CLIENT_CA),
+    ...quotaStore(flags.quotaStore ?? env.PORTCULLIS_QUOTA_STORE_URL, flags.quotaKeyPrefix ?? env.PORTCULLIS_QUOTA_KEY_PREFIX),
   };
+}
+
+function quotaStore(url: string | undefined, keyPrefix: string | undefined): { quotaStoreUrl?: string; quotaKeyPrefix?: string } {
+  const prefix = keyPrefix === undefined || keyPrefix === "" ? {} : { quotaKeyPrefix: keyPrefix };
+  if (url === undefined || url.trim() === "") return prefix;
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url.trim());
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined || (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") || parsed.hostname === "") {
+    // why: the URL may hold a password, so the message does not repeat it
+    throw new ConfigError("invalid --quota-store (PORTCULLIS_QUOTA_STORE_URL): expected a url such as redis://127.0.0.1:6379 or rediss://user:password@host:6380");
+  }
+  return { quotaStoreUrl: url.trim(), ...prefix };
 }
 
 function tlsFiles(certFile: string | undefined, keyFile: string | undefined, clientCaFile: string | undefined): { tls?: TlsFiles } {
