@@ -5,7 +5,7 @@
  * the Redis counter (redis-quota-counter.ts) shares exact counts across them.
  */
 import { chargeResultOf, DAY_MS, MINUTE_MS } from "./charge-report.js";
-import type { QuotaCounter } from "./quota-counter.js";
+import type { ChargeResult, QuotaCounter, QuotaLimits } from "./quota-counter.js";
 
 /** Default bound on tracked keys: about 100 MB at worst. */
 export const DEFAULT_MAX_QUOTA_KEYS = 1_000_000;
@@ -22,6 +22,8 @@ export interface MemoryQuotaCounterOptions {
 
 /** The in-memory counter, with its size for tests and metrics. */
 export interface MemoryQuotaCounter extends QuotaCounter {
+  /** Always answers at once. */
+  charge(key: string, limits: QuotaLimits, nowMs: number): ChargeResult;
   /** Keys currently tracked. */
   size(): number;
 }
