@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/quota-store.js [--quick]`: what a quota costs per allowed
+ * `node dist/bench/quota-store.js [--quick] [--busy]`: what a quota costs per allowed
  * request, in-memory against Redis, with no quota beside them, in one run.
  *
  * Two real servers (`portcullis serve`, one in-memory, one with `--quota-store`
@@ -11,6 +11,9 @@
  * the ratios come from the same minutes. Per row and run: p50 and p99 of the
  * client's round trip, the server's CPU per request and redis-server's, both
  * from `/proc/PID/stat`; the table shows the median over runs with min and max.
+ * With `--busy` everything runs again with both cores kept out of idle
+ * (`withCoresBusy`): at 1 in flight each hop wakes a halted vCPU, which on
+ * this hypervisor can cost more than the work itself.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { rmSync } from "node:fs";
@@ -23,7 +26,7 @@ import { createToken } from "../src/service/tokens.js";
 import { TokenStore } from "../src/store/token-store.js";
 import { BENCH_SECRET, BENCH_SECRET_HEX, BUNDLED_POLICY_DIR, REPO_ROOT, SERVER_NODE_FLAGS, loadPolicyOrThrow, tempDir } from "./fixtures.js";
 import { cpuMicros } from "./proc-cpu.js";
-import { LOAD_CORE, SERVER_CORE, hasCommand, killAll, startPinned, stopGroup, type ServerProcess } from "./processes.js";
+import { LOAD_CORE, SERVER_CORE, hasCommand, killAll, startPinned, stopGroup, withCoresBusy, type ServerProcess } from "./processes.js";
 import { percentile, spread, type Spread } from "./stats.js";
 
 const AUTHORIZE_PATH = "/portcullis.v1.AuthorizationService/Authorize";
@@ -139,6 +142,7 @@ const fmt = (s: Spread, digits = 0) => `${s.median.toFixed(digits)} (${s.min.toF
 
 async function main(): Promise<void> {
   const quick = process.argv.includes("--quick");
+  const busy = process.argv.includes("--busy");
   const plan: Plan = quick ? { runs: 3, warmup: 300, requests: 1_000 } : { runs: 7, warmup: 1_000, requests: 3_000 };
   for (const command of ["taskset", "redis-server"]) if (!hasCommand(command)) throw new Error(`${command} is missing`);
   // The client shares core 1 with redis-server; the servers have core 0.
@@ -177,37 +181,43 @@ async function main(): Promise<void> {
     const bodies = { none: requestBody(tokens.none), quota: requestBody(tokens.quota) };
     for (const spec of ROWS) await checkAnswer(clientOf[spec.server], bodies[spec.token], spec);
 
-    const samples = new Map<string, Sample[]>(ROWS.map((spec) => [spec.name, []]));
-    for (let run = 0; run < plan.runs; run++) {
-      // rows take turns, starting from a different one each run
-      for (let k = 0; k < ROWS.length; k++) {
-        const spec = ROWS[(run + k) % ROWS.length]!;
-        samples.get(spec.name)!.push(await measure(clientOf[spec.server], bodies[spec.token], target[spec.server], redis.pid!, plan));
+    const redisPid = redis.pid!;
+    const report = async (mode: string): Promise<string[]> => {
+      const samples = new Map<string, Sample[]>(ROWS.map((spec) => [spec.name, []]));
+      for (let run = 0; run < plan.runs; run++) {
+        // rows take turns, starting from a different one each run
+        for (let k = 0; k < ROWS.length; k++) {
+          const spec = ROWS[(run + k) % ROWS.length]!;
+          samples.get(spec.name)!.push(await measure(clientOf[spec.server], bodies[spec.token], target[spec.server], redisPid, plan));
+        }
+        process.stderr.write(`${mode}: run ${run + 1}/${plan.runs} done\n`);
       }
-      process.stderr.write(`run ${run + 1}/${plan.runs} done\n`);
-    }
 
-    const lines = [
-      `${plan.runs} runs of ${plan.requests} requests per row, 1 in flight, gRPC Authorize; median (min–max) over runs`,
-      "",
-      "| request | p50 µs | p99 µs | server CPU µs/req | redis CPU µs/req | total CPU µs/req |",
-      "| --- | --- | --- | --- | --- | --- |",
-    ];
-    for (const spec of ROWS) {
-      const rows = samples.get(spec.name)!;
+      const lines = [
+        `${mode}: ${plan.runs} runs of ${plan.requests} requests per row, 1 in flight, gRPC Authorize; median (min–max) over runs`,
+        "",
+        "| request | p50 µs | p99 µs | server CPU µs/req | redis CPU µs/req | total CPU µs/req |",
+        "| --- | --- | --- | --- | --- | --- |",
+      ];
+      for (const spec of ROWS) {
+        const rows = samples.get(spec.name)!;
+        lines.push(
+          `| ${spec.name} | ${fmt(spread(rows.map((s) => s.p50Us)))} | ${fmt(spread(rows.map((s) => s.p99Us)))} | ${fmt(spread(rows.map((s) => s.serverCpuUs)), 1)} | ${fmt(spread(rows.map((s) => s.redisCpuUs)), 1)} | ${fmt(spread(rows.map((s) => s.serverCpuUs + s.redisCpuUs)), 1)} |`,
+        );
+      }
+      // ratios per run, then their median: both rows of a ratio come from the same minutes
+      const ratio = (a: string, b: string, of: (s: Sample) => number) => spread(samples.get(a)!.map((s, i) => of(s) / of(samples.get(b)![i]!)));
+      const total = (s: Sample) => s.serverCpuUs + s.redisCpuUs;
       lines.push(
-        `| ${spec.name} | ${fmt(spread(rows.map((s) => s.p50Us)))} | ${fmt(spread(rows.map((s) => s.p99Us)))} | ${fmt(spread(rows.map((s) => s.serverCpuUs)), 1)} | ${fmt(spread(rows.map((s) => s.redisCpuUs)), 1)} | ${fmt(spread(rows.map((s) => s.serverCpuUs + s.redisCpuUs)), 1)} |`,
+        "",
+        `Redis quota / in-memory quota: p50 ${fmt(ratio("Redis quota", "in-memory quota", (s) => s.p50Us), 2)}, server CPU ${fmt(ratio("Redis quota", "in-memory quota", (s) => s.serverCpuUs), 2)}, total CPU ${fmt(ratio("Redis quota", "in-memory quota", total), 2)}`,
+        `in-memory quota / no quota: p50 ${fmt(ratio("in-memory quota", "no quota (in-memory server)", (s) => s.p50Us), 2)}, server CPU ${fmt(ratio("in-memory quota", "no quota (in-memory server)", (s) => s.serverCpuUs), 2)}`,
+        `Redis quota - in-memory quota (µs): p50 ${fmt(spread(samples.get("Redis quota")!.map((s, i) => s.p50Us - samples.get("in-memory quota")![i]!.p50Us)))}, total CPU ${fmt(spread(samples.get("Redis quota")!.map((s, i) => total(s) - total(samples.get("in-memory quota")![i]!))), 1)}`,
       );
-    }
-    // ratios per run, then their median: both rows of a ratio come from the same minutes
-    const ratio = (a: string, b: string, of: (s: Sample) => number) => spread(samples.get(a)!.map((s, i) => of(s) / of(samples.get(b)![i]!)));
-    const total = (s: Sample) => s.serverCpuUs + s.redisCpuUs;
-    lines.push(
-      "",
-      `Redis quota / in-memory quota: p50 ${fmt(ratio("Redis quota", "in-memory quota", (s) => s.p50Us), 2)}, server CPU ${fmt(ratio("Redis quota", "in-memory quota", (s) => s.serverCpuUs), 2)}, total CPU ${fmt(ratio("Redis quota", "in-memory quota", total), 2)}`,
-      `in-memory quota / no quota: p50 ${fmt(ratio("in-memory quota", "no quota (in-memory server)", (s) => s.p50Us), 2)}, server CPU ${fmt(ratio("in-memory quota", "no quota (in-memory server)", (s) => s.serverCpuUs), 2)}`,
-      `Redis quota - in-memory quota (µs): p50 ${fmt(spread(samples.get("Redis quota")!.map((s, i) => s.p50Us - samples.get("in-memory quota")![i]!.p50Us)))}, total CPU ${fmt(spread(samples.get("Redis quota")!.map((s, i) => total(s) - total(samples.get("in-memory quota")![i]!))), 1)}`,
-    );
+      return lines;
+    };
+    const lines = await report("idle cores");
+    if (busy) lines.push("", ...(await withCoresBusy([SERVER_CORE, LOAD_CORE], () => report("cores kept out of idle"))));
     process.stdout.write(`${lines.join("\n")}\n`);
   } finally {
     for (const client of clients) client.close();
