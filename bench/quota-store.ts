@@ -1,5 +1,5 @@
 /**
- * `node dist/bench/quota-store.js [--quick] [--busy]`: what a quota costs per allowed
+ * `node dist/bench/quota-store.js [--quick] [--busy] [--in-flight N]`: what a quota costs per allowed
  * request, in-memory against Redis, with no quota beside them, in one run.
  *
  * Two real servers (`portcullis serve`, one in-memory, one with `--quota-store`
@@ -33,6 +33,8 @@ const AUTHORIZE_PATH = "/portcullis.v1.AuthorizationService/Authorize";
 
 interface Plan {
   readonly runs: number;
+  /** Calls in flight at once (closed loops on one connection); 1 unless `--in-flight N`. */
+  readonly inFlight: number;
   readonly warmup: number;
   readonly requests: number;
 }
@@ -122,19 +124,24 @@ async function checkAnswer(client: grpc.Client, body: Buffer, spec: RowSpec): Pr
 
 async function measure(client: grpc.Client, body: Buffer, server: ServerProcess, redisPid: number, plan: Plan): Promise<Sample> {
   for (let i = 0; i < plan.warmup; i++) await call(client, body);
-  const times: number[] = new Array(plan.requests);
+  const times: number[] = [];
   const serverCpu0 = cpuMicros(server.pid);
   const redisCpu0 = cpuMicros(redisPid);
-  for (let i = 0; i < plan.requests; i++) {
-    const start = performance.now();
-    await call(client, body);
-    times[i] = (performance.now() - start) * 1000;
-  }
+  const perLoop = Math.ceil(plan.requests / plan.inFlight);
+  await Promise.all(
+    Array.from({ length: plan.inFlight }, async () => {
+      for (let i = 0; i < perLoop; i++) {
+        const start = performance.now();
+        await call(client, body);
+        times.push((performance.now() - start) * 1000);
+      }
+    }),
+  );
   return {
     p50Us: percentile(times, 50),
     p99Us: percentile(times, 99),
-    serverCpuUs: (cpuMicros(server.pid) - serverCpu0) / plan.requests,
-    redisCpuUs: (cpuMicros(redisPid) - redisCpu0) / plan.requests,
+    serverCpuUs: (cpuMicros(server.pid) - serverCpu0) / times.length,
+    redisCpuUs: (cpuMicros(redisPid) - redisCpu0) / times.length,
   };
 }
 
@@ -143,7 +150,10 @@ const fmt = (s: Spread, digits = 0) => `${s.median.toFixed(digits)} (${s.min.toF
 async function main(): Promise<void> {
   const quick = process.argv.includes("--quick");
   const busy = process.argv.includes("--busy");
-  const plan: Plan = quick ? { runs: 3, warmup: 300, requests: 1_000 } : { runs: 7, warmup: 1_000, requests: 3_000 };
+  const flag = process.argv.indexOf("--in-flight");
+  const inFlight = flag === -1 ? 1 : Number(process.argv[flag + 1]);
+  if (!Number.isInteger(inFlight) || inFlight < 1) throw new Error("--in-flight takes a whole number from 1");
+  const plan: Plan = quick ? { runs: 3, inFlight, warmup: 300, requests: 1_000 * inFlight } : { runs: 7, inFlight, warmup: 1_000, requests: 3_000 * Math.min(inFlight, 4) };
   for (const command of ["taskset", "redis-server"]) if (!hasCommand(command)) throw new Error(`${command} is missing`);
   // The client shares core 1 with redis-server; the servers have core 0.
   spawnSync("taskset", ["-p", "-c", String(LOAD_CORE), String(process.pid)], { stdio: "ignore" });
@@ -194,7 +204,7 @@ async function main(): Promise<void> {
       }
 
       const lines = [
-        `${mode}: ${plan.runs} runs of ${plan.requests} requests per row, 1 in flight, gRPC Authorize; median (min–max) over runs`,
+        `${mode}: ${plan.runs} runs of ${plan.requests} requests per row, ${plan.inFlight} in flight, gRPC Authorize; median (min–max) over runs`,
         "",
         "| request | p50 µs | p99 µs | server CPU µs/req | redis CPU µs/req | total CPU µs/req |",
         "| --- | --- | --- | --- | --- | --- |",
