@@ -23,6 +23,15 @@ export const DEFAULT_MAX_PENDING_CHARGES = 10_000;
  */
 const EXPIRY_SLACK_MS = 5_000;
 
+/**
+ * How long a ready connection may go without one answer, while charges time
+ * out on it, before it is dropped and made again. A Redis that is paused or cut
+ * off without a reset keeps its TCP connection open; dropping it makes charges
+ * fail at once (not after a timeout each), `reachable()` false, and the next
+ * connection ready only once Redis answers again.
+ */
+const STALLED_CONNECTION_MS = 1_000;
+
 /** Options of {@link createRedisQuotaCounter}. */
 export interface RedisQuotaCounterOptions {
   /** `redis://[user:password@]host[:port][/db]` or `rediss://…` for TLS. */
@@ -105,8 +114,8 @@ type ScriptedRedis = Redis & { portcullisQuotaCharge(key: string, limitPerMinute
  * Failing closed without piling up: no offline queue (a charge while Redis is
  * down fails at once), a command timeout, no retry of a charge whose answer was
  * lost (it may have counted; counting twice only errs towards refusing), and a
- * bound on charges in flight. The connection reconnects by itself, at most a
- * second apart. The script is sent once per connection, then run
+ * bound on charges in flight. A connection that stops answering is dropped; it
+ * reconnects by itself, attempts at most a second apart. The script is sent once per connection, then run
  * by its SHA1, and sent again if Redis answers NOSCRIPT (after a restart or
  * SCRIPT FLUSH).
  *
@@ -135,15 +144,18 @@ export function createRedisQuotaCounter(options: RedisQuotaCounterOptions): Redi
   redis.on("error", (error: Error) => {
     lastError = error;
   });
+  let lastAnswerAtMs = performance.now();
   redis.on("ready", () => {
+    lastAnswerAtMs = performance.now();
     reachable = true;
     options.onReachableChange?.(true);
   });
-  redis.on("close", () => {
+  const markUnreachable = () => {
     if (!reachable) return;
     reachable = false;
     options.onReachableChange?.(false, lastError);
-  });
+  };
+  redis.on("close", markUnreachable);
 
   let pending = 0;
   const unavailable = (message: string, cause?: unknown) =>
@@ -154,17 +166,23 @@ export function createRedisQuotaCounter(options: RedisQuotaCounterOptions): Redi
       const { limitPerMinute, limitPerDay } = limits;
       // INVARIANT: compileQuota refuses a quota without a limit.
       if (limitPerMinute === null && limitPerDay === null) throw new Error("a quota needs a per-minute or a per-day limit");
-      if (redis.status !== "ready") return unavailable(`redis is ${redis.status === "end" ? "closed" : "not connected"}`);
+      if (!reachable || redis.status !== "ready") return unavailable(`redis is ${redis.status === "end" ? "closed" : "not connected"}`);
       if (pending >= maxPending) return unavailable(`${pending} charges are already waiting for redis`);
       pending++;
       return redis.portcullisQuotaCharge(keyPrefix + key, limitPerMinute ?? 0, limitPerDay ?? 0, nowMs).then(
         (reply) => {
           pending--;
+          lastAnswerAtMs = performance.now();
           const [allowed, minuteStartMs, minuteCount, dayStartMs, dayCount] = reply;
           return chargeResultOf(allowed === 1, limits, { minuteStartMs, minuteCount, dayStartMs, dayCount }, nowMs);
         },
         (error: unknown) => {
           pending--;
+          if (error instanceof Error && error.message === "Command timed out" && redis.status === "ready" && performance.now() - lastAnswerAtMs > STALLED_CONNECTION_MS) {
+            lastError = error;
+            markUnreachable();
+            redis.disconnect(true);
+          }
           return unavailable(error instanceof Error ? error.message.toLowerCase() : String(error), error);
         },
       );

@@ -192,6 +192,13 @@ describe.skipIf(noRedisServer !== null)("failing closed and recovering (a redis-
       expect(stalled.every((s) => s.status === "rejected" && s.reason instanceof QuotaStoreUnavailableError)).toBe(true);
       // one command timeout (200 ms), plus a noisy machine's slack
       expect(tookMs).toBeLessThan(1_000);
+      // a connection silent for over a second while charges time out is dropped: charges then fail at once
+      await new Promise((resolve) => setTimeout(resolve, 900));
+      await expect(counter.charge("tok_b", perMinute(1_000), Date.now())).rejects.toBeInstanceOf(QuotaStoreUnavailableError);
+      expect(counter.reachable()).toBe(false);
+      const fastMs = performance.now();
+      await expect(counter.charge("tok_b", perMinute(1_000), Date.now())).rejects.toThrow(/not connected/);
+      expect(performance.now() - fastMs).toBeLessThan(50);
       own.resume();
       let back = false;
       for (let attempt = 0; attempt < 50 && !back; attempt++) {
