@@ -5,6 +5,7 @@
 import type Database from "better-sqlite3";
 import type { TokenControls, TokenRecord } from "../../engine/types.js";
 import type { ActiveTokenFilter, StoredToken, TokenListFilter, TokenListing, TokenRepository, TokenUse } from "../store-interfaces.js";
+import { constantTimeEqual } from "../../token/hash.js";
 import { StoreError } from "../store-error.js";
 
 /** Snake-case row of `tokens`, as SQLite returns it. */
@@ -102,7 +103,10 @@ export function createSqliteTokenRepository(live: () => TokenStatements): Sqlite
   return {
     findByHash(hash) {
       const columns = live().recordByHash.get(hash) as RecordColumns | undefined;
-      return columns === undefined ? undefined : recordFromColumns(columns);
+      // The index look-up already matched; DESIGN.md asks for a constant-time
+      // comparison of hashes, and this one costs nothing next to the HMAC.
+      if (columns === undefined || !constantTimeEqual(columns[0], hash)) return undefined;
+      return recordFromColumns(columns);
     },
     byId: (id) => run(() => {
       const row = live().byId.get(id) as TokenRow | undefined;
