@@ -80,6 +80,12 @@ export function buildProgram(): Command {
     .option("--tls-client-ca <file>", "PEM CA bundle: both ports require a client certificate from it (env PORTCULLIS_TLS_CLIENT_CA, default none)")
     .option("--no-watch-policies", "do not reload the policy folder when its files change; SIGHUP still reloads (env PORTCULLIS_WATCH_POLICIES, true or false, default true)")
     .option("--policy-explorer", "serve the read-only policy explorer at /policy on the HTTP port (env PORTCULLIS_POLICY_EXPLORER, true or false, default false)")
+    .option(
+      "--grpc-max-connection-age <duration>",
+      "age (±10%) at which a gRPC connection is sent GOAWAY so its client reconnects and load spreads over replicas, 0s for never (env PORTCULLIS_GRPC_MAX_CONNECTION_AGE, default 10m)",
+    )
+    .option("--grpc-max-connection-age-grace <duration>", "after that GOAWAY, how long open calls may run before the connection is cut (env PORTCULLIS_GRPC_MAX_CONNECTION_AGE_GRACE, default 30s)")
+    .option("--workers <n>", "processes sharing the ports (node:cluster), or auto for one per core; 1 serves in this process (env PORTCULLIS_WORKERS, default 1)")
     .action(async (flags: ServeFlags) => serve(flags));
 
   program
