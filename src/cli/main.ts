@@ -238,7 +238,7 @@ async function serve(flags: ServeFlags): Promise<void> {
 
 async function serveUntilStopped(config: ServeConfig, log: Logger): Promise<void> {
   const server = await startServer(config, log);
-  process.send?.(WORKER_LISTENING);
+  if (cluster.isWorker) process.send?.(WORKER_LISTENING);
   await new Promise<void>((resolve) => {
     let stopping = false;
     const stop = (reason: string) => {
