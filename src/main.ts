@@ -2,8 +2,9 @@
  * Composition root: config, policy set, store and servers. The only module that
  * wires everything together; everything else receives what it needs.
  */
+import cluster from "node:cluster";
 import type { Logger } from "pino";
-import type { ServeConfig } from "./config/config.js";
+import { DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_GRPC_MAX_CONNECTION_AGE_MS, type ServeConfig } from "./config/config.js";
 import { loadPolicySet } from "./policy/load.js";
 import { PolicyLoadError } from "./policy/errors.js";
 import type { CompiledPolicySet } from "./policy/types.js";
@@ -54,7 +55,8 @@ export interface RunningServer {
 export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
   installFastTextEncoding();
   // A busy port is refused before the policy set and the store are loaded, naming the flag to change.
-  await checkPortsFree(config.host, servePorts(config));
+  // why: in a worker of `serve --workers` the ports are the primary's, bound already (it checked them before forking)
+  if (!cluster.isWorker) await checkPortsFree(config.host, servePorts(config));
   const loaded = loadPolicySet(config.policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
   let policy = loaded.policy;
@@ -73,7 +75,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const tokenCache = createTokenCache({ find: (token) => lifecycle.findByToken(token) });
   // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
   store.onTokensChanged((tokenIds) => tokenCache.evictTokenIds(tokenIds));
-  const metrics = createServerMetrics();
+  const metrics = createServerMetrics(cluster.isWorker && cluster.worker !== undefined ? { worker: { id: cluster.worker.id, pid: process.pid } } : {});
   metrics.policyLoaded(policy);
   const usage = createUsageRecorder(lifecycle, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
   const tenantState = createTenantStateCache({
@@ -108,7 +110,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
     explain,
     ...(tls === undefined ? {} : { tls }),
+    ...maxConnectionAgeOf(config),
   });
+  metrics.countGrpcConnections(() => grpcServer.connectionsAccepted());
   let ready = false;
   const httpServer = createHttpServer({
     authorize,
@@ -221,4 +225,11 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);
     return { ok: true };
   }
+}
+
+/** The gRPC connection age as configured; 0 never retires a connection. */
+function maxConnectionAgeOf(config: ServeConfig): { maxConnectionAge?: { ageMs: number; graceMs: number } } {
+  const ageMs = config.grpcMaxConnectionAgeMs ?? DEFAULT_GRPC_MAX_CONNECTION_AGE_MS;
+  if (ageMs === 0) return {};
+  return { maxConnectionAge: { ageMs, graceMs: config.grpcMaxConnectionAgeGraceMs ?? DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS } };
 }
