@@ -118,7 +118,7 @@ describe("max connection age on the real server, with Envoy's Check protos", () 
 
   it("answers every Check across several ages, on new connections", async () => {
     t = await startTestServer(undefined, { grpcMaxConnectionAgeMs: 250, grpcMaxConnectionAgeGraceMs: 5_000 });
-    const created = createToken(
+    const created = await createToken(
       t.server.store,
       t.server.policy(),
       { tenant: "acme", workspace: "main", environment: "production", type: "service", actor: "test", name: "age", role: "tenant_operator" },
