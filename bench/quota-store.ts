@@ -167,10 +167,10 @@ async function main(): Promise<void> {
     const store = TokenStore.open({ dataDir, secret: BENCH_SECRET });
     const base = { tenant: "acme", workspace: "main", environment: "production", type: "service", role: "tenant_operator", actor: "bench" } as const;
     const tokens = {
-      none: createToken(store, policy, { ...base, name: "no quota" }, Date.now()).token,
-      quota: createToken(store, policy, { ...base, name: "quota", controls: { quota: { limitPerMinute: 1_000_000_000, limitPerDay: 1_000_000_000 } } }, Date.now()).token,
+      none: (await createToken(store, policy, { ...base, name: "no quota" }, Date.now())).token,
+      quota: (await createToken(store, policy, { ...base, name: "quota", controls: { quota: { limitPerMinute: 1_000_000_000, limitPerDay: 1_000_000_000 } } }, Date.now())).token,
     };
-    store.close();
+    await store.close();
 
     const redisPort = await freePort();
     redis = await startRedis(redisPort, LOAD_CORE);

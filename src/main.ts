@@ -2,8 +2,9 @@
  * Composition root: config, policy set, store and servers. The only module that
  * wires everything together; everything else receives what it needs.
  */
+import cluster from "node:cluster";
 import type { Logger } from "pino";
-import type { ServeConfig } from "./config/config.js";
+import { DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_GRPC_MAX_CONNECTION_AGE_MS, type ServeConfig } from "./config/config.js";
 import { loadPolicySet } from "./policy/load.js";
 import { PolicyLoadError } from "./policy/errors.js";
 import type { CompiledPolicySet } from "./policy/types.js";
@@ -14,9 +15,10 @@ import { createServerMetrics } from "./service/metrics.js";
 import { installFastTextEncoding } from "./transport/text-encoding.js";
 import { createTenantStateCache } from "./service/tenant-state-cache.js";
 import { createTokenCache, type TokenCache } from "./service/token-cache.js";
-import { createTokenService } from "./service/token-service.js";
+import { createTokenService } from "./transport/token-service.js";
 import { createUsageRecorder, type UsageRecorder } from "./service/usage-recorder.js";
-import { TokenStore } from "./store/token-store.js";
+import { createTokenLifecycle, type TokenLifecycle } from "./lifecycle/token-lifecycle.js";
+import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import { watchStoreFile } from "./service/watch-store-file.js";
 import { createGrpcServer } from "./transport/grpc.js";
 import { Health } from "./transport/health.js";
@@ -33,7 +35,8 @@ export interface RunningServer {
   readonly grpcPort: number;
   readonly httpPort: number;
   readonly authorize: Authorizer;
-  readonly store: TokenStore;
+  /** The token lifecycle over the server's store: what the token API and the CLI run. */
+  readonly store: TokenLifecycle;
   readonly tokenCache: TokenCache;
   /** Last-used stamps waiting for their batch; `flush()` writes them now. */
   readonly usage: UsageRecorder;
@@ -53,7 +56,8 @@ export interface RunningServer {
 export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
   installFastTextEncoding();
   // A busy port is refused before the policy set and the store are loaded, naming the flag to change.
-  await checkPortsFree(config.host, servePorts(config));
+  // why: in a worker of `serve --workers` the ports are the primary's, bound already (it checked them before forking)
+  if (!cluster.isWorker) await checkPortsFree(config.host, servePorts(config));
   const loaded = loadPolicySet(config.policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
   let policy = loaded.policy;
@@ -61,20 +65,26 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   // Read before the store opens, so that unusable TLS files refuse the start like a bad policy does.
   const tls = config.tls === undefined ? undefined : loadTlsFiles(config.tls);
-  // why: busy timeout 0, so no write on the event loop ever waits for another process's lock (see TokenStoreOptions)
-  const store = TokenStore.open({
+  // why: busy timeout 0, so no write on the event loop ever waits for another process's lock (see SqliteStoreOptions)
+  const store = SqliteStore.open({
     dataDir: config.dataDir,
     busyTimeoutMs: 0,
     onCreated: ({ databaseFile, secretFile }) =>
       log.warn({ databaseFile, secretFile }, `created a new token store in ${config.dataDir}${secretFile === null ? "" : " with a new server secret (tokens verify only with the secret they were hashed with: back it up)"}`),
   });
-  const tokenCache = createTokenCache({ find: (token) => store.findByToken(token) });
+  const lifecycle = createTokenLifecycle({ store, secret: store.secret, now: Date.now });
+  const tokenCache = createTokenCache({ find: (token) => lifecycle.findByToken(token) });
   // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
   store.onTokensChanged((tokenIds) => tokenCache.evictTokenIds(tokenIds));
-  const metrics = createServerMetrics();
+  const metrics = createServerMetrics(cluster.isWorker && cluster.worker !== undefined ? { worker: { id: cluster.worker.id, pid: process.pid } } : {});
   metrics.policyLoaded(policy);
-  const usage = createUsageRecorder(store, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
-  const tenantState = createTenantStateCache(store);
+  const usage = createUsageRecorder(lifecycle, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
+  const tenantState = createTenantStateCache({
+    readAdministrativeState: () => store.tenantState.readAdministrativeState(),
+    get administrativeStateVersion() {
+      return store.administrativeStateVersion;
+    },
+  });
   const quotaStore = config.quotaStoreUrl === undefined ? undefined : await openQuotaStore(config.quotaStoreUrl, config.quotaKeyPrefix, log);
   const authorize = createAuthorizer({
     policy: () => policy,
@@ -87,7 +97,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
     ...(quotaStore === undefined ? {} : { quota: quotaStore }),
   });
-  const tokenService = createTokenService({ store, policy: () => policy, authorize, now: Date.now });
+  const tokenService = createTokenService({ lifecycle, policy: () => policy, authorize, now: Date.now });
   // why: explanations name controls and scopes, so only callers who may manage tokens get them
   const explain = createDecisionExplainer({ policy: () => policy, tokens: tokenCache, tenantState, now: Date.now }, (call) => tokenService.mayManageTokens(call));
 
@@ -103,7 +113,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
     explain,
     ...(tls === undefined ? {} : { tls }),
+    ...maxConnectionAgeOf(config),
   });
+  metrics.countGrpcConnections(() => grpcServer.connectionsAccepted());
   let ready = false;
   const httpServer = createHttpServer({
     authorize,
@@ -144,8 +156,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     stopWatchingTls();
     await grpcServer.close(0);
     httpServer.close();
-    usage.close();
-    store.close();
+    await usage.close();
+    await store.close();
     await quotaStore?.close();
     throw listenErrorOf(error, config.host, binding);
   }
@@ -186,7 +198,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     grpcPort,
     httpPort,
     authorize,
-    store,
+    store: lifecycle,
     tokenCache,
     usage,
     policy: () => policy,
@@ -201,8 +213,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       stopWatchingTls();
       await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.
-      usage.close();
-      store.close();
+      await usage.close();
+      await store.close();
       await quotaStore?.close();
     },
   };
@@ -247,4 +259,11 @@ async function openQuotaStore(url: string, keyPrefix: string | undefined, log: L
 function redisLocation(url: string): string {
   const parsed = new URL(url);
   return `${parsed.protocol}//${parsed.host}${parsed.pathname === "/" ? "" : parsed.pathname}`;
+}
+
+/** The gRPC connection age as configured; 0 never retires a connection. */
+function maxConnectionAgeOf(config: ServeConfig): { maxConnectionAge?: { ageMs: number; graceMs: number } } {
+  const ageMs = config.grpcMaxConnectionAgeMs ?? DEFAULT_GRPC_MAX_CONNECTION_AGE_MS;
+  if (ageMs === 0) return {};
+  return { maxConnectionAge: { ageMs, graceMs: config.grpcMaxConnectionAgeGraceMs ?? DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS } };
 }

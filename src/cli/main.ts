@@ -3,8 +3,10 @@
  * server and the tests use. Output meant for scripts goes to stdout, the rest
  * to stderr; every refusal is one line and a non-zero exit.
  */
+import cluster from "node:cluster";
 import { Command, CommanderError, Option } from "commander";
-import { ConfigError, resolvePaths, resolveServeConfig, type ServeFlags } from "../config/config.js";
+import type { Logger } from "pino";
+import { ConfigError, resolvePaths, resolveServeConfig, type ServeConfig, type ServeFlags } from "../config/config.js";
 import type { TokenRecord } from "../engine/types.js";
 import { startServer } from "../main.js";
 import { PolicyLoadError, formatPolicyErrors } from "../policy/errors.js";
@@ -12,10 +14,12 @@ import { loadPolicySet } from "../policy/load.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import { parseDuration } from "../policy/duration.js";
 import { createToken, TokenRequestError, updateTokenControls } from "../service/tokens.js";
-import { tokenStatus } from "../service/token-service.js";
+import { tokenStatus } from "../lifecycle/token-status.js";
 import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
 import { registerLifecycleCommands } from "./lifecycle.js";
 import { createLogger } from "./logger.js";
+import { superviseWorkers, WORKER_LISTENING } from "./workers.js";
+import { checkPortsFree, servePorts } from "../config/check-ports.js";
 import { checkHealth } from "./healthcheck.js";
 import { PolicyUsageError, registerPolicyAuthorCommands } from "./policy-commands.js";
 import { StoreError, TokenStore } from "../store/token-store.js";
@@ -82,6 +86,12 @@ export function buildProgram(): Command {
     .option("--policy-explorer", "serve the read-only policy explorer at /policy on the HTTP port (env PORTCULLIS_POLICY_EXPLORER, true or false, default false)")
     .option("--quota-store <url>", "redis:// or rediss:// URL of the Redis that every replica counts quotas in, exactly; prefer the env for a password (env PORTCULLIS_QUOTA_STORE_URL, default none: in memory, per process)")
     .option("--quota-key-prefix <prefix>", "prefix of the quota store's keys, one per token id (env PORTCULLIS_QUOTA_KEY_PREFIX, default portcullis:quota:)")
+    .option(
+      "--grpc-max-connection-age <duration>",
+      "age (±10%) at which a gRPC connection is sent GOAWAY so its client reconnects and load spreads over replicas, 0s for never (env PORTCULLIS_GRPC_MAX_CONNECTION_AGE, default 10m)",
+    )
+    .option("--grpc-max-connection-age-grace <duration>", "after that GOAWAY, how long open calls may run before the connection is cut (env PORTCULLIS_GRPC_MAX_CONNECTION_AGE_GRACE, default 30s)")
+    .option("--workers <n>", "processes sharing the ports (node:cluster), or auto for one per core; 1 serves in this process (env PORTCULLIS_WORKERS, default 1)")
     .action(async (flags: ServeFlags) => serve(flags));
 
   program
@@ -126,11 +136,11 @@ export function buildProgram(): Command {
         .option("--clear", "remove every control of the token"),
     ),
   ).action((id: string, flags: ControlFlags & StoreFlags & { clear?: boolean }) =>
-    withPolicyAndStore(flags, (policy, store) => {
+    withPolicyAndStore(flags, async (policy, store) => {
       const controls = controlsFromFlags(flags);
       if (controls === undefined && flags.clear !== true) throw new UsageError("nothing to update: give --controls, --ip-allow, --mtls-fingerprint, --mtls-ca, --quota-per-minute, --quota-per-day or --clear");
       if (controls !== undefined && flags.clear === true) throw new UsageError("--clear cannot be combined with controls");
-      const record = updateTokenControls(store, policy, id, controls ?? null, actor());
+      const record = await updateTokenControls(store, policy, id, controls ?? null, actor());
       process.stderr.write(`updated controls of ${record.id} (${record.name})\n`);
     }),
   );
@@ -146,9 +156,9 @@ export function buildProgram(): Command {
 
   withStoreOptions(tokens.command("revoke").description("revoke a token at once; final").argument("<id>", "token id, e.g. tok_…")).action(
     (id: string, flags: StoreFlags) =>
-      withStore(flags, (store) => {
-        const before = store.getListing(id);
-        const record = store.revoke(id, actor());
+      withStore(flags, async (store) => {
+        const before = await store.getListing(id);
+        const record = await store.revoke(id, actor());
         if (before?.revokedAtMs != null) {
           process.stderr.write(`${record.id} (${record.name}) was already revoked at ${new Date(before.revokedAtMs).toISOString()} by ${before.revokedBy ?? "unknown"}; nothing changed\n`);
         } else {
@@ -210,18 +220,42 @@ function withStoreOptions(command: Command): Command {
 
 async function serve(flags: ServeFlags): Promise<void> {
   const config = resolveServeConfig(flags);
-  const log = createLogger(config.logLevel);
+  const workers = config.workers ?? 1;
+  if (workers > 1 && cluster.isPrimary) {
+    // why: in a cluster, every listen(0) of a process shares one port, so the two ports would be the same
+    if (config.grpcPort === 0 || config.httpPort === 0) throw new ConfigError("--workers above 1 needs fixed ports: --grpc-port and --http-port cannot be 0");
+    await checkPortsFree(config.host, servePorts(config));
+    process.exitCode = await superviseWorkers(workers, createLogger(config.logLevel));
+    return;
+  }
+  const base = createLogger(config.logLevel);
+  const log = cluster.isWorker && cluster.worker !== undefined ? base.child({ worker: cluster.worker.id }) : base;
+  try {
+    await serveUntilStopped(config, log);
+  } finally {
+    // why: a worker's channel to the primary would keep it alive once its servers closed, or when it failed to start
+    if (cluster.worker?.isConnected() === true) cluster.worker.disconnect();
+  }
+}
+
+async function serveUntilStopped(config: ServeConfig, log: Logger): Promise<void> {
   const server = await startServer(config, log);
+  if (cluster.isWorker) process.send?.(WORKER_LISTENING);
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info(`${signal} received; shutting down`);
+    let stopping = false;
+    const stop = (reason: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${reason}; shutting down`);
       process.off("SIGHUP", reload);
       server.close().then(resolve, resolve);
     };
     const reload = () => void server.reloadPolicy();
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT received"));
+    process.once("SIGTERM", () => stop("SIGTERM received"));
     process.on("SIGHUP", reload);
+    // A worker whose primary is gone has nobody to hand it connections or restart it.
+    cluster.worker?.once("disconnect", () => stop("the primary process is gone"));
   });
   log.info("stopped");
 }
@@ -231,7 +265,7 @@ async function serve(flags: ServeFlags): Promise<void> {
  * create`) may create a missing store; every other one refuses it, so that a
  * mistyped `--data-dir` is an error and not an empty new store with a new secret.
  */
-function withStore(flags: StoreFlags, run: (store: TokenStore) => void, options: { mayCreate?: boolean } = {}): void {
+async function withStore(flags: StoreFlags, run: (store: TokenStore) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
   const store = TokenStore.open({
     dataDir: resolvePaths(flags).dataDir,
     mustExist: options.mayCreate !== true,
@@ -241,19 +275,19 @@ function withStore(flags: StoreFlags, run: (store: TokenStore) => void, options:
     },
   });
   try {
-    run(store);
+    await run(store);
   } finally {
     store.close();
   }
 }
 
-function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void, options: { mayCreate?: boolean } = {}): void {
+async function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
   const loaded = loadPolicySet(resolvePaths(flags).policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
-  withStore(flags, (store) => run(loaded.policy, store), options);
+  return withStore(flags, (store) => run(loaded.policy, store), options);
 }
 
-function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags): void {
+async function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags): Promise<void> {
   let expiresAtMs: number | null = null;
   const now = Date.now();
   if (flags.expiresIn !== undefined) {
@@ -261,7 +295,7 @@ function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags
     if (ms === null || ms === 0) throw new UsageError(`invalid --expires-in \`${flags.expiresIn}\`: expected a duration such as 90d, 12h or 30m`);
     expiresAtMs = now + ms;
   }
-  const { token, record } = createToken(
+  const { token, record } = await createToken(
     store,
     policy,
     {
@@ -290,8 +324,8 @@ function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags
   process.stdout.write(token + "\n");
 }
 
-function list(store: TokenStore, flags: ListFlags): void {
-  const rows = store.list({ tenant: flags.tenant, includeRevoked: flags.all === true });
+async function list(store: TokenStore, flags: ListFlags): Promise<void> {
+  const rows = await store.list({ tenant: flags.tenant, includeRevoked: flags.all === true });
   if (flags.json) {
     process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
     return;

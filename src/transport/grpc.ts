@@ -8,11 +8,11 @@ import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufb
 import { AuthorizationService, AuthorizeRequestSchema, AuthorizeResponseSchema, type AuthorizeResponse } from "../gen/portcullis/v1/authorization_pb.js";
 import type { Authorizer } from "../service/authorize.js";
 import { isPromise } from "../service/maybe-promise.js";
-import type { TokenServiceImpl } from "../service/token-service.js";
+import type { TokenServiceImpl } from "./token-service.js";
 import type { AuthorizeExplainer } from "../service/explain-decision.js";
 import { answerAuthorize } from "./authorize-messages.js";
 import { envoyAuthorizationMethods, type EnvoyCheckOptions } from "./envoy.js";
-import { createGrpcServer as createServer, GrpcError, GrpcStatus, type GrpcMethod, type GrpcServer } from "./grpc-server.js";
+import { createGrpcServer as createServer, GrpcError, GrpcStatus, type GrpcMethod, type GrpcServer, type MaxConnectionAge } from "./grpc-server.js";
 import type { Health } from "./health.js";
 // A cycle (it uses decodeRequest), safe because both sides only use function declarations.
 import { callContextOf, tokenServiceMethods } from "./token-service-grpc.js";
@@ -37,6 +37,8 @@ export interface GrpcServerOptions {
   readonly explain?: AuthorizeExplainer;
   /** Serve gRPC over TLS; `setSecureContext` replaces the certificate. */
   readonly tls?: TlsServerOptions;
+  /** Retire connections at an age (GOAWAY, then a grace for open calls); never when absent. */
+  readonly maxConnectionAge?: MaxConnectionAge;
 }
 
 /** Creates the gRPC server with every service; `listen` binds it. */
@@ -63,6 +65,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     maxMessageBytes: MAX_GRPC_MESSAGE_BYTES,
     ...(options.onError === undefined ? {} : { onError: options.onError }),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.maxConnectionAge === undefined ? {} : { maxConnectionAge: options.maxConnectionAge }),
   });
 }
 

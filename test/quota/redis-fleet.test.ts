@@ -60,7 +60,7 @@ describe.skipIf(missing !== null)("exact across two servers sharing one Redis", 
     const outcomes: number[] = [];
     for (let repetition = 0; outcomes.length < 5 && repetition < 10; repetition++) {
       // a fresh token each time: its own key, its own count
-      const { token } = seedToken(first.server, { name: `fleet-${repetition}`, role: "tenant_operator", keyLevel: "read_write", controls: { quota: { limitPerMinute: 100 } } });
+      const { token } = await seedToken(first.server, { name: `fleet-${repetition}`, role: "tenant_operator", keyLevel: "read_write", controls: { quota: { limitPerMinute: 100 } } });
       const startMs = Date.now();
       const answers = await Promise.all(
         Array.from({ length: 8 }, async (_, client) => {
@@ -92,8 +92,8 @@ describe.skipIf(noRedisServer !== null)("the quota store down, slow, and back (a
   beforeAll(async () => {
     own = await startOwnRedis();
     t = await startTestServer(EXAMPLE_POLICY_DIR, { quotaStoreUrl: own.url });
-    withQuota = seedToken(t.server, { name: "metered", role: "tenant_operator", keyLevel: "read_write", controls: { quota: { limitPerMinute: 100_000 } } }).token;
-    withoutQuota = seedToken(t.server, { name: "unmetered", role: "tenant_operator", keyLevel: "read_write" }).token;
+    withQuota = (await seedToken(t.server, { name: "metered", role: "tenant_operator", keyLevel: "read_write", controls: { quota: { limitPerMinute: 100_000 } } })).token;
+    withoutQuota = (await seedToken(t.server, { name: "unmetered", role: "tenant_operator", keyLevel: "read_write" })).token;
   });
 
   afterAll(async () => {
