@@ -28,6 +28,7 @@ import { buildTrustedProxyMatcher } from "./transport/trusted-proxies.js";
 import { checkPortsFree, listenErrorOf, servePorts } from "./config/check-ports.js";
 import { createPolicyExplorerHandler } from "./transport/policy-explorer-http.js";
 import { loadTlsFiles, watchTlsFiles } from "./transport/tls-files.js";
+import { createRedisQuotaCounter, type RedisQuotaCounter } from "./quota/redis-quota-counter.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -84,6 +85,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       return store.administrativeStateVersion;
     },
   });
+  const quotaStore = config.quotaStoreUrl === undefined ? undefined : await openQuotaStore(config.quotaStoreUrl, config.quotaKeyPrefix, log);
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: tokenCache,
@@ -93,6 +95,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
     usage,
     observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
+    ...(quotaStore === undefined ? {} : { quota: quotaStore }),
   });
   const tokenService = createTokenService({ lifecycle, policy: () => policy, authorize, now: Date.now });
   // why: explanations name controls and scopes, so only callers who may manage tokens get them
@@ -117,6 +120,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const httpServer = createHttpServer({
     authorize,
     ready: () => ready && store.available,
+    // why: only tokens with a quota need Redis, so its absence is reported, not made unready (docs/controls/quota.md)
+    ...(quotaStore === undefined
+      ? {}
+      : { readinessNotes: () => [quotaStore.reachable() ? "quota store: reachable" : "quota store: unreachable (requests with a quota answer 503 unavailable)"] }),
     extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
     tokenService,
     metrics: () => metrics.render(),
@@ -151,6 +158,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     httpServer.close();
     await usage.close();
     await store.close();
+    await quotaStore?.close();
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
@@ -207,6 +215,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       // Stamps of the last decisions are written before the store closes.
       await usage.close();
       await store.close();
+      await quotaStore?.close();
     },
   };
 
@@ -225,6 +234,31 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);
     return { ok: true };
   }
+}
+
+/**
+ * Connects the Redis quota store and waits briefly for it, so that a start
+ * beside a healthy Redis does not answer its first quota requests with 503;
+ * an unreachable one does not stop the start (it is retried in the background).
+ */
+async function openQuotaStore(url: string, keyPrefix: string | undefined, log: Logger): Promise<RedisQuotaCounter> {
+  // why: the URL may carry a password; the log names only where it points
+  const where = redisLocation(url);
+  const counter = createRedisQuotaCounter({
+    url,
+    ...(keyPrefix === undefined ? {} : { keyPrefix }),
+    onReachableChange: (reachable, error) => {
+      if (reachable) log.info({ quotaStore: where }, `quota store ${where} reachable`);
+      else log.error({ quotaStore: where, err: error }, `quota store ${where} unreachable; requests with a quota answer 503 unavailable until it is back`);
+    },
+  });
+  if (!(await counter.waitReachable(2_000))) log.error({ quotaStore: where }, `quota store ${where} not reachable at start; requests with a quota answer 503 unavailable until it is`);
+  return counter;
+}
+
+function redisLocation(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.protocol}//${parsed.host}${parsed.pathname === "/" ? "" : parsed.pathname}`;
 }
 
 /** The gRPC connection age as configured; 0 never retires a connection. */

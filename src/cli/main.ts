@@ -84,6 +84,8 @@ export function buildProgram(): Command {
     .option("--tls-client-ca <file>", "PEM CA bundle: both ports require a client certificate from it (env PORTCULLIS_TLS_CLIENT_CA, default none)")
     .option("--no-watch-policies", "do not reload the policy folder when its files change; SIGHUP still reloads (env PORTCULLIS_WATCH_POLICIES, true or false, default true)")
     .option("--policy-explorer", "serve the read-only policy explorer at /policy on the HTTP port (env PORTCULLIS_POLICY_EXPLORER, true or false, default false)")
+    .option("--quota-store <url>", "redis:// or rediss:// URL of the Redis that every replica counts quotas in, exactly; prefer the env for a password (env PORTCULLIS_QUOTA_STORE_URL, default none: in memory, per process)")
+    .option("--quota-key-prefix <prefix>", "prefix of the quota store's keys, one per token id (env PORTCULLIS_QUOTA_KEY_PREFIX, default portcullis:quota:)")
     .option(
       "--grpc-max-connection-age <duration>",
       "age (±10%) at which a gRPC connection is sent GOAWAY so its client reconnects and load spreads over replicas, 0s for never (env PORTCULLIS_GRPC_MAX_CONNECTION_AGE, default 10m)",

@@ -66,6 +66,21 @@ export interface ServeConfig {
    */
   readonly tls?: TlsFiles;
   /**
+   * Where quota counters live: `redis://[user:password@]host:port[/db]` (or
+   * `rediss://` for TLS) shares exact counts across every replica that names
+   * the same Redis; without it each process counts in its own memory
+   * (`--quota-store`; env `PORTCULLIS_QUOTA_STORE_URL`, better for a URL with a
+   * password, which `ps` would show on a command line). Default none (in memory),
+   * e.g. `--quota-store redis://redis.internal:6379`. See docs/controls/quota.md.
+   */
+  readonly quotaStoreUrl?: string;
+  /**
+   * Prefix of the quota store's keys (`<prefix><token id>`), so that several
+   * fleets can share one Redis. Default `portcullis:quota:` (`--quota-key-prefix`;
+   * env `PORTCULLIS_QUOTA_KEY_PREFIX`); used only with `quotaStoreUrl`.
+   */
+  readonly quotaKeyPrefix?: string;
+  /**
    * Age at which a gRPC connection is sent GOAWAY so that its client
    * reconnects, varied by ±10% per connection; 0 never retires one. Envoy keeps
    * its connections for hours, so without it a replica added behind a Service
@@ -104,6 +119,8 @@ export interface ServeFlags {
   readonly tlsCert?: string;
   readonly tlsKey?: string;
   readonly tlsClientCa?: string;
+  readonly quotaStore?: string;
+  readonly quotaKeyPrefix?: string;
   readonly grpcMaxConnectionAge?: string;
   readonly grpcMaxConnectionAgeGrace?: string;
   readonly workers?: string;
@@ -147,6 +164,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     watchPolicies: flags.watchPolicies === false ? false : booleanEnv(env.PORTCULLIS_WATCH_POLICIES, "PORTCULLIS_WATCH_POLICIES", true),
     policyExplorer: flags.policyExplorer === true || booleanEnv(env.PORTCULLIS_POLICY_EXPLORER, "PORTCULLIS_POLICY_EXPLORER", false),
     ...tlsFiles(flags.tlsCert ?? env.PORTCULLIS_TLS_CERT, flags.tlsKey ?? env.PORTCULLIS_TLS_KEY, flags.tlsClientCa ?? env.PORTCULLIS_TLS_CLIENT_CA),
+    ...quotaStore(flags.quotaStore ?? env.PORTCULLIS_QUOTA_STORE_URL, flags.quotaKeyPrefix ?? env.PORTCULLIS_QUOTA_KEY_PREFIX),
     grpcMaxConnectionAgeMs: durationSetting(flags.grpcMaxConnectionAge ?? env.PORTCULLIS_GRPC_MAX_CONNECTION_AGE, "--grpc-max-connection-age", "PORTCULLIS_GRPC_MAX_CONNECTION_AGE", DEFAULT_GRPC_MAX_CONNECTION_AGE_MS),
     grpcMaxConnectionAgeGraceMs: durationSetting(
       flags.grpcMaxConnectionAgeGrace ?? env.PORTCULLIS_GRPC_MAX_CONNECTION_AGE_GRACE,
@@ -156,6 +174,22 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     ),
     workers: workers(flags.workers ?? env.PORTCULLIS_WORKERS ?? "1"),
   };
+}
+
+function quotaStore(url: string | undefined, keyPrefix: string | undefined): { quotaStoreUrl?: string; quotaKeyPrefix?: string } {
+  const prefix = keyPrefix === undefined || keyPrefix === "" ? {} : { quotaKeyPrefix: keyPrefix };
+  if (url === undefined || url.trim() === "") return prefix;
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url.trim());
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined || (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") || parsed.hostname === "") {
+    // why: the URL may hold a password, so the message does not repeat it
+    throw new ConfigError("invalid --quota-store (PORTCULLIS_QUOTA_STORE_URL): expected a url such as redis://127.0.0.1:6379 or rediss://user:password@host:6380");
+  }
+  return { quotaStoreUrl: url.trim(), ...prefix };
 }
 
 function durationSetting(value: string | undefined, flag: string, envName: string, fallback: number): number {
