@@ -11,8 +11,15 @@ import type { TokenRecord } from "./types.js";
 /** A well-formed token for the environment the request targets, not yet looked up. */
 export interface Credential {
   readonly token: string;
+  /** The token prefix; `""` for a JWT. */
   readonly prefix: string;
   readonly environment: string;
+  /**
+   * Set when the credential has the shape of a compact JWT (and the policy set
+   * accepts exchanged JWTs): nothing about it is verified yet; the authorizer
+   * verifies it and finds the token it was exchanged for (src/jwt/).
+   */
+  readonly jwt?: true;
 }
 
 /** An authentication failure, with the reason DESIGN.md's `unauthenticated` row lists. */
@@ -42,6 +49,8 @@ export function readCredential(request: PreparedRequest, policy: CompiledPolicyS
 
   const raw = bearerToken(header);
   if (raw === null) return fail("malformed", "authorization header must be `Bearer <token>`", true);
+  // why: environment is the request's; the JWT's parent token must be of it, which decide() checks like any token's
+  if (policy.tokenExchange !== null && looksLikeJwt(raw)) return { ok: true, credential: { token: raw, prefix: "", environment: request.environment, jwt: true } };
   const parsed = parseToken(raw, policy.tokenPrefixes);
   if (!parsed.ok) {
     return parsed.reason === "bad_checksum"
@@ -74,6 +83,17 @@ export function checkToken(record: TokenRecord | undefined, credential: Credenti
     return { reason: "wrong_environment", message: `token is for the \`${record.environment}\` environment`, presented: true };
   }
   return null;
+}
+
+// Three base64url parts, the first a JSON object (`{"` encodes as `eyJ`): RFC 7515 §7.1 compact serialization.
+const COMPACT_JWT = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/** Longest JWT read: ours are about 600 bytes; anything far longer is not ours and is not worth hashing. */
+const MAX_JWT_LENGTH = 4_096;
+
+/** Whether a bearer value has the shape of a compact JWT (and so is never a token of the token format). */
+export function looksLikeJwt(raw: string): boolean {
+  return raw.length <= MAX_JWT_LENGTH && raw.charCodeAt(0) === 101 /* e */ && COMPACT_JWT.test(raw);
 }
 
 function fail(reason: UnauthenticatedReason, message: string, presented: boolean): { ok: false; failure: AuthFailure } {

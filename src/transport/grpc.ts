@@ -16,6 +16,8 @@ import { createGrpcServer as createServer, GrpcError, GrpcStatus, type GrpcMetho
 import type { Health } from "./health.js";
 // A cycle (it uses decodeRequest), safe because both sides only use function declarations.
 import { callContextOf, tokenServiceMethods } from "./token-service-grpc.js";
+import type { TokenExchange } from "../jwt/token-exchange.js";
+import { tokenExchangeGrpcMethods } from "./token-exchange-rpc.js";
 import type { TlsServerOptions } from "./tls-files.js";
 import { buildTrustedProxyMatcher } from "./trusted-proxies.js";
 
@@ -37,6 +39,8 @@ export interface GrpcServerOptions {
   readonly explain?: AuthorizeExplainer;
   /** Serve gRPC over TLS; `setSecureContext` replaces the certificate. */
   readonly tls?: TlsServerOptions;
+  /** `TokenService.ExchangeToken`; answered `unimplemented` when absent. */
+  readonly tokenExchange?: TokenExchange;
 }
 
 /** Creates the gRPC server with every service; `listen` binds it. */
@@ -56,6 +60,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     ],
     ...envoyAuthorizationMethods({ trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize }),
     ...(options.tokenService === undefined ? [] : tokenServiceMethods(options.tokenService)),
+    ...(options.tokenExchange === undefined ? [] : tokenExchangeGrpcMethods(options.tokenExchange)),
     ...options.health.methods(),
   ]);
   return createServer({
