@@ -64,7 +64,8 @@ export async function openKeyRing(options: KeyRingOptions): Promise<KeyRing> {
   await ensureSigningKey(options.store, options.secret, options.now());
   const loaded = new Map<string, LoadedKey>();
   let signing: { kid: string; privateKey: KeyObject } | null = null;
-  let lastRefreshMs = -Infinity;
+  // Reloads asked for by unknown key ids, at most one a second: a flood of JWTs naming made-up ids costs no store reads.
+  let lastAskedMs = -Infinity;
   let inFlight: Promise<void> | null = null;
 
   const load = async (): Promise<void> => {
@@ -86,7 +87,6 @@ export async function openKeyRing(options: KeyRingOptions): Promise<KeyRing> {
     for (const [kid, key] of next) loaded.set(kid, key);
   };
   const refresh = (): Promise<void> => {
-    lastRefreshMs = performance.now();
     inFlight ??= load().finally(() => (inFlight = null));
     return inFlight;
   };
@@ -104,7 +104,12 @@ export async function openKeyRing(options: KeyRingOptions): Promise<KeyRing> {
     },
     jwks: (nowMs) => ({ keys: [...loaded.values()].filter((key) => verifies(key, nowMs)).map((key) => key.jwk) }),
     refresh,
-    refreshSoon: () => (inFlight ?? (performance.now() - lastRefreshMs < 1_000 ? Promise.resolve() : refresh())),
+    refreshSoon() {
+      if (inFlight !== null) return inFlight;
+      if (performance.now() - lastAskedMs < 1_000) return Promise.resolve();
+      lastAskedMs = performance.now();
+      return refresh();
+    },
     close: () => {
       if (timer !== null) clearInterval(timer);
     },
