@@ -15,6 +15,7 @@ import { createToken, TokenRequestError, updateTokenControls } from "../service/
 import { tokenStatus } from "../service/token-service.js";
 import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
 import { registerLifecycleCommands } from "./lifecycle.js";
+import { registerKeyCommands } from "./keys.js";
 import { createLogger } from "./logger.js";
 import { checkHealth } from "./healthcheck.js";
 import { PolicyUsageError, registerPolicyAuthorCommands } from "./policy-commands.js";
@@ -156,6 +157,7 @@ export function buildProgram(): Command {
   );
 
   registerAdminCommands(program, { withStoreOptions, withStore, actor });
+  registerKeyCommands(program);
   registerLifecycleCommands(program, tokens, { withStoreOptions, withStore, withPolicyAndStore, actor, usageError: (message) => new UsageError(message) });
 
   const policy = program.command("policy").description("check policy sets");

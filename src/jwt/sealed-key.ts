@@ -16,7 +16,7 @@ const TAG_BYTES = 16;
 /** A fresh Ed25519 signing key, sealed for the store, created at `nowMs`. */
 export function generateSigningKey(secret: Buffer, nowMs: number): StoredSigningKey {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
-  const kid = randomBytes(12).toString("base64url");
+  const kid = randomBytes(8).toString("hex");
   const jwk = publicKey.export({ format: "jwk" });
   const publicJwk: PublicJwk = { kty: "OKP", crv: "Ed25519", x: jwk.x! };
   const der = privateKey.export({ format: "der", type: "pkcs8" });
