@@ -3,11 +3,16 @@
  * engine judges, as fast as an opaque token once the JWT was seen.
  *
  * - **Verified once.** A JWT whose signature and claims verified is kept in a
- *   bounded LRU keyed by the whole compact JWT (so a JWT differing in any
- *   byte, a tampered payload or signature, is another key and is verified
- *   afresh), until its `exp` plus the clock skew. A repeated JWT is then
- *   judged without a Promise and without a signature check: the claim times,
- *   issuer and audience and the key's trust are re-checked from memory.
+ *   bounded LRU until its `exp` plus the clock skew, indexed by its signature
+ *   and matched on the whole compact JWT: a JWT differing in any byte (a
+ *   tampered header or payload under a copied signature) is not a hit and is
+ *   verified afresh, and only a JWT that verified is ever stored. (The index
+ *   is the signature rather than the whole JWT because hashing a kilobyte of
+ *   fresh string on every request costs more than the rest of the look-up.)
+ *   A repeated JWT is then
+ *   judged without a signature check: the claim times, issuer and audience
+ *   and the key's trust are re-checked from memory. Verification itself is
+ *   synchronous too (verify-jwt.ts): only a key id not loaded yet waits.
  * - **Bound to its token.** The JWT stands for the API token it was exchanged
  *   for (`sub`): that token's record is looked up by id through a token cache
  *   (1 s entries, evicted at once by changes made in this process), and the
@@ -49,6 +54,8 @@ export interface JwtCredentialsOptions {
 export const DEFAULT_MAX_VERIFIED_JWTS = 10_000;
 
 interface VerifiedJwt {
+  /** The whole compact JWT that verified; a hit must equal it. */
+  readonly compact: string;
   readonly claims: JwtClaims;
   readonly kid: string;
   /** The settings the claims were last judged under; re-judged when the policy set changes. */
@@ -61,8 +68,14 @@ interface VerifiedJwt {
 /** Builds the resolver; see the module comment. */
 export function createJwtCredentials(options: JwtCredentialsOptions): JwtCredentials {
   const verified = new LRUCache<string, VerifiedJwt>({ max: options.maxEntries ?? DEFAULT_MAX_VERIFIED_JWTS, ttlAutopurge: false });
-  // One verification in flight per JWT: a burst of a new JWT pays one signature check.
-  const pending = new Map<string, Promise<JwtVerdict>>();
+  // Only a JWT that verified is stored, so a forged one can never take a genuine one's place.
+  const remember = (compact: string, result: JwtVerdict, settings: CompiledTokenExchange, nowMs: number): MaybePromise<JwtResolution> => {
+    if (!result.ok) return refuse(result.reason, result.message);
+    const entry: VerifiedJwt = { compact, claims: result.claims, kid: result.kid, settings, parent: undefined, derived: undefined };
+    const ttl = (result.claims.expiresAtSeconds + JWT_CLOCK_SKEW_SECONDS) * 1_000 - nowMs;
+    verified.set(signatureOf(compact), entry, { ttl: Math.max(1, ttl) });
+    return withParent(entry);
+  };
 
   const withParent = (entry: VerifiedJwt): MaybePromise<JwtResolution> => {
     const parent = options.tokensById.find(entry.claims.tokenId);
@@ -80,8 +93,8 @@ export function createJwtCredentials(options: JwtCredentialsOptions): JwtCredent
     find(compact, policy, nowMs) {
       const settings = policy.tokenExchange;
       if (settings === null) return refuse("jwt_invalid", "this service does not accept jwts");
-      const hit = verified.get(compact);
-      if (hit !== undefined) {
+      const hit = verified.get(signatureOf(compact));
+      if (hit !== undefined && hit.compact === compact) {
         // The fast path: claim times, key trust and (after a policy change) issuer and audience, all from memory.
         const expiresMs = (hit.claims.expiresAtSeconds + JWT_CLOCK_SKEW_SECONDS) * 1_000;
         if (hit.settings === settings && nowMs < expiresMs && nowMs >= (hit.claims.notBeforeSeconds - JWT_CLOCK_SKEW_SECONDS) * 1_000 && options.ring.verificationKey(hit.kid, nowMs) !== undefined) {
@@ -89,22 +102,11 @@ export function createJwtCredentials(options: JwtCredentialsOptions): JwtCredent
         }
         return judge(hit, settings, nowMs) ?? withParent(hit);
       }
-      let verdict = pending.get(compact);
-      if (verdict === undefined) {
-        verdict = verifyJwt(compact, options.ring, settings, nowMs).finally(() => pending.delete(compact));
-        pending.set(compact, verdict);
-      }
-      return verdict.then((result) => {
-        if (!result.ok) return refuse(result.reason, result.message);
-        const entry: VerifiedJwt = { claims: result.claims, kid: result.kid, settings, parent: undefined, derived: undefined };
-        const ttl = (result.claims.expiresAtSeconds + JWT_CLOCK_SKEW_SECONDS) * 1_000 - nowMs;
-        verified.set(compact, entry, { ttl: Math.max(1, ttl) });
-        return withParent(entry);
-      });
+      const verdict = verifyJwt(compact, options.ring, settings, nowMs);
+      return isPromise(verdict) ? verdict.then((result) => remember(compact, result, settings, nowMs)) : remember(compact, verdict, settings, nowMs);
     },
     clear() {
       verified.clear();
-      pending.clear();
     },
   };
 }
@@ -123,6 +125,11 @@ function bind(entry: VerifiedJwt, parent: TokenRecord | undefined): JwtResolutio
   entry.parent = parent;
   entry.derived = derived;
   return { ok: true, token: derived };
+}
+
+/** The third part of a compact JWT: unique per verified JWT (an Ed25519 signature is a function of key and message). */
+function signatureOf(compact: string): string {
+  return compact.slice(compact.lastIndexOf(".") + 1);
 }
 
 function refuse(reason: AuthFailure["reason"], message: string): JwtResolution {

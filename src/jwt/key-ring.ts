@@ -8,11 +8,11 @@
  * for the longest JWT lifetime plus the clock skew, so every JWT it signed
  * verifies until it expires, and then leaves the JWKS.
  */
-import { importJWK, type CryptoKey, type JWK } from "jose";
 import type { KeyObject } from "node:crypto";
+import type { JWK } from "jose";
 import { MAX_JWT_LIFETIME_MS } from "../policy/compile.js";
 import { JWT_ALGORITHM, JWT_CLOCK_SKEW_SECONDS } from "./claims.js";
-import { generateSigningKey, unsealPrivateKey } from "./sealed-key.js";
+import { generateSigningKey, publicKeyOf, unsealPrivateKey } from "./sealed-key.js";
 import type { SigningKeyStore, StoredSigningKey } from "./signing-key-store.js";
 
 /** How long a retired key keeps verifying: the longest JWT lifetime plus the clock skew. */
@@ -28,7 +28,7 @@ export interface KeyRing {
   /** The key that signs now: the newest unretired key; `null` when there is none. */
   signingKey(): { readonly kid: string; readonly privateKey: KeyObject } | null;
   /** The key to verify a JWT with `kid` at `nowMs`; `undefined` when unknown or retired too long ago. */
-  verificationKey(kid: string, nowMs: number): CryptoKey | undefined;
+  verificationKey(kid: string, nowMs: number): KeyObject | undefined;
   /** The JWKS document (RFC 7517 §5): every key that still verifies at `nowMs`. */
   jwks(nowMs: number): { readonly keys: readonly PublishedJwk[] };
   /** Reloads the keys from the store. */
@@ -52,7 +52,7 @@ export interface KeyRingOptions {
 
 interface LoadedKey {
   readonly stored: StoredSigningKey;
-  readonly verify: CryptoKey;
+  readonly verify: KeyObject;
   readonly jwk: PublishedJwk;
 }
 
@@ -78,7 +78,7 @@ export async function openKeyRing(options: KeyRingOptions): Promise<KeyRing> {
         continue;
       }
       const jwk: PublishedJwk = { ...stored.publicJwk, kid: stored.kid, alg: JWT_ALGORITHM, use: "sig" };
-      next.set(stored.kid, { stored, verify: (await importJWK({ ...stored.publicJwk }, JWT_ALGORITHM)) as CryptoKey, jwk });
+      next.set(stored.kid, { stored, verify: publicKeyOf(stored), jwk });
     }
     const newest = [...next.values()].filter((key) => key.stored.retiredAtMs === null).sort((a, b) => a.stored.createdAtMs - b.stored.createdAtMs).at(-1);
     if (newest === undefined) signing = null;

@@ -123,6 +123,8 @@ function decideWith(deps: AuthorizerDeps): Authorizer {
     if (isPromise(charged)) return charged.then((decision) => stamp(decision, nowMs, policy, requestId));
     return stamp(charged, nowMs, policy, requestId);
   };
+  const judgeJwt = (resolved: JwtResolution, reading: Reading, policy: CompiledPolicySet, requestId: string, nowMs: number): MaybePromise<AuthorizeResult> =>
+    resolved.ok ? finish(resolved.token, reading, policy, requestId, nowMs) : answer(unauthenticated(resolved.failure, policy), policy, requestId);
   return (input) => {
     const given = input.headers.get("x-request-id");
     const requestId = given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
@@ -133,10 +135,8 @@ function decideWith(deps: AuthorizerDeps): Authorizer {
       if (reading.done) return answer(reading.decision, policy, requestId);
       if (reading.credential.jwt === true) {
         const nowMs = deps.now();
-        const judge = (resolved: JwtResolution): MaybePromise<AuthorizeResult> =>
-          resolved.ok ? finish(resolved.token, reading, policy, requestId, nowMs) : answer(unauthenticated(resolved.failure, policy), policy, requestId);
         const resolved = deps.jwt === undefined ? NO_JWTS : deps.jwt.find(reading.credential.token, policy, nowMs);
-        const result = isPromise(resolved) ? resolved.then(judge) : judge(resolved);
+        const result = isPromise(resolved) ? resolved.then((settled) => judgeJwt(settled, reading, policy, requestId, nowMs)) : judgeJwt(resolved, reading, policy, requestId, nowMs);
         return isPromise(result) ? result.catch((error: unknown) => fail(error, policy, requestId)) : result;
       }
       const token = deps.tokens.find(reading.credential.token);

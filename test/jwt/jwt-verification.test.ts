@@ -234,7 +234,7 @@ describe("verification", () => {
     ["a wrong audience", () => forge({ aud: "https://other.example.com" }), "jwt_invalid", /audience/],
     ["a wrong issuer", () => forge({ iss: "https://evil.example.com" }), "jwt_invalid", /issuer/],
     ["a JWT of another type", () => forge({}, { typ: "JWT" }), "jwt_invalid", /typ|malformed|missing or invalid/],
-    ["a JWT without a subject", () => forge({ sub: undefined }), "jwt_invalid", /sub/],
+    ["a JWT without a subject", () => forge({ sub: undefined }), "jwt_invalid", /claims are not those of an exchanged token/],
     ["a key from another JWKS", () => forge({}, {}, generateKeyPairSync("ed25519").privateKey, "someone-elses-kid"), "jwt_invalid", /key this service does not trust/],
     ["another key claiming our key id", () => forge({}, {}, generateKeyPairSync("ed25519").privateKey), "jwt_invalid", /signature does not verify/],
     [

@@ -88,7 +88,7 @@ describe("exchange over every transport", () => {
     expect(headers["cache-control"]).toBe("no-store");
     expect(Object.keys(json).sort()).toEqual(["accessToken", "expiresIn", "tokenType"]);
     expect(json).toMatchObject({ expiresIn: 900, tokenType: "Bearer" });
-    const jwks = createLocalJWKSet(await (await fetch(`${t.httpUrl}/.well-known/jwks.json`)).json());
+    const jwks = createLocalJWKSet((await (await fetch(`${t.httpUrl}/.well-known/jwks.json`)).json()) as any);
     const { payload } = await jwtVerify(json.accessToken, jwks, { issuer: ISSUER, audience: AUDIENCE });
     expect(payload.sub).toBe(id);
   });
@@ -230,7 +230,7 @@ describe("keys rotate", () => {
     await t.server.keyRing.refresh();
     const after = (await exchangeOverHttp(token)).json.accessToken;
     expect(decodeProtectedHeader(after).kid).toBe(newKid);
-    const jwks = await (await fetch(`${t.httpUrl}/.well-known/jwks.json`)).json();
+    const jwks = (await (await fetch(`${t.httpUrl}/.well-known/jwks.json`)).json()) as any;
     expect(jwks.keys.map((key: { kid: string }) => key.kid).sort()).toEqual([oldKid, newKid].sort());
     const set = createLocalJWKSet(jwks);
     for (const jwt of [before, after]) await jwtVerify(jwt, set, { issuer: ISSUER, audience: AUDIENCE });
