@@ -27,7 +27,7 @@ export function memorySigningKeyStore(): SigningKeyStore & { keys: StoredSigning
   const keys: StoredSigningKey[] = [];
   return {
     keys,
-    listKeys: () => [...keys],
+    listKeys: () => [...keys].sort((a, b) => a.createdAtMs - b.createdAtMs || (a.kid < b.kid ? -1 : 1)),
     addKey: (key) => void keys.push(key),
     retireKey: (kid, atMs) => {
       const i = keys.findIndex((key) => key.kid === kid && key.retiredAtMs === null);
