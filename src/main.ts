@@ -29,6 +29,12 @@ import { checkPortsFree, listenErrorOf, servePorts } from "./config/check-ports.
 import { createPolicyExplorerHandler } from "./transport/policy-explorer-http.js";
 import { loadTlsFiles, watchTlsFiles } from "./transport/tls-files.js";
 import { createRedisQuotaCounter, type RedisQuotaCounter } from "./quota/redis-quota-counter.js";
+import { createJwtCredentials } from "./jwt/jwt-credentials.js";
+import { openKeyRing, type KeyRing } from "./jwt/key-ring.js";
+import { openSqliteSigningKeyStore } from "./jwt/sqlite-signing-key-store.js";
+import { createTokenExchange } from "./jwt/token-exchange.js";
+import { createMemoryQuotaCounter } from "./quota/memory-quota-counter.js";
+import { createTokenExchangeHttpHandler } from "./transport/token-exchange-http.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -38,6 +44,8 @@ export interface RunningServer {
   /** The token lifecycle over the server's store: what the token API and the CLI run. */
   readonly store: TokenLifecycle;
   readonly tokenCache: TokenCache;
+  /** JWT signing keys in memory (src/jwt/key-ring.ts). */
+  readonly keyRing: KeyRing;
   /** Last-used stamps waiting for their batch; `flush()` writes them now. */
   readonly usage: UsageRecorder;
   /** The policy set in force. */
@@ -76,6 +84,21 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const tokenCache = createTokenCache({ find: (token) => lifecycle.findByToken(token) });
   // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
   store.onTokensChanged((tokenIds) => tokenCache.evictTokenIds(tokenIds));
+  // JWTs are judged as the token they were exchanged for, read by id through a cache of its own with the same 1 s bound.
+  const tokensById = createTokenCache({ find: (id) => lifecycle.get(id) });
+  store.onTokensChanged((tokenIds) => tokensById.evictTokenIds(tokenIds));
+  const signingKeys = openSqliteSigningKeyStore(config.dataDir);
+  const keyRing = await openKeyRing({
+    store: signingKeys,
+    secret: store.secret,
+    now: Date.now,
+    onError: (error) => log.warn({ err: error }, "jwt signing keys not reloaded; the keys in memory stay"),
+  }).catch((error: unknown) => {
+    signingKeys.close();
+    void store.close();
+    throw error;
+  });
+  const jwt = createJwtCredentials({ ring: keyRing, tokensById });
   const metrics = createServerMetrics(cluster.isWorker && cluster.worker !== undefined ? { worker: { id: cluster.worker.id, pid: process.pid } } : {});
   metrics.policyLoaded(policy);
   const usage = createUsageRecorder(lifecycle, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
@@ -96,6 +119,17 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     usage,
     observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
     ...(quotaStore === undefined ? {} : { quota: quotaStore }),
+    jwt,
+  });
+  const tokenExchange = createTokenExchange({
+    policy: () => policy,
+    tokens: tokenCache,
+    tenantState,
+    ring: keyRing,
+    quota: createMemoryQuotaCounter(),
+    now: Date.now,
+    onError: (error, requestId) => log.error({ err: error, requestId }, "token exchange failed; answered unavailable"),
+    observe: (decision) => decision.identity !== null && usage.record(decision.identity.tokenId, Date.now()),
   });
   const tokenService = createTokenService({ lifecycle, policy: () => policy, authorize, now: Date.now });
   // why: explanations name controls and scopes, so only callers who may manage tokens get them
@@ -112,6 +146,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     tokenService,
     onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
     explain,
+    tokenExchange,
     ...(tls === undefined ? {} : { tls }),
     ...maxConnectionAgeOf(config),
   });
@@ -129,6 +164,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     metrics: () => metrics.render(),
     explain,
     ...(config.policyExplorer === true ? { policyExplorer: createPolicyExplorerHandler(() => policy) } : {}),
+    tokenExchange: { exchange: tokenExchange, http: createTokenExchangeHttpHandler({ exchange: tokenExchange, ring: keyRing, trustedProxies, now: Date.now }) },
     ...(tls === undefined ? {} : { tls }),
   });
   const stopWatchingTls =
@@ -157,6 +193,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     await grpcServer.close(0);
     httpServer.close();
     await usage.close();
+    keyRing.close();
+    signingKeys.close();
     await store.close();
     await quotaStore?.close();
     throw listenErrorOf(error, config.host, binding);
@@ -165,11 +203,13 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const stopWatchingStore = watchStoreFile(store, {
     onReopened: () => {
       tokenCache.clear();
+      tokensById.clear();
       log.warn(`the token store file was replaced; reading the new one`);
     },
     onMissing: () => {
       // why: cached records would keep allowing what the missing store can no longer confirm
       tokenCache.clear();
+      tokensById.clear();
       health.setStatus("", "NOT_SERVING");
       log.error(`the token store file is missing or unreadable; every decision is unavailable until it is back`);
     },
@@ -200,6 +240,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     authorize,
     store: lifecycle,
     tokenCache,
+    keyRing,
     usage,
     policy: () => policy,
     reloadPolicy() {
@@ -214,6 +255,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.
       await usage.close();
+      keyRing.close();
+      signingKeys.close();
       await store.close();
       await quotaStore?.close();
     },
@@ -229,6 +272,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     }
     policy = next.policy;
     tokenCache.clear();
+    tokensById.clear();
+    jwt.clear();
     metrics.policyReload("ok");
     metrics.policyLoaded(policy);
     log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);

@@ -17,6 +17,7 @@ import { createToken, TokenRequestError, updateTokenControls } from "../service/
 import { tokenStatus } from "../lifecycle/token-status.js";
 import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
 import { registerLifecycleCommands } from "./lifecycle.js";
+import { registerKeyCommands } from "./keys.js";
 import { createLogger } from "./logger.js";
 import { superviseWorkers, WORKER_LISTENING } from "./workers.js";
 import { checkPortsFree, servePorts } from "../config/check-ports.js";
@@ -168,6 +169,7 @@ export function buildProgram(): Command {
   );
 
   registerAdminCommands(program, { withStoreOptions, withStore, actor });
+  registerKeyCommands(program);
   registerLifecycleCommands(program, tokens, { withStoreOptions, withStore, withPolicyAndStore, actor, usageError: (message) => new UsageError(message) });
 
   const policy = program.command("policy").description("check policy sets");

@@ -16,6 +16,8 @@ import { createGrpcServer as createServer, GrpcError, GrpcStatus, type GrpcMetho
 import type { Health } from "./health.js";
 // A cycle (it uses decodeRequest), safe because both sides only use function declarations.
 import { callContextOf, tokenServiceMethods } from "./token-service-grpc.js";
+import type { TokenExchange } from "../jwt/token-exchange.js";
+import { tokenExchangeGrpcMethods } from "./token-exchange-rpc.js";
 import type { TlsServerOptions } from "./tls-files.js";
 import { buildTrustedProxyMatcher } from "./trusted-proxies.js";
 
@@ -39,6 +41,8 @@ export interface GrpcServerOptions {
   readonly tls?: TlsServerOptions;
   /** Retire connections at an age (GOAWAY, then a grace for open calls); never when absent. */
   readonly maxConnectionAge?: MaxConnectionAge;
+  /** `TokenService.ExchangeToken`; answered `unimplemented` when absent. */
+  readonly tokenExchange?: TokenExchange;
 }
 
 /** Creates the gRPC server with every service; `listen` binds it. */
@@ -58,6 +62,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     ],
     ...envoyAuthorizationMethods({ trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize }),
     ...(options.tokenService === undefined ? [] : tokenServiceMethods(options.tokenService)),
+    ...(options.tokenExchange === undefined ? [] : tokenExchangeGrpcMethods(options.tokenExchange)),
     ...options.health.methods(),
   ]);
   return createServer({

@@ -11,6 +11,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Authorizer } from "../service/authorize.js";
 import type { AuthorizeExplainer } from "../service/explain-decision.js";
 import type { TokenServiceImpl } from "./token-service.js";
+import type { TokenExchange } from "../jwt/token-exchange.js";
 import { registerAuthorizationService } from "./connect.js";
 import { peerAddressKey, registerTokenService } from "./token-service-connect.js";
 import { createExtAuthzHandler, type ExtAuthzOptions } from "./ext-authz-http.js";
@@ -38,6 +39,8 @@ export interface HttpServerOptions {
   readonly limits?: Partial<HttpLimits>;
   /** Serve HTTPS instead of HTTP; `setSecureContext` on the server replaces the certificate for new connections. */
   readonly tls?: TlsServerOptions;
+  /** JWT exchange: `ExchangeToken` on Connect, and the plain HTTP exchange endpoint and JWKS (`createTokenExchangeHttpHandler`); neither when absent. */
+  readonly tokenExchange?: { readonly exchange: TokenExchange; readonly http: (request: http.IncomingMessage, response: http.ServerResponse) => boolean };
 }
 
 /**
@@ -74,7 +77,7 @@ export function createHttpServer(options: HttpServerOptions): HttpPortServer {
   const connect = connectNodeAdapter({
     routes: (router) => {
       registerAuthorizationService(router, options.authorize, options.explain);
-      if (options.tokenService !== undefined) registerTokenService(router, options.tokenService);
+      if (options.tokenService !== undefined) registerTokenService(router, options.tokenService, options.tokenExchange?.exchange);
     },
     // The token service's guard judges the caller's own address, as its token's IP allowlist asks.
     contextValues: (request) => createContextValues().set(peerAddressKey, request.socket.remoteAddress ?? ""),
@@ -84,6 +87,7 @@ export function createHttpServer(options: HttpServerOptions): HttpPortServer {
   const extAuthz = options.extAuthz === undefined ? null : createExtAuthzHandler(options.authorize, options.extAuthz);
   const handle = (request: http.IncomingMessage, response: http.ServerResponse): void => {
     if (extAuthz !== null && extAuthz(request, response)) return;
+    if (options.tokenExchange !== undefined && options.tokenExchange.http(request, response)) return;
     const path = request.url ?? "/";
     if (path === "/healthz") return plain(response, 200, "ok\n");
     if (path === "/readyz") {
