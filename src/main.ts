@@ -26,6 +26,8 @@ import { buildTrustedProxyMatcher } from "./transport/trusted-proxies.js";
 import { checkPortsFree, listenErrorOf, servePorts } from "./config/check-ports.js";
 import { createPolicyExplorerHandler } from "./transport/policy-explorer-http.js";
 import { loadTlsFiles, watchTlsFiles } from "./transport/tls-files.js";
+import { openDecisionObservers } from "./observe/open-observers.js";
+import { observeDecisions, type Transport } from "./observe/observe-decisions.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -74,6 +76,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   metrics.policyLoaded(policy);
   const usage = createUsageRecorder(store, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
   const tenantState = createTenantStateCache(store);
+  metrics.watchTokenCache(() => tokenCache.stats());
+  const observers = openDecisionObservers(config.decisionLog, { policy: () => policy, metrics, log });
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: tokenCache,
@@ -82,9 +86,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     now: Date.now,
     onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
     usage,
-    observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
   });
-  const tokenService = createTokenService({ store, policy: () => policy, authorize, now: Date.now });
+  // why: one wrapper per transport, so that metrics, the decision log and spans say who asked
+  const authorizeAs = (transport: Transport): Authorizer => observeDecisions(authorize, transport, observers);
+  const tokenService = createTokenService({ store, policy: () => policy, authorize: authorizeAs("token_service"), now: Date.now });
   // why: explanations name controls and scopes, so only callers who may manage tokens get them
   const explain = createDecisionExplainer({ policy: () => policy, tokens: tokenCache, tenantState, now: Date.now }, (call) => tokenService.mayManageTokens(call));
 
@@ -93,9 +98,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const trustedProxies = buildTrustedProxyMatcher(config.trustedProxies ?? []);
   const onTransportError = (error: unknown, requestId: string) => log.error({ err: error, requestId }, "ext_authz request failed; answered unavailable");
   const grpcServer = createGrpcServer({
-    authorize,
+    authorize: authorizeAs("grpc"),
     health,
-    envoy: { trustedProxies, onError: onTransportError },
+    envoy: { trustedProxies, onError: onTransportError, authorize: authorizeAs("envoy_grpc") },
     tokenService,
     onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
     explain,
@@ -103,9 +108,15 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   });
   let ready = false;
   const httpServer = createHttpServer({
-    authorize,
+    authorize: authorizeAs("connect"),
     ready: () => ready && store.available,
-    extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
+    readinessNotes: () => [`policy revision: ${policy.revision}`],
+    extAuthz: {
+      prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX,
+      trustedProxies,
+      onError: onTransportError,
+      authorizeAs: (mode) => authorizeAs(mode === "envoy" ? "envoy_http" : mode),
+    },
     tokenService,
     metrics: () => metrics.render(),
     explain,
@@ -139,6 +150,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     httpServer.close();
     usage.close();
     store.close();
+    await observers.close();
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
@@ -195,6 +207,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       // Stamps of the last decisions are written before the store closes.
       usage.close();
       store.close();
+      // Records of the last decisions are written before the server reports closed.
+      await observers.close();
     },
   };
 

@@ -80,6 +80,12 @@ export function buildProgram(): Command {
     .option("--tls-client-ca <file>", "PEM CA bundle: both ports require a client certificate from it (env PORTCULLIS_TLS_CLIENT_CA, default none)")
     .option("--no-watch-policies", "do not reload the policy folder when its files change; SIGHUP still reloads (env PORTCULLIS_WATCH_POLICIES, true or false, default true)")
     .option("--policy-explorer", "serve the read-only policy explorer at /policy on the HTTP port (env PORTCULLIS_POLICY_EXPLORER, true or false, default false)")
+    .option("--decision-log <sink>", "write a JSON record per decision to stdout or file:PATH, batched off the decision path (env PORTCULLIS_DECISION_LOG, default stdout when a mode is set)")
+    .option("--decision-log-mode <mode>", "which decisions get a record: off, denials, sampled (denials and a share of allows) or all (env PORTCULLIS_DECISION_LOG_MODE, default off, denials when --decision-log is given)")
+    .option("--decision-log-sample-rate <rate>", "share of allows the sampled mode records, 0 to 1 (env PORTCULLIS_DECISION_LOG_SAMPLE_RATE, default 0.01)")
+    .option("--decision-log-max-file-bytes <size>", "size past which the file:PATH log is rotated to PATH.1, e.g. 100M (env PORTCULLIS_DECISION_LOG_MAX_FILE_BYTES, default 100M)")
+    .option("--decision-log-max-files <count>", "rotated decision log files kept, PATH.1 to PATH.N (env PORTCULLIS_DECISION_LOG_MAX_FILES, default 5)")
+    .option("--decision-log-buffer <records>", "records queued at most; past it a record is dropped and counted, never waited for (env PORTCULLIS_DECISION_LOG_BUFFER, default 10000)")
     .action(async (flags: ServeFlags) => serve(flags));
 
   program

@@ -5,6 +5,8 @@
 
 import type { TlsFiles } from "../transport/tls-files.js";
 import { isTrustedProxyEntry } from "../transport/trusted-proxies.js";
+// A cycle (it throws ConfigError), safe because both sides use each other only inside functions.
+import { resolveDecisionLogSettings, type DecisionLogFlags, type DecisionLogSettings } from "../observe/decision-log-settings.js";
 
 /** Everything `portcullis serve` needs. */
 export interface ServeConfig {
@@ -63,10 +65,16 @@ export interface ServeConfig {
    * --tls-key /etc/portcullis/tls.key`.
    */
   readonly tls?: TlsFiles;
+  /**
+   * The decision log: sink, mode, sampling, rotation and queue size; absent
+   * when off (the default). See src/observe/decision-log-settings.ts for the
+   * flags (`--decision-log stdout|file:PATH`, `--decision-log-mode`, …).
+   */
+  readonly decisionLog?: DecisionLogSettings;
 }
 
 /** Flags as the CLI parsed them; `undefined` when not given. */
-export interface ServeFlags {
+export interface ServeFlags extends DecisionLogFlags {
   readonly host?: string;
   readonly grpcPort?: string;
   readonly httpPort?: string;
@@ -120,6 +128,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     watchPolicies: flags.watchPolicies === false ? false : booleanEnv(env.PORTCULLIS_WATCH_POLICIES, "PORTCULLIS_WATCH_POLICIES", true),
     policyExplorer: flags.policyExplorer === true || booleanEnv(env.PORTCULLIS_POLICY_EXPLORER, "PORTCULLIS_POLICY_EXPLORER", false),
     ...tlsFiles(flags.tlsCert ?? env.PORTCULLIS_TLS_CERT, flags.tlsKey ?? env.PORTCULLIS_TLS_KEY, flags.tlsClientCa ?? env.PORTCULLIS_TLS_CLIENT_CA),
+    ...resolveDecisionLogSettings(flags, env),
   };
 }
 

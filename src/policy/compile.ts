@@ -9,6 +9,7 @@ import { compileControls } from "./controls.js";
 import { parseDuration } from "./duration.js";
 import { buildPathPatternMatcher } from "./path-pattern-matcher.js";
 import { compileUpstream } from "./upstream.js";
+import { compileDecisionLogMasking } from "./decision-log-masking.js";
 import type {
   CompiledTokenRules,
   TokensSpec,
@@ -354,6 +355,7 @@ export function compilePolicySet(
       protect: merged.workspaceRestriction?.value.protect === undefined ? null : buildPathPatternMatcher(merged.workspaceRestriction.value.protect),
     }),
     tokens: compileTokenRules(merged.tokens?.value),
+    decisionLog: compileDecisionLogMasking(settings.decisionLog),
     routeTable: Object.freeze([
       ...merged.operations.map(({ value: op }) => Object.freeze({ method: op.method, path: op.path, scope: op.scope, ruleId: operationRuleId(op) })),
       ...merged.endpointGroups.flatMap(({ value: group }) => {

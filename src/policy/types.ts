@@ -82,6 +82,24 @@ export interface PolicySetSettings {
   upstream?: UpstreamSpec;
   /** PEM files of CA certificates, relative to the policy folder, through which client certificates' issuers are found. */
   trustedCas?: string[];
+  /** What a decision log record may hold of the request. See {@link DecisionLogSpec}. */
+  decisionLog?: DecisionLogSpec;
+}
+
+/**
+ * What a decision log record may hold of the request beyond method, path and
+ * source IP. The token, `Authorization`, `Proxy-Authorization`, `Cookie` and
+ * any value holding a token prefix are never written.
+ */
+export interface DecisionLogSpec {
+  /** `drop` (default) writes the path without its query; `mask` keeps it with named parameters' values masked. */
+  query?: "drop" | "mask";
+  /** Query parameters (case-sensitive) whose values are written as `***`; read only with `query: "mask"`. */
+  maskQueryParameters?: string[];
+  /** Request headers copied into each record. Default none. */
+  headers?: string[];
+  /** Request headers recorded as present with the value `***`. */
+  maskHeaders?: string[];
 }
 
 /** An identity field a policy set can send upstream. */
@@ -316,8 +334,20 @@ export interface CompiledPolicySet {
   readonly workspaceRestriction: CompiledWorkspaceRestriction;
   /** Rotation overlap and token limits. */
   readonly tokens: CompiledTokenRules;
+  /** What decision log records may hold of a request, with defaults applied. */
+  readonly decisionLog: CompiledDecisionLogMasking;
   /** Every route as written, operations then endpoint groups: for `policy diff` and the explorer, never for decisions. */
   readonly routeTable: readonly RouteTableEntry[];
+}
+
+/** {@link DecisionLogSpec} with defaults applied: header names lower-case. */
+export interface CompiledDecisionLogMasking {
+  readonly query: "drop" | "mask";
+  readonly maskQueryParameters: ReadonlySet<string>;
+  /** Headers written with their value, in the order named; the always-masked ones are in `maskHeaders` instead. */
+  readonly headers: readonly string[];
+  /** Headers written as `***` when present. */
+  readonly maskHeaders: readonly string[];
 }
 
 /** {@link UpstreamSpec} with defaults applied; both lists in a fixed field order. */

@@ -1,12 +1,17 @@
 /**
- * Prometheus metrics for operators: decisions by code, decision latency, the
- * policy set in force and its reloads. One registry per server, so that tests
- * and embedders running several servers in one process never share counters.
+ * Prometheus metrics for operators: decisions by code and by transport,
+ * decision latency, the policy set in force and its reloads, token-cache hits
+ * and misses, the decision log's queue and drops, and Node's default process
+ * metrics under their standard names (`process_cpu_seconds_total`,
+ * `nodejs_eventloop_lag_seconds`, …, no prefix), which dashboards expect.
+ * One registry per server, so that tests and embedders running several
+ * servers in one process never share counters.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 import { DECISION_CODES_BY_PRECEDENCE, type DecisionCode } from "../engine/codes.js";
 import type { Decision } from "../engine/types.js";
 import type { CompiledPolicySet } from "../policy/types.js";
+import type { DecisionLogStats } from "../observe/decision-log.js";
 
 /** What the server reports, and how `/metrics` renders it. */
 export interface ServerMetrics {
@@ -16,6 +21,16 @@ export interface ServerMetrics {
   policyLoaded(policy: CompiledPolicySet): void;
   /** Counts a reload attempt. */
   policyReload(result: "ok" | "refused"): void;
+  /**
+   * The observer of one transport's decisions: counts each by transport and
+   * code (besides {@link observeDecision}'s count and latency). Label children
+   * are bound here, once, so a decision costs two map look-ups.
+   */
+  decisionsOf(transport: string): (decision: Decision, seconds: number) => void;
+  /** Reports the token cache's hit and miss counts, read on each scrape. */
+  watchTokenCache(stats: () => { readonly hits: number; readonly misses: number }): void;
+  /** Reports the decision log's queue depth, writes and drops, read on each scrape. */
+  watchDecisionLog(stats: () => DecisionLogStats): void;
   /** The Prometheus text exposition. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -26,7 +41,8 @@ const LATENCY_BUCKETS_SECONDS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.
 /** Creates the metrics of one server, with Node's default process metrics. */
 export function createServerMetrics(): ServerMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: "portcullis_" });
+  // why: no prefix, so that Node dashboards and alerts (process_cpu_seconds_total, nodejs_heap_size_used_bytes, …) work unchanged
+  collectDefaultMetrics({ register: registry });
   const decisions = new Counter({
     name: "portcullis_decisions_total",
     help: "Decisions made, by decision code.",
@@ -51,6 +67,12 @@ export function createServerMetrics(): ServerMetrics {
     labelNames: ["result"] as const,
     registers: [registry],
   });
+  const byTransport = new Counter({
+    name: "portcullis_transport_decisions_total",
+    help: "Decisions made, by transport (grpc, connect, envoy_grpc, envoy_http, nginx, traefik, token_service) and decision code.",
+    labelNames: ["transport", "code"] as const,
+    registers: [registry],
+  });
   const byCode = new Map<DecisionCode, ReturnType<typeof decisions.labels>>();
   // Every code starts at 0, so that rate() and alerts see a series before the first denial.
   for (const code of DECISION_CODES_BY_PRECEDENCE) {
@@ -66,6 +88,60 @@ export function createServerMetrics(): ServerMetrics {
       byCode.get(decision.code)!.inc();
       latency.observe(seconds);
     },
+    decisionsOf(transport) {
+      const children = new Map<DecisionCode, ReturnType<typeof byTransport.labels>>();
+      for (const code of DECISION_CODES_BY_PRECEDENCE) {
+        const child = byTransport.labels(transport, code);
+        child.inc(0);
+        children.set(code, child);
+      }
+      return (decision, seconds) => {
+        byCode.get(decision.code)!.inc();
+        children.get(decision.code)!.inc();
+        latency.observe(seconds);
+      };
+    },
+    watchTokenCache(stats) {
+      countersFromTotals(registry, "portcullis_token_cache", stats, [
+        ["hits", "Token look-ups answered from the in-memory cache."],
+        ["misses", "Token look-ups that went to the token store (unknown tokens included)."],
+      ]);
+    },
+    watchDecisionLog(stats) {
+      new Gauge({
+        name: "portcullis_decision_log_queue_depth",
+        help: "Decision log records waiting to be written.",
+        registers: [registry],
+        collect() {
+          this.set(stats().queued);
+        },
+      });
+      let written = 0;
+      new Counter({
+        name: "portcullis_decision_log_written_total",
+        help: "Decision log records written to the sink.",
+        registers: [registry],
+        collect() {
+          const now = stats().written;
+          this.inc(now - written);
+          written = now;
+        },
+      });
+      const seen = { queue_full: 0, write_failed: 0 };
+      new Counter({
+        name: "portcullis_decision_log_dropped_total",
+        help: "Decision log records dropped instead of stalling decisions: queue_full (the sink is slower than decisions), write_failed (the sink refused a batch).",
+        labelNames: ["reason"] as const,
+        registers: [registry],
+        collect() {
+          const now = stats();
+          this.labels("queue_full").inc(now.droppedQueueFull - seen.queue_full);
+          this.labels("write_failed").inc(now.droppedWriteFailed - seen.write_failed);
+          seen.queue_full = now.droppedQueueFull;
+          seen.write_failed = now.droppedWriteFailed;
+        },
+      });
+    },
     policyLoaded(policy) {
       policyInfo.reset();
       policyInfo.labels(policy.name, policy.revision.slice(0, 12)).set(1);
@@ -77,4 +153,21 @@ export function createServerMetrics(): ServerMetrics {
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };
+}
+
+/** Counters `<prefix>_<name>_total` that follow running totals kept elsewhere, read on each scrape. */
+function countersFromTotals<K extends string>(registry: Registry, prefix: string, totals: () => Readonly<Record<K, number>>, names: readonly (readonly [K, string])[]): void {
+  for (const [name, help] of names) {
+    let reported = 0;
+    new Counter({
+      name: `${prefix}_${name}_total`,
+      help,
+      registers: [registry],
+      collect() {
+        const now = totals()[name];
+        this.inc(now - reported);
+        reported = now;
+      },
+    });
+  }
 }

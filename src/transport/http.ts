@@ -19,6 +19,11 @@ export interface HttpServerOptions {
   readonly authorize: Authorizer;
   /** Whether policies are loaded and the store is open: `/readyz` answers 200 only then. */
   readonly ready: () => boolean;
+  /**
+   * Lines `/readyz` adds to its body without changing its status, e.g. the
+   * quota store's reachability: a dependency only some requests need. None when absent.
+   */
+  readonly readinessNotes?: () => readonly string[];
   /** The HTTP ext-authz endpoints (Envoy HTTP service, nginx `auth_request`, Traefik ForwardAuth); none when absent. */
   readonly extAuthz?: ExtAuthzOptions;
   /** `portcullis.v1.TokenService` (token management, guarded by Portcullis itself); not served when absent. */
@@ -81,7 +86,11 @@ export function createHttpServer(options: HttpServerOptions): HttpPortServer {
     if (extAuthz !== null && extAuthz(request, response)) return;
     const path = request.url ?? "/";
     if (path === "/healthz") return plain(response, 200, "ok\n");
-    if (path === "/readyz") return options.ready() ? plain(response, 200, "ready\n") : plain(response, 503, "not ready\n");
+    if (path === "/readyz") {
+      const notes = options.readinessNotes?.() ?? [];
+      const lines = notes.length === 0 ? "" : `${notes.join("\n")}\n`;
+      return options.ready() ? plain(response, 200, `ready\n${lines}`) : plain(response, 503, `not ready\n${lines}`);
+    }
     if (path === "/metrics" && options.metrics !== undefined) return void serveMetrics(response, options.metrics);
     if (options.policyExplorer !== undefined && options.policyExplorer(request, response)) return;
     const announced = announcedBodyBytes(request);
