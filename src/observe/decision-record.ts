@@ -47,32 +47,32 @@ export function formatDecisionRecord(entry: DecisionLogEntry): string {
   const identity = decision.identity;
   const masking = entry.policy?.decisionLog ?? NO_MASKING;
   const prefixes = entry.policy?.tokenPrefixes ?? [];
-  const record: Record<string, unknown> = {
-    time: new Date(entry.timeMs).toISOString(),
-    service: "portcullis",
-    msg: "decision",
-    request_id: result.requestId,
-    transport: entry.transport,
-    allowed: decision.allowed,
-    code: decision.code,
-    reason: decision.reason,
-    http_status: result.response.httpStatus,
-    rule_id: decision.ruleId,
-    policy_revision: result.policyRevision,
-    audit_event: decision.auditEvent,
-    token_id: identity?.tokenId ?? null,
-    tenant: identity?.tenant ?? null,
-    workspace: identity?.workspace ?? null,
-    environment: identity?.environment ?? null,
-    method: input.method,
-    path: loggedTarget(input.path, masking, prefixes),
-    source_ip: input.sourceIp,
-    warnings: decision.warnings.map((warning) => warning.code),
-    latency_ms: Math.round(entry.latencySeconds * 1e6) / 1e3,
-  };
+  // Written field by field rather than through an object: about twice as fast, and the batch pays it per record.
+  // Codes, audit events and revisions are fixed spellings; everything else goes through JSON.stringify.
+  let line =
+    `{"time":"${isoTime(entry.timeMs)}","service":"portcullis","msg":"decision","request_id":${str(result.requestId)},"transport":${str(entry.transport)}` +
+    `,"allowed":${decision.allowed},"code":"${decision.code}","reason":${str(decision.reason)},"http_status":${result.response.httpStatus}` +
+    `,"rule_id":${str(decision.ruleId)},"policy_revision":${str(result.policyRevision)},"audit_event":${decision.auditEvent === null ? "null" : `"${decision.auditEvent}"`}` +
+    `,"token_id":${nullable(identity?.tokenId)},"tenant":${nullable(identity?.tenant)},"workspace":${nullable(identity?.workspace)},"environment":${nullable(identity?.environment)}` +
+    `,"method":${str(input.method)},"path":${str(loggedTarget(input.path, masking, prefixes))},"source_ip":${str(input.sourceIp)}` +
+    `,"warnings":${decision.warnings.length === 0 ? "[]" : JSON.stringify(decision.warnings.map((warning) => warning.code))},"latency_ms":${Math.round(entry.latencySeconds * 1e6) / 1e3}`;
   const headers = loggedHeaders(input.headers, masking, prefixes);
-  if (headers !== null) record.headers = headers;
-  return `${JSON.stringify(record)}\n`;
+  if (headers !== null) line += `,"headers":${JSON.stringify(headers)}`;
+  return `${line}}\n`;
+}
+
+const str = (value: string): string => JSON.stringify(value);
+const nullable = (value: string | undefined): string => (value === undefined ? "null" : JSON.stringify(value));
+
+// Records of one batch mostly share their millisecond: formatting the time once per millisecond is enough.
+let lastTimeMs = Number.NaN;
+let lastIso = "";
+function isoTime(timeMs: number): string {
+  if (timeMs !== lastTimeMs) {
+    lastTimeMs = timeMs;
+    lastIso = new Date(timeMs).toISOString();
+  }
+  return lastIso;
 }
 
 /**

@@ -7,7 +7,7 @@
  * One registry per server, so that tests and embedders running several
  * servers in one process never share counters.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from "prom-client";
 import { DECISION_CODES_BY_PRECEDENCE, type DecisionCode } from "../engine/codes.js";
 import type { Decision } from "../engine/types.js";
 import type { CompiledPolicySet } from "../policy/types.js";
@@ -43,18 +43,21 @@ export function createServerMetrics(): ServerMetrics {
   const registry = new Registry();
   // why: no prefix, so that Node dashboards and alerts (process_cpu_seconds_total, nodejs_heap_size_used_bytes, …) work unchanged
   collectDefaultMetrics({ register: registry });
+  // why: a prom-client label child hashes its labels on every inc (about 0.3 µs); decisions bump plain
+  // numbers instead, and the counters take the differences when scraped
+  const countsByCode = new Float64Array(DECISION_CODES_BY_PRECEDENCE.length);
+  const byTransportCounts = new Map<string, Float64Array>();
   const decisions = new Counter({
     name: "portcullis_decisions_total",
     help: "Decisions made, by decision code.",
     labelNames: ["code"] as const,
     registers: [registry],
+    collect() {
+      reportCounts(this, countsByCode, reportedByCode, (code) => ({ code }));
+    },
   });
-  const latency = new Histogram({
-    name: "portcullis_decision_duration_seconds",
-    help: "Time from request to decision inside Portcullis, transport excluded.",
-    buckets: LATENCY_BUCKETS_SECONDS,
-    registers: [registry],
-  });
+  const reportedByCode = new Float64Array(DECISION_CODES_BY_PRECEDENCE.length);
+  const latency = registerHistogram(registry, "portcullis_decision_duration_seconds", "Time from request to decision inside Portcullis, transport excluded.", LATENCY_BUCKETS_SECONDS);
   const policyInfo = new Gauge({
     name: "portcullis_policy_info",
     help: "The policy set in force: 1 for its name and revision.",
@@ -67,37 +70,39 @@ export function createServerMetrics(): ServerMetrics {
     labelNames: ["result"] as const,
     registers: [registry],
   });
+  const reportedByTransport = new Map<string, Float64Array>();
   const byTransport = new Counter({
     name: "portcullis_transport_decisions_total",
     help: "Decisions made, by transport (grpc, connect, envoy_grpc, envoy_http, nginx, traefik, token_service) and decision code.",
     labelNames: ["transport", "code"] as const,
     registers: [registry],
+    collect() {
+      for (const [transport, counts] of byTransportCounts) reportCounts(this, counts, reportedByTransport.get(transport)!, (code) => ({ transport, code }));
+    },
   });
-  const byCode = new Map<DecisionCode, ReturnType<typeof decisions.labels>>();
   // Every code starts at 0, so that rate() and alerts see a series before the first denial.
-  for (const code of DECISION_CODES_BY_PRECEDENCE) {
-    const child = decisions.labels(code);
-    child.inc(0);
-    byCode.set(code, child);
-  }
+  for (const code of DECISION_CODES_BY_PRECEDENCE) decisions.labels(code).inc(0);
   reloads.labels("ok").inc(0);
   reloads.labels("refused").inc(0);
 
   return {
     observeDecision(decision, seconds) {
-      byCode.get(decision.code)!.inc();
+      countsByCode[CODE_INDEX.get(decision.code)!]++;
       latency.observe(seconds);
     },
     decisionsOf(transport) {
-      const children = new Map<DecisionCode, ReturnType<typeof byTransport.labels>>();
-      for (const code of DECISION_CODES_BY_PRECEDENCE) {
-        const child = byTransport.labels(transport, code);
-        child.inc(0);
-        children.set(code, child);
+      let counts = byTransportCounts.get(transport);
+      if (counts === undefined) {
+        counts = new Float64Array(DECISION_CODES_BY_PRECEDENCE.length);
+        byTransportCounts.set(transport, counts);
+        reportedByTransport.set(transport, new Float64Array(DECISION_CODES_BY_PRECEDENCE.length));
+        for (const code of DECISION_CODES_BY_PRECEDENCE) byTransport.labels(transport, code).inc(0);
       }
+      const own = counts;
       return (decision, seconds) => {
-        byCode.get(decision.code)!.inc();
-        children.get(decision.code)!.inc();
+        const index = CODE_INDEX.get(decision.code)!;
+        countsByCode[index]++;
+        own[index]++;
         latency.observe(seconds);
       };
     },
@@ -151,6 +156,50 @@ export function createServerMetrics(): ServerMetrics {
     },
     async render() {
       return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}
+
+const CODE_INDEX: ReadonlyMap<DecisionCode, number> = new Map(DECISION_CODES_BY_PRECEDENCE.map((code, index) => [code, index]));
+
+/** Adds to a counter, per code, what `counts` gained since the last scrape. */
+function reportCounts<L extends string>(counter: Counter<L>, counts: Float64Array, reported: Float64Array, labelsOf: (code: DecisionCode) => Partial<Record<L, string>>): void {
+  for (let i = 0; i < counts.length; i++) {
+    const delta = counts[i]! - reported[i]!;
+    if (delta === 0) continue;
+    counter.inc(labelsOf(DECISION_CODES_BY_PRECEDENCE[i]!), delta);
+    reported[i] = counts[i]!;
+  }
+}
+
+/**
+ * A histogram without labels whose `observe` bumps two numbers: prom-client's
+ * own builds a closure and hashes labels on each call (about 0.3 µs, paid by
+ * every decision). Rendered by the registry like any histogram.
+ */
+function registerHistogram(registry: Registry, name: string, help: string, bounds: readonly number[]): { observe(value: number): void } {
+  const counts = new Float64Array(bounds.length + 1);
+  let sum = 0;
+  const get = () => {
+    const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+    let cumulative = 0;
+    for (let i = 0; i < bounds.length; i++) {
+      cumulative += counts[i]!;
+      values.push({ metricName: `${name}_bucket`, labels: { le: bounds[i]! }, value: cumulative });
+    }
+    cumulative += counts[bounds.length]!;
+    values.push({ metricName: `${name}_bucket`, labels: { le: "+Inf" }, value: cumulative });
+    values.push({ metricName: `${name}_sum`, labels: {}, value: sum });
+    values.push({ metricName: `${name}_count`, labels: {}, value: cumulative });
+    return { name, help, type: "histogram", aggregator: "sum", values };
+  };
+  registry.registerMetric({ name, help, type: "histogram", aggregator: "sum", get } as unknown as Metric);
+  return {
+    observe(value) {
+      let i = 0;
+      while (i < bounds.length && value > bounds[i]!) i++;
+      counts[i]!++;
+      sum += value;
     },
   };
 }
