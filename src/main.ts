@@ -35,6 +35,8 @@ import { openSqliteSigningKeyStore } from "./jwt/sqlite-signing-key-store.js";
 import { createTokenExchange } from "./jwt/token-exchange.js";
 import { createMemoryQuotaCounter } from "./quota/memory-quota-counter.js";
 import { createTokenExchangeHttpHandler } from "./transport/token-exchange-http.js";
+import { openDecisionObservers } from "./observe/open-observers.js";
+import { observeDecisions, type Transport } from "./observe/observe-decisions.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -109,6 +111,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     },
   });
   const quotaStore = config.quotaStoreUrl === undefined ? undefined : await openQuotaStore(config.quotaStoreUrl, config.quotaKeyPrefix, log);
+  metrics.watchTokenCache(() => tokenCache.stats());
+  const observers = openDecisionObservers(config.decisionLog, { policy: () => policy, metrics, log });
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: tokenCache,
@@ -117,7 +121,6 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     now: Date.now,
     onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
     usage,
-    observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
     ...(quotaStore === undefined ? {} : { quota: quotaStore }),
     jwt,
   });
@@ -131,7 +134,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     onError: (error, requestId) => log.error({ err: error, requestId }, "token exchange failed; answered unavailable"),
     observe: (decision) => decision.identity !== null && usage.record(decision.identity.tokenId, Date.now()),
   });
-  const tokenService = createTokenService({ lifecycle, policy: () => policy, authorize, now: Date.now });
+  // why: one wrapper per transport, so that metrics, the decision log and spans say who asked
+  const authorizeAs = (transport: Transport): Authorizer => observeDecisions(authorize, transport, observers);
+  const tokenService = createTokenService({ lifecycle, policy: () => policy, authorize: authorizeAs("token_service"), now: Date.now });
   // why: explanations name controls and scopes, so only callers who may manage tokens get them
   const explain = createDecisionExplainer({ policy: () => policy, tokens: tokenCache, tenantState, now: Date.now }, (call) => tokenService.mayManageTokens(call));
 
@@ -140,9 +145,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const trustedProxies = buildTrustedProxyMatcher(config.trustedProxies ?? []);
   const onTransportError = (error: unknown, requestId: string) => log.error({ err: error, requestId }, "ext_authz request failed; answered unavailable");
   const grpcServer = createGrpcServer({
-    authorize,
+    authorize: authorizeAs("grpc"),
     health,
-    envoy: { trustedProxies, onError: onTransportError },
+    envoy: { trustedProxies, onError: onTransportError, authorize: authorizeAs("envoy_grpc") },
     tokenService,
     onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
     explain,
@@ -153,13 +158,19 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   metrics.countGrpcConnections(() => grpcServer.connectionsAccepted());
   let ready = false;
   const httpServer = createHttpServer({
-    authorize,
+    authorize: authorizeAs("connect"),
     ready: () => ready && store.available,
-    // why: only tokens with a quota need Redis, so its absence is reported, not made unready (docs/controls/quota.md)
-    ...(quotaStore === undefined
-      ? {}
-      : { readinessNotes: () => [quotaStore.reachable() ? "quota store: reachable" : "quota store: unreachable (requests with a quota answer 503 unavailable)"] }),
-    extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
+    readinessNotes: () => [
+      `policy revision: ${policy.revision}`,
+      // why: only tokens with a quota need Redis, so its absence is reported, not made unready (docs/controls/quota.md)
+      ...(quotaStore === undefined ? [] : [quotaStore.reachable() ? "quota store: reachable" : "quota store: unreachable (requests with a quota answer 503 unavailable)"]),
+    ],
+    extAuthz: {
+      prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX,
+      trustedProxies,
+      onError: onTransportError,
+      authorizeAs: (mode) => authorizeAs(mode === "envoy" ? "envoy_http" : mode),
+    },
     tokenService,
     metrics: () => metrics.render(),
     explain,
@@ -197,6 +208,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     signingKeys.close();
     await store.close();
     await quotaStore?.close();
+    await observers.close();
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
@@ -259,6 +271,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       signingKeys.close();
       await store.close();
       await quotaStore?.close();
+      // Records of the last decisions are written before the server reports closed.
+      await observers.close();
     },
   };
 

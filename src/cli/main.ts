@@ -93,6 +93,12 @@ export function buildProgram(): Command {
     )
     .option("--grpc-max-connection-age-grace <duration>", "after that GOAWAY, how long open calls may run before the connection is cut (env PORTCULLIS_GRPC_MAX_CONNECTION_AGE_GRACE, default 30s)")
     .option("--workers <n>", "processes sharing the ports (node:cluster), or auto for one per core; 1 serves in this process (env PORTCULLIS_WORKERS, default 1)")
+    .option("--decision-log <sink>", "write a JSON record per decision to stdout or file:PATH, batched off the decision path (env PORTCULLIS_DECISION_LOG, default stdout)")
+    .option("--decision-log-mode <mode>", "which decisions get a record: off, denials, sampled (denials and a share of allows) or all (env PORTCULLIS_DECISION_LOG_MODE, default denials)")
+    .option("--decision-log-sample-rate <rate>", "share of allows the sampled mode records, 0 to 1 (env PORTCULLIS_DECISION_LOG_SAMPLE_RATE, default 0.01)")
+    .option("--decision-log-max-file-bytes <size>", "size past which the file:PATH log is rotated to PATH.1, e.g. 100M (env PORTCULLIS_DECISION_LOG_MAX_FILE_BYTES, default 100M)")
+    .option("--decision-log-max-files <count>", "rotated decision log files kept, PATH.1 to PATH.N (env PORTCULLIS_DECISION_LOG_MAX_FILES, default 5)")
+    .option("--decision-log-buffer <records>", "records queued at most; past it a record is dropped and counted, never waited for (env PORTCULLIS_DECISION_LOG_BUFFER, default 10000)")
     .action(async (flags: ServeFlags) => serve(flags));
 
   program

@@ -7,6 +7,8 @@ import { availableParallelism } from "node:os";
 import { parseDuration } from "../policy/duration.js";
 import type { TlsFiles } from "../transport/tls-files.js";
 import { isTrustedProxyEntry } from "../transport/trusted-proxies.js";
+// A cycle (it throws ConfigError), safe because both sides use each other only inside functions.
+import { resolveDecisionLogSettings, type DecisionLogFlags, type DecisionLogSettings } from "../observe/decision-log-settings.js";
 
 /** Everything `portcullis serve` needs. */
 export interface ServeConfig {
@@ -98,6 +100,12 @@ export interface ServeConfig {
    * `auto` for one per core; env `PORTCULLIS_WORKERS`).
    */
   readonly workers?: number;
+  /**
+   * The decision log: sink, mode, sampling, rotation and queue size; absent
+   * when off (`--decision-log-mode off`; the default is every denial on stdout). See src/observe/decision-log-settings.ts for the
+   * flags (`--decision-log stdout|file:PATH`, `--decision-log-mode`, …).
+   */
+  readonly decisionLog?: DecisionLogSettings;
 }
 
 /** Defaults of the connection age settings, also used when a config built in code leaves them out. */
@@ -105,7 +113,7 @@ export const DEFAULT_GRPC_MAX_CONNECTION_AGE_MS = 10 * 60_000;
 export const DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS = 30_000;
 
 /** Flags as the CLI parsed them; `undefined` when not given. */
-export interface ServeFlags {
+export interface ServeFlags extends DecisionLogFlags {
   readonly host?: string;
   readonly grpcPort?: string;
   readonly httpPort?: string;
@@ -173,6 +181,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
       DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS,
     ),
     workers: workers(flags.workers ?? env.PORTCULLIS_WORKERS ?? "1"),
+    ...resolveDecisionLogSettings(flags, env),
   };
 }
 

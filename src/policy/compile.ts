@@ -9,6 +9,7 @@ import { compileControls } from "./controls.js";
 import { parseDuration } from "./duration.js";
 import { buildPathPatternMatcher } from "./path-pattern-matcher.js";
 import { compileUpstream } from "./upstream.js";
+import { compileDecisionLogMasking } from "./decision-log-masking.js";
 import type {
   CompiledTokenRules,
   CompiledTokenExchange,
@@ -357,6 +358,7 @@ export function compilePolicySet(
     }),
     tokens: compileTokenRules(merged.tokens?.value),
     tokenExchange: compileTokenExchange(settings.tokenExchange),
+    decisionLog: compileDecisionLogMasking(settings.decisionLog),
     routeTable: Object.freeze([
       ...merged.operations.map(({ value: op }) => Object.freeze({ method: op.method, path: op.path, scope: op.scope, ruleId: operationRuleId(op) })),
       ...merged.endpointGroups.flatMap(({ value: group }) => {

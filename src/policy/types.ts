@@ -84,6 +84,8 @@ export interface PolicySetSettings {
   trustedCas?: string[];
   /** Exchanging API tokens for short-lived JWTs; off when absent. See {@link TokenExchangeSpec}. */
   tokenExchange?: TokenExchangeSpec;
+  /** What a decision log record may hold of the request. See {@link DecisionLogSpec}. */
+  decisionLog?: DecisionLogSpec;
 }
 
 /** The `tokenExchange` settings, as a policy file writes them. See docs/jwt.md. */
@@ -98,6 +100,22 @@ export interface TokenExchangeSpec {
   exchangesPerMinute?: number;
   /** Path of the plain HTTP exchange endpoint on the HTTP port; default `/v1/auth/exchange`. */
   path?: string;
+}
+
+/**
+ * What a decision log record may hold of the request beyond method, path and
+ * source IP. The token, `Authorization`, `Proxy-Authorization`, `Cookie` and
+ * any value holding a token prefix are never written.
+ */
+export interface DecisionLogSpec {
+  /** `drop` (default) writes the path without its query; `mask` keeps it with named parameters' values masked. */
+  query?: "drop" | "mask";
+  /** Query parameters (case-sensitive) whose values are written as `***`; read only with `query: "mask"`. */
+  maskQueryParameters?: string[];
+  /** Request headers copied into each record. Default none. */
+  headers?: string[];
+  /** Request headers recorded as present with the value `***`. */
+  maskHeaders?: string[];
 }
 
 /** An identity field a policy set can send upstream. */
@@ -334,6 +352,8 @@ export interface CompiledPolicySet {
   readonly tokens: CompiledTokenRules;
   /** JWT exchange settings; `null` when the policy set has no `tokenExchange` (exchange off, JWTs not accepted). */
   readonly tokenExchange: CompiledTokenExchange | null;
+  /** What decision log records may hold of a request, with defaults applied. */
+  readonly decisionLog: CompiledDecisionLogMasking;
   /** Every route as written, operations then endpoint groups: for `policy diff` and the explorer, never for decisions. */
   readonly routeTable: readonly RouteTableEntry[];
 }
@@ -347,6 +367,16 @@ export interface CompiledTokenExchange {
   /** The exchange's own rate limit, charged per token id on a counter of its own. */
   readonly quota: CompiledQuota;
   readonly path: string;
+}
+
+/** {@link DecisionLogSpec} with defaults applied: header names lower-case. */
+export interface CompiledDecisionLogMasking {
+  readonly query: "drop" | "mask";
+  readonly maskQueryParameters: ReadonlySet<string>;
+  /** Headers written with their value, in the order named; the always-masked ones are in `maskHeaders` instead. */
+  readonly headers: readonly string[];
+  /** Headers written as `***` when present. */
+  readonly maskHeaders: readonly string[];
 }
 
 /** {@link UpstreamSpec} with defaults applied; both lists in a fixed field order. */

@@ -30,6 +30,8 @@ export interface TokenCache extends TokenLookup {
   /** Forgets the entries of several token ids in one pass over the cache (an emergency revoke, a rotated lineage). */
   evictTokenIds(tokenIds: Iterable<string>): void;
   clear(): void;
+  /** Look-ups answered from the cache, and those that went to the store (joining one in flight included), since creation. */
+  stats(): { readonly hits: number; readonly misses: number };
 }
 
 export interface TokenCacheOptions {
@@ -63,6 +65,8 @@ export function createTokenCache(store: TokenLookup, options: TokenCacheOptions 
   const pending = new Map<string, Promise<TokenRecord | undefined>>();
   // Bumped by every eviction, so that a read that started before a revocation does not cache what it read.
   let generation = 0;
+  let hits = 0;
+  let misses = 0;
   const forgetReadsInFlight = (): void => {
     generation++;
     // why: a read that began before the change may return the old record; later callers must not join it
@@ -81,7 +85,11 @@ export function createTokenCache(store: TokenLookup, options: TokenCacheOptions 
   return {
     find(token) {
       const hit = cache.get(token);
-      if (hit !== undefined) return hit;
+      if (hit !== undefined) {
+        hits++;
+        return hit;
+      }
+      misses++;
       const inFlight = pending.get(token);
       if (inFlight !== undefined) return inFlight;
       const fresh = store.find(token);
@@ -107,6 +115,7 @@ export function createTokenCache(store: TokenLookup, options: TokenCacheOptions 
       forgetReadsInFlight();
       cache.clear();
     },
+    stats: () => ({ hits, misses }),
   };
 }
 

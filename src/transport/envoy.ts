@@ -89,8 +89,9 @@ export function inputFromCheckAttributes(attributes: CheckAttributes, trustedPro
  * (Envoy's `StatusCode` numbers are the HTTP ones), the rendered headers,
  * `x-portcullis-code`, `x-request-id`, and the body in the policy set's dialect.
  *
- * Both: `dynamic_metadata` with code, reason, rule_id, request_id and
- * policy_revision (of the policy set that decided), plus the identity fields
+ * Both: `dynamic_metadata` with code, reason, rule_id, request_id,
+ * policy_revision (of the policy set that decided) and, on denials,
+ * audit_event (`auth.api_token_…`), plus the identity fields
  * the policy set's `upstream.metadata` names when the token is known (by
  * default token_id, tenant, workspace, environment and role; scopes, a list,
  * only when named), under `envoy.filters.http.ext_authz` for access logs and RBAC.
@@ -104,6 +105,7 @@ export function checkAnswerFromResult(result: AuthorizeResult): CheckAnswer {
     ["request_id", requestId],
     ["policy_revision", result.policyRevision],
   ]);
+  if (decision.auditEvent !== null) metadata.set("audit_event", decision.auditEvent);
   const identityMetadata = decision.upstreamMetadata;
   if (decision.allowed) {
     return {

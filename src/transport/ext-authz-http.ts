@@ -18,7 +18,10 @@
  * Answers: allow is 200 with the identity headers, the client headers (rate
  * limits) and `x-envoy-auth-headers-to-remove: authorization` when the
  * credential is to be stripped; deny is the decision's status, headers,
- * `x-portcullis-code` and body. nginx's `auth_request` turns any status but
+ * `x-portcullis-code` and body. Both carry what Envoy `Check` puts in its
+ * dynamic metadata, as `x-portcullis-code`, `-reason`, `-rule-id`,
+ * `-policy-revision` and (on denials) `-audit-event`, for access logs
+ * (Envoy's `dynamic_metadata_from_headers`, nginx's `auth_request_set`). nginx's `auth_request` turns any status but
  * 2xx, 401 and 403 into a 500, so `<prefix>/nginx` answers 423, 429, 503 (and
  * 400) as 403 with `x-portcullis-status: <real status>`, and every denial there
  * also carries its body in `x-portcullis-body`, since nginx drops a
@@ -40,6 +43,11 @@ export const DEFAULT_EXT_AUTHZ_PREFIX = "/ext-authz";
 export const STATUS_HEADER = "x-portcullis-status";
 /** nginx mode: the error body, JSON with every non-ASCII character escaped, so that it fits in a header. */
 export const BODY_HEADER = "x-portcullis-body";
+/** The decision's reason, rule id, policy revision and audit event (denials only), on every answer: what `Check` puts in dynamic metadata. */
+export const REASON_HEADER = "x-portcullis-reason";
+export const RULE_ID_HEADER = "x-portcullis-rule-id";
+export const POLICY_REVISION_HEADER = "x-portcullis-policy-revision";
+export const AUDIT_EVENT_HEADER = "x-portcullis-audit-event";
 /** Envoy's HTTP ext_authz removes the headers named here before forwarding an allowed request upstream. */
 export const HEADERS_TO_REMOVE_HEADER = "x-envoy-auth-headers-to-remove";
 
@@ -52,6 +60,8 @@ export interface ExtAuthzOptions {
   readonly trustedProxies: TrustedProxies;
   /** Told about a transport failure, which has already been answered as `unavailable`. */
   readonly onError?: (error: unknown, requestId: string) => void;
+  /** The authorizer for each caller, e.g. one that counts decisions by transport; default the one the handler was given. */
+  readonly authorizeAs?: (mode: ExtAuthzMode) => Authorizer;
 }
 
 /**
@@ -67,6 +77,11 @@ export function createExtAuthzHandler(authorize: Authorizer, options: ExtAuthzOp
   const envoyPrefix = `${prefix}/envoy`;
   const nginxPath = `${prefix}/nginx`;
   const traefikPath = `${prefix}/traefik`;
+  const authorizers: Readonly<Record<ExtAuthzMode, Authorizer>> = {
+    envoy: options.authorizeAs?.("envoy") ?? authorize,
+    nginx: options.authorizeAs?.("nginx") ?? authorize,
+    traefik: options.authorizeAs?.("traefik") ?? authorize,
+  };
 
   return (request, response) => {
     const url = request.url ?? "/";
@@ -93,7 +108,7 @@ export function createExtAuthzHandler(authorize: Authorizer, options: ExtAuthzOp
       if (!response.destroyed) answerFailure(response, mode);
     };
     try {
-      const result = authorize(inputFromHttpRequest(request, mode, originalPath, trustedProxies));
+      const result = authorizers[mode](inputFromHttpRequest(request, mode, originalPath, trustedProxies));
       if (!isPromise(result)) answer(response, result, mode);
       // why: the caller may have gone while the store was asked; there is no one left to answer
       else result.then((settled) => response.destroyed || answer(response, settled, mode)).catch(failed);
@@ -147,7 +162,15 @@ export function inputFromHttpRequest(request: http.IncomingMessage, mode: ExtAut
 function answer(response: http.ServerResponse, result: AuthorizeResult, mode: ExtAuthzMode): void {
   const { decision, requestId } = result;
   const rendered = result.response;
-  const headers: HeaderField[] = [...rendered.headers, [CODE_HEADER, decision.code], ["x-request-id", requestId]];
+  const headers: HeaderField[] = [
+    ...rendered.headers,
+    [CODE_HEADER, decision.code],
+    ["x-request-id", requestId],
+    [REASON_HEADER, headerSafe(decision.reason)],
+    [RULE_ID_HEADER, headerSafe(decision.ruleId)],
+    [POLICY_REVISION_HEADER, result.policyRevision],
+  ];
+  if (decision.auditEvent !== null) headers.push([AUDIT_EVENT_HEADER, decision.auditEvent]);
   if (decision.allowed) {
     headers.push(...decision.upstreamHeaders);
     if (result.stripCredential) headers.push([HEADERS_TO_REMOVE_HEADER, "authorization"]);
@@ -190,4 +213,9 @@ function firstValue(value: string): string {
 /** JSON with every character outside printable ASCII written as `\uXXXX`: still the same JSON, and a valid header value. */
 function asciiOnly(json: string): string {
   return json.replace(/[^\x20-\x7e]/g, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
+/** A header value as given when it is printable ASCII; otherwise its other characters percent-encoded (UTF-8), since a rule id may hold any character but a line break. */
+function headerSafe(value: string): string {
+  return /^[\x20-\x7e]*$/.test(value) ? value : value.replace(/[^\x20-\x7e]/gu, (char) => (char.length === 1 && char >= "\ud800" && char <= "\udfff" ? "%EF%BF%BD" : encodeURIComponent(char)));
 }

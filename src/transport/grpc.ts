@@ -29,8 +29,11 @@ export const MAX_GRPC_MESSAGE_BYTES = 1024 * 1024;
 export interface GrpcServerOptions {
   readonly authorize: Authorizer;
   readonly health: Health;
-  /** Envoy's `Authorization/Check`: which peers' forwarding headers to believe, and where transport failures go. */
-  readonly envoy?: Omit<EnvoyCheckOptions, "authorize">;
+  /**
+   * Envoy's `Authorization/Check`: which peers' forwarding headers to believe,
+   * where transport failures go, and optionally its own authorizer (default `authorize`).
+   */
+  readonly envoy?: Omit<EnvoyCheckOptions, "authorize"> & { readonly authorize?: Authorizer };
   /** `portcullis.v1.TokenService` (token management, guarded by Portcullis itself); not served when absent. */
   readonly tokenService?: TokenServiceImpl;
   /** Told about an exception a handler threw (answered INTERNAL). */
@@ -60,7 +63,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         },
       },
     ],
-    ...envoyAuthorizationMethods({ trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize }),
+    ...envoyAuthorizationMethods({ trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize: options.envoy?.authorize ?? authorize }),
     ...(options.tokenService === undefined ? [] : tokenServiceMethods(options.tokenService)),
     ...(options.tokenExchange === undefined ? [] : tokenExchangeGrpcMethods(options.tokenExchange)),
     ...options.health.methods(),

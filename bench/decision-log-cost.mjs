@@ -1,0 +1,180 @@
+#!/usr/bin/env node
+/**
+ * What the decision log costs Envoy `Check`, in one run: three servers of this
+ * checkout, each in a process of its own pinned to core 0 (no log, the
+ * `denials` mode, the `all` mode, both writing to a file in the temporary
+ * folder), answer the same allows (a cached token) and denials (no token) from
+ * this client on core 1. The figure is the server's CPU time per request (user
+ * + system, `process.cpuUsage` before and after a batch); rounds rotate which
+ * server goes first, and each round gives a ratio to the no-log server of the
+ * same round, so the machine's drift cancels out. Medians are quoted.
+ *
+ * Needs a build (`npm run build`) and `taskset` (util-linux).
+ *
+ * Run: `node bench/decision-log-cost.mjs [rounds] [requests per batch]`
+ * (default 10 rounds of 10,000, 4 connections x 16 streams); prints one JSON line.
+ */
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import * as http2 from "node:http2";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const CONNECTIONS = 4;
+const STREAMS_PER_CONNECTION = 16;
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const MODES = ["none", "denials", "all"];
+
+if (process.argv[2] === "--serve") await serve(process.argv[3]);
+else await compare();
+
+/** Child mode: a server with the decision log in `mode` (or none); prints its ports and a token, then answers "cpu" lines. */
+async function serve(mode) {
+  const load = (file) => import(pathToFileURL(path.join(REPO, file)).href);
+  const { startServer } = await load("dist/src/main.js");
+  const { createToken } = await load("dist/src/service/tokens.js");
+  const { pino } = await load("node_modules/pino/pino.js");
+  process.env.PORTCULLIS_TOKEN_SECRET = "5e".repeat(32);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-dlog-bench-"));
+  const logFile = path.join(dataDir, "decisions.jsonl");
+  const decisionLog = mode === "none" ? {} : { decisionLog: { sink: { kind: "file", path: logFile }, mode, sampleRate: 0, maxFileBytes: 1024 ** 3, maxFiles: 1, capacity: 10_000 } };
+  const server = await startServer(
+    { host: "127.0.0.1", grpcPort: 0, httpPort: 0, policyDir: path.join(REPO, "policies"), dataDir, logLevel: "silent", ...decisionLog },
+    pino({ level: "silent" }),
+  );
+  const fields = { tenant: "acme", workspace: "main", environment: "production", type: "service", actor: "bench", name: "bench", role: "tenant_operator" };
+  const { token } = createToken(server.store, server.policy(), fields, Date.now());
+  process.stdout.write(`${JSON.stringify({ port: server.grpcPort, httpPort: server.httpPort, token })}\n`);
+  readline.createInterface({ input: process.stdin }).on("line", () => {
+    const usage = process.cpuUsage();
+    process.stdout.write(`${JSON.stringify({ cpuMicros: usage.user + usage.system })}\n`);
+  });
+  const stop = async () => {
+    await server.close(100);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    process.exit(0);
+  };
+  process.stdin.on("end", stop);
+  for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, stop);
+}
+
+async function compare() {
+  const rounds = Number(process.argv[2] ?? 10);
+  const perBatch = Number(process.argv[3] ?? 10_000);
+  const { create, toBinary } = await import(pathToFileURL(path.join(REPO, "node_modules/@bufbuild/protobuf/dist/esm/index.js")).href);
+  const { CheckRequestSchema } = await import(pathToFileURL(path.join(REPO, "dist/src/gen/envoy/service/auth/v3/external_auth_pb.js")).href);
+  const checkBody = (token) => {
+    const headers = { "user-agent": "curl/8", accept: "*/*", ...(token === null ? {} : { authorization: `Bearer ${token}` }) };
+    const message = create(CheckRequestSchema, {
+      attributes: {
+        source: { address: { address: { case: "socketAddress", value: { address: "203.0.113.10" } } } },
+        request: { http: { method: "GET", path: "/api/payouts?page=2", host: "api.example.com", headers } },
+      },
+    });
+    const bytes = toBinary(CheckRequestSchema, message);
+    const framed = Buffer.alloc(5 + bytes.length);
+    framed.writeUInt32BE(bytes.length, 1);
+    framed.set(bytes, 5);
+    return framed;
+  };
+
+  const servers = [];
+  for (const mode of MODES) servers.push(await startChild(mode, checkBody));
+  const figures = Object.fromEntries(MODES.flatMap((mode) => ["allow", "deny"].map((kind) => [`${mode} ${kind}`, []])));
+  try {
+    for (const server of servers) {
+      await runBatch(server, server.allow, 2_000);
+      await runBatch(server, server.deny, 2_000);
+    }
+    for (let round = 0; round < rounds; round++) {
+      const order = servers.map((_, i) => servers[(i + round) % servers.length]);
+      for (const server of order) {
+        figures[`${server.mode} allow`].push(await runBatch(server, server.allow, perBatch));
+        figures[`${server.mode} deny`].push(await runBatch(server, server.deny, perBatch));
+      }
+    }
+    const drops = {};
+    for (const server of servers) drops[server.mode] = await droppedRecords(server);
+    const round2 = (x) => Math.round(x * 100) / 100;
+    const rows = {};
+    for (const mode of MODES) {
+      for (const kind of ["allow", "deny"]) {
+        const micros = figures[`${mode} ${kind}`];
+        const base = figures[`none ${kind}`];
+        rows[`${mode} ${kind}`] = {
+          medianMicrosPerRequest: round2(median(micros)),
+          min: round2(Math.min(...micros)),
+          max: round2(Math.max(...micros)),
+          medianRoundRatioToNoLog: round2(median(micros.map((value, i) => value / base[i]))),
+        };
+      }
+    }
+    console.log(JSON.stringify({ rounds, perBatch, rows, droppedRecords: drops }));
+  } finally {
+    for (const server of servers) server.child.stdin.end();
+  }
+}
+
+async function startChild(mode, checkBody) {
+  const child = spawn("taskset", ["-c", "0", process.execPath, "--max-semi-space-size=8", fileURLToPath(import.meta.url), "--serve", mode], { stdio: ["pipe", "pipe", "inherit"] });
+  const waiting = [];
+  readline.createInterface({ input: child.stdout }).on("line", (line) => waiting.shift()?.(JSON.parse(line)));
+  const next = () => new Promise((resolve) => waiting.push(resolve));
+  const { port, httpPort, token } = await next();
+  const cpuMicros = async () => {
+    const answer = next();
+    child.stdin.write("cpu\n");
+    return (await answer).cpuMicros;
+  };
+  return { mode, child, port, httpPort, allow: checkBody(token), deny: checkBody(null), cpuMicros };
+}
+
+/** Sends `count` Check calls of one body; resolves to the server's CPU microseconds per call. */
+async function runBatch(server, body, count) {
+  const sessions = Array.from({ length: CONNECTIONS }, () => http2.connect(`http://127.0.0.1:${server.port}`));
+  await Promise.all(sessions.map((session) => new Promise((resolve) => session.once("connect", resolve))));
+  let sent = 0;
+  let answered = 0;
+  const before = await server.cpuMicros();
+  const sendOne = (session) =>
+    new Promise((resolve) => {
+      const stream = session.request({ ":method": "POST", ":path": "/envoy.service.auth.v3.Authorization/Check", "content-type": "application/grpc", te: "trailers" });
+      stream.on("trailers", (trailers) => {
+        if (trailers["grpc-status"] === "0") answered++;
+      });
+      stream.on("data", () => undefined);
+      stream.on("close", resolve);
+      stream.on("error", () => undefined);
+      stream.end(body);
+    });
+  await Promise.all(
+    sessions.flatMap((session) =>
+      Array.from({ length: STREAMS_PER_CONNECTION }, async () => {
+        while (sent < count) {
+          sent++;
+          await sendOne(session);
+        }
+      }),
+    ),
+  );
+  const after = await server.cpuMicros();
+  for (const session of sessions) session.close();
+  if (answered !== count) throw new Error(`only ${answered} of ${count} Check calls answered`);
+  return (after - before) / count;
+}
+
+/** The server's count of dropped decision log records, from /metrics. */
+async function droppedRecords(server) {
+  const text = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
+  let total = 0;
+  for (const match of text.matchAll(/^portcullis_decision_log_dropped_total\{reason="[a-z_]+"\} (\d+)$/gm)) total += Number(match[1]);
+  return total;
+}
+
+function median(values) {
+  const sorted = [...values].sort((x, y) => x - y);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
