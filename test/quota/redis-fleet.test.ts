@@ -118,7 +118,7 @@ describe.skipIf(noRedisServer !== null)("the quota store down, slow, and back (a
 
   it("stopped: tokens with a quota get 503 unavailable, tokens without one are still allowed; started: recovers by itself", async () => {
     expect(await authorize(t.httpUrl, withQuota)).toMatchObject({ allowed: true, code: "ok" });
-    expect(await readyz()).toEqual({ status: 200, body: "ready\nquota store: reachable\n" });
+    expect(await readyz()).toEqual({ status: 200, body: `ready\npolicy revision: ${t.server.policy().revision}\nquota store: reachable\n` });
 
     await own.stop();
     const startMs = performance.now();
@@ -126,11 +126,11 @@ describe.skipIf(noRedisServer !== null)("the quota store down, slow, and back (a
     expect(performance.now() - startMs).toBeLessThan(500);
     expect(await authorize(t.httpUrl, withoutQuota)).toMatchObject({ allowed: true, code: "ok" });
     // still ready: tokens without a quota are served; the body says what is missing
-    expect(await readyz()).toEqual({ status: 200, body: "ready\nquota store: unreachable (requests with a quota answer 503 unavailable)\n" });
+    expect(await readyz()).toEqual({ status: 200, body: `ready\npolicy revision: ${t.server.policy().revision}\nquota store: unreachable (requests with a quota answer 503 unavailable)\n` });
 
     await own.start();
     expect(await recovers(5_000)).toBe(true);
-    expect(await readyz()).toEqual({ status: 200, body: "ready\nquota store: reachable\n" });
+    expect(await readyz()).toEqual({ status: 200, body: `ready\npolicy revision: ${t.server.policy().revision}\nquota store: reachable\n` });
   });
 
   it("paused (answers nothing): 503 unavailable within the command timeout, and recovers once resumed", async () => {
