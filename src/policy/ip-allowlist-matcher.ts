@@ -208,25 +208,39 @@ class PrefixTrie {
  * list.ok && list.value.contains(parseIpAddress("::ffff:198.51.100.7")!); // true
  */
 export function buildIpAllowlistMatcher(entries: readonly string[], ruleId: string): Compiled<CompiledIpAllowlist> {
+  const steps = ipAllowlistCompileSteps(entries, ruleId, entries.length);
+  for (;;) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+  }
+}
+
+/**
+ * {@link buildIpAllowlistMatcher} in slices of `sliceSize` entries: the
+ * generator yields after each slice and returns the compiled list, so a caller
+ * can spread a long list's compile over several turns of the event loop.
+ */
+export function* ipAllowlistCompileSteps(entries: readonly string[], ruleId: string, sliceSize: number): Generator<void, Compiled<CompiledIpAllowlist>, void> {
   const v4 = new PrefixTrie();
   const v6 = new PrefixTrie();
   const errors: ControlError[] = [];
-  entries.forEach((entry, i) => {
-    const parsed = parseNetwork(entry);
+  for (let i = 0; i < entries.length; i++) {
+    if (i > 0 && i % sliceSize === 0) yield;
+    const parsed = parseNetwork(entries[i]!);
     if (!parsed.ok) {
       errors.push({ pointer: `/${i}`, message: parsed.message, ...(parsed.hint === undefined ? {} : { hint: parsed.hint }) });
-      return;
+      continue;
     }
     const { network } = parsed;
     if (network.version === 4) {
       v4.insert(network.bytes, network.prefix);
-      return;
+      continue;
     }
     v6.insert(network.bytes, network.prefix);
     if (network.prefix < 96 && maskBytes(MAPPED_PREFIX.concat([0, 0, 0, 0]), network.prefix).every((b, j) => b === network.bytes[j])) {
       v4.insert([0, 0, 0, 0], 0);
     }
-  });
+  }
   if (errors.length > 0) return { ok: false, errors };
   return {
     ok: true,
