@@ -399,6 +399,8 @@ export class TokenStore {
       }
       throw error;
     }
+    // why: a cache that remembers unknown tokens must forget them once one becomes known
+    this.notifying([id], () => undefined);
     return { token, record };
   }
 
@@ -430,7 +432,7 @@ export class TokenStore {
 
   /**
    * Tells `listener` the ids of tokens whose record changed through this store
-   * object (revoked, rotated, emergency-revoked, new controls), after the
+   * object (created, revoked, rotated, emergency-revoked, new controls), after the
    * change committed, so that a cache in front of the store can forget them at
    * once. Changes by other processes are not seen here; caches bound those by
    * age. Returns a function that removes the listener.
