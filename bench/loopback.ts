@@ -31,6 +31,8 @@ export interface LoopbackOptions {
   readonly quick: boolean;
   readonly loopback: boolean;
   readonly mix: boolean;
+  /** The Envoy `Check` denials and `Authorize` beside the `Check` allow, on one server (issue 19). */
+  readonly paths: boolean;
   /** When set, the real server runs with `--cpu-prof` into this folder and its top functions are logged. */
   readonly profileDir?: string;
   readonly log: (line: string) => void;
@@ -71,8 +73,10 @@ interface Target {
  * same with both cores kept out of idle ({@link withCoresBusy}); `saturation`:
  * as many requests as the server takes.
  */
-type Mode = "rate" | "rate-busy" | "saturation";
+type Mode = "rate" | "rate-busy" | "saturation" | "one-in-flight";
 const MODES: readonly Mode[] = ["rate", "rate-busy", "saturation"];
+/** `one-in-flight`: one connection, one request at a time, closed loop: the latency of a request on an otherwise idle server. */
+const PATH_MODES: readonly Mode[] = ["one-in-flight", "saturation"];
 
 interface Sample {
   readonly load: LoadResult;
@@ -95,6 +99,14 @@ interface LoadCase {
   readonly rpsBudget?: Budget;
   readonly p99Budget?: Budget;
   readonly note?: string;
+  /** Modes run; {@link MODES} when absent. */
+  readonly modes?: readonly Mode[];
+  /**
+   * Targets are paths of one server rather than a server and its floors:
+   * every target after the first gets its CPU ratio to the first, with
+   * `ratioBudgets` by label.
+   */
+  readonly relativeToFirst?: { readonly ratioBudgets: ReadonlyMap<string, Budget> };
 }
 
 function authorizeRequest(fields: CheckFields) {
@@ -151,6 +163,9 @@ function requestKinds(tokens: { operator: readonly string[]; readOnly: readonly 
 /** Issue 6's latency budget, judged on the fixed rate with the cores kept out of idle (BENCHMARKS.md says why). */
 const P99_BUDGET: Budget = { limit: 2, atMost: true, text: "< 2 ms (cores out of idle)" };
 
+/** Issue 19's budget for a denial: its CPU per request against the Check allow's, measured on the same server in the same run. */
+const DENY_BUDGET: Budget = { limit: 1.15, atMost: true, text: "≤ 1.15× Check allow" };
+
 /** Saturation and rate settings: gRPC in flight at saturation (h2load, or h2-paced for the mix), gRPC connections at the rate (h2-paced), HTTP/1.1 (wrk). */
 const H2_SATURATION = { connections: 4, streams: 16 };
 const H2_RATE_CONNECTIONS = 4;
@@ -162,7 +177,7 @@ async function measure(cases: readonly LoadCase[], plan: Plan, log: (line: strin
   for (const c of cases) {
     const perTarget = new Map<Target, Record<Mode, Sample[]>>();
     for (const target of c.targets) {
-      perTarget.set(target, { rate: [], "rate-busy": [], saturation: [] });
+      perTarget.set(target, { rate: [], "rate-busy": [], saturation: [], "one-in-flight": [] });
       log(`loopback: warm-up ${c.name} on ${target.label}`);
       // Both shapes of load: the paced one opens its own connections, whose first seconds still carry JIT and GC warm-up.
       await c.drive(target, "saturation", plan.warmupSeconds);
@@ -174,7 +189,7 @@ async function measure(cases: readonly LoadCase[], plan: Plan, log: (line: strin
   for (let run = 0; run < plan.runs; run++) {
     for (const c of cases) {
       for (const target of c.targets) {
-        for (const mode of MODES) {
+        for (const mode of c.modes ?? MODES) {
           log(`loopback: run ${run + 1}/${plan.runs} ${c.name} on ${target.label}, ${mode}`);
           const seconds = mode === "saturation" ? plan.saturationSeconds : plan.rateSeconds;
           const once = async () => {
@@ -208,12 +223,13 @@ function perTarget(results: Map<LoadCase, Map<Target, Record<Mode, Sample[]>>>, 
 function rowsOf(c: LoadCase, samples: Map<Target, Record<Mode, Sample[]>>, rate: number): Row[] {
   const rows: Row[] = [];
   const [real, ...floors] = c.targets;
+  const modes = c.modes ?? MODES;
   for (const target of c.targets) {
     const s = samples.get(target)!;
     const of = (mode: Mode, pick: (sample: Sample) => number) => spread(s[mode].map(pick));
-    const failed = MODES.reduce((sum, mode) => sum + s[mode].reduce((n, sample) => n + sample.load.failed, 0), 0);
+    const failed = modes.reduce((sum, mode) => sum + s[mode].reduce((n, sample) => n + sample.load.failed, 0), 0);
     const figures: Figure[] = [];
-    for (const mode of ["rate", "rate-busy"] as const) {
+    for (const mode of (["rate", "rate-busy"] as const).filter((m) => modes.includes(m))) {
       const at = `~${rate.toLocaleString("en-US")} rps${mode === "rate-busy" ? ", cores kept out of idle" : ""}`;
       const budget = target === real && c.p99Budget && mode === "rate-busy" ? { budget: c.p99Budget } : {};
       figures.push(
@@ -224,6 +240,13 @@ function rowsOf(c: LoadCase, samples: Map<Target, Record<Mode, Sample[]>>, rate:
         { label: `${at}: host steal`, unit: "ms/s", value: of(mode, (x) => x.stealMsPerSecond) },
       );
     }
+    if (modes.includes("one-in-flight")) {
+      figures.push(
+        { label: "one in flight: p50", unit: "ms", value: of("one-in-flight", (x) => x.load.p50Ms) },
+        { label: "one in flight: p99", unit: "ms", value: of("one-in-flight", (x) => x.load.p99Ms) },
+        { label: "one in flight: server CPU per request", unit: "µs", value: of("one-in-flight", (x) => x.cpuUsPerRequest) },
+      );
+    }
     figures.push(
       { label: "saturation: throughput", unit: "req/s", value: of("saturation", (x) => x.load.rps), ...(target === real && c.rpsBudget ? { budget: c.rpsBudget } : {}) },
       { label: "saturation: p50", unit: "ms", value: of("saturation", (x) => x.load.p50Ms) },
@@ -231,14 +254,22 @@ function rowsOf(c: LoadCase, samples: Map<Target, Record<Mode, Sample[]>>, rate:
       { label: "saturation: server CPU per request", unit: "µs", value: of("saturation", (x) => x.cpuUsPerRequest) },
       { label: "saturation: host steal", unit: "ms/s", value: of("saturation", (x) => x.stealMsPerSecond) },
     );
-    if (target === real) {
+    const ratioOf = (base: Target, mode: Mode) => {
+      const f = samples.get(base)!;
+      return spread(s[mode].map((sample, i) => sample.cpuUsPerRequest / f[mode][i]!.cpuUsPerRequest));
+    };
+    if (c.relativeToFirst !== undefined && target !== real) {
+      const budget = c.relativeToFirst.ratioBudgets.get(target.label);
+      figures.push({ label: `CPU per request ÷ ${real.label}, saturation`, unit: "×", value: ratioOf(real, "saturation"), ...(budget === undefined ? {} : { budget }) });
+      if (modes.includes("one-in-flight")) figures.push({ label: `CPU per request ÷ ${real.label}, one in flight`, unit: "×", value: ratioOf(real, "one-in-flight") });
+    }
+    if (c.relativeToFirst === undefined && target === real) {
       // Every floor gets its ratios; the budget is judged against the first.
       for (const floor of floors) {
         const f = samples.get(floor)!;
-        const ratio = (mode: Mode) => spread(s[mode].map((sample, i) => sample.cpuUsPerRequest / f[mode][i]!.cpuUsPerRequest));
         const budget = floor === floors[0] && c.ratioBudget ? { budget: c.ratioBudget } : {};
-        figures.push({ label: `CPU per request ÷ ${floor.label}, saturation`, unit: "×", value: ratio("saturation"), ...budget });
-        figures.push({ label: `CPU per request ÷ ${floor.label}, ~${rate.toLocaleString("en-US")} rps`, unit: "×", value: ratio("rate") });
+        figures.push({ label: `CPU per request ÷ ${floor.label}, saturation`, unit: "×", value: ratioOf(floor, "saturation"), ...budget });
+        figures.push({ label: `CPU per request ÷ ${floor.label}, ~${rate.toLocaleString("en-US")} rps`, unit: "×", value: ratioOf(floor, "rate") });
         figures.push({ label: `throughput ÷ ${floor.label}, saturation`, unit: "×", value: spread(s.saturation.map((sample, i) => sample.load.rps / f.saturation[i]!.load.rps)) });
       }
     }
@@ -343,7 +374,9 @@ export async function runLoopback(options: LoopbackOptions): Promise<Row[]> {
     const h2Single = (route: string, bodyFile: string): Drive => (target, mode, seconds) =>
       mode === "saturation"
         ? runH2load([{ url: `${target.grpcUrl}${route}`, bodyFile, ...H2_SATURATION }], seconds, work)
-        : runPaced({ origin: target.grpcUrl, path: route, connections: H2_RATE_CONNECTIONS, load: { rate: plan.rate }, bodies: [{ file: bodyFile, weight: 1 }] }, seconds);
+        : mode === "one-in-flight"
+          ? runPaced({ origin: target.grpcUrl, path: route, connections: 1, load: { streamsPerConnection: 1 }, bodies: [{ file: bodyFile, weight: 1 }] }, seconds)
+          : runPaced({ origin: target.grpcUrl, path: route, connections: H2_RATE_CONNECTIONS, load: { rate: plan.rate }, bodies: [{ file: bodyFile, weight: 1 }] }, seconds);
     const connectDrive = (body: Uint8Array, contentType: string): Drive => (target, mode, seconds) =>
       runWrk(
         {
@@ -417,6 +450,28 @@ export async function runLoopback(options: LoopbackOptions): Promise<Row[]> {
             work,
           ),
         note: "GET /ext-authz/envoy<path> with the original headers (Authorization, Host), as Envoy's HTTP ext_authz sends it; floor is bare node:http; wrk paced as for Connect (closed loop)",
+      });
+    }
+    if (options.paths && checkBodies !== null) {
+      // One server, each path its own target, so that every ratio to the Check allow comes from the same minutes.
+      const kindIndex = (name: string) => kinds.findIndex((k) => k.name === name);
+      const paths: { label: string; route: string; body: string; budget?: Budget }[] = [
+        { label: "Check allow", route: CHECK_PATH, body: checkBodies[0]! },
+        { label: "Check scope_denied", route: CHECK_PATH, body: checkBodies[kindIndex("deny scope (read_only POST)")]!, budget: DENY_BUDGET },
+        { label: "Check unauthenticated (bad checksum)", route: CHECK_PATH, body: checkBodies[kindIndex("deny bad checksum")]!, budget: DENY_BUDGET },
+        { label: "Check unauthenticated (unknown token, repeated)", route: CHECK_PATH, body: checkBodies[kindIndex("deny unknown token")]!, budget: DENY_BUDGET },
+        { label: "Authorize allow", route: AUTHORIZE_PATH, body: authorizeBodies[0]!, budget: { limit: 1.1, atMost: true, text: "≤ 1.1× Check allow" } },
+      ];
+      const drives = new Map<Target, Drive>();
+      for (const p of paths) drives.set({ ...real, label: p.label }, h2Single(p.route, p.body));
+      cases.push({
+        name: "Envoy Check and Authorize paths over gRPC",
+        section: "loopback",
+        targets: [...drives.keys()],
+        drive: (target, mode, seconds) => drives.get(target)!(target, mode, seconds),
+        modes: PATH_MODES,
+        relativeToFirst: { ratioBudgets: new Map(paths.flatMap((p) => (p.budget === undefined ? [] : [[p.label, p.budget] as const]))) },
+        note: "one real server, each path driven alone in turn: one in flight is h2-paced closed loop on 1 connection × 1 stream; saturation is h2load -c 4 -m 16; the unknown token is one well-formed token the store never issued, sent on every request",
       });
     }
     if (options.mix) {

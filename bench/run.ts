@@ -3,7 +3,7 @@
  * one table and writes the same as JSON to `bench/results/<timestamp>.json`.
  *
  * Flags: `--quick` (one short run each, for a smoke check), `--only
- * in-process|loopback|mix` (repeatable), `--profile` (run the loopback server
+ * in-process|loopback|paths|mix` (repeatable), `--profile` (run the loopback server
  * under `node --cpu-prof` and print its top self-time functions).
  */
 import { execFileSync } from "node:child_process";
@@ -16,7 +16,7 @@ import { runLoopback } from "./loopback.js";
 import { killAll, missingTools } from "./processes.js";
 import { renderTable, writeResults, type Row } from "./report.js";
 
-const SECTIONS = ["in-process", "loopback", "mix"] as const;
+const SECTIONS = ["in-process", "loopback", "paths", "mix"] as const;
 type Section = (typeof SECTIONS)[number];
 
 function parseArgs(argv: readonly string[]): { quick: boolean; only: Set<Section>; profile: boolean } {
@@ -33,7 +33,7 @@ function parseArgs(argv: readonly string[]): { quick: boolean; only: Set<Section
         if (!(SECTIONS as readonly string[]).includes(part)) throw new Error(`--only takes ${SECTIONS.join(", ")}; got \`${part}\``);
         only.add(part as Section);
       }
-    } else throw new Error(`unknown argument \`${arg}\`: expected --quick, --only in-process|loopback|mix, --profile`);
+    } else throw new Error(`unknown argument \`${arg}\`: expected --quick, --only in-process|loopback|paths|mix, --profile`);
   }
   return { quick, only: only.size === 0 ? new Set(SECTIONS) : only, profile };
 }
@@ -66,7 +66,7 @@ async function main(): Promise<number> {
   let exitCode = 0;
 
   if (args.only.has("in-process")) rows.push(...(await runInProcess({ quick: args.quick, log })));
-  if (args.only.has("loopback") || args.only.has("mix")) {
+  if (args.only.has("loopback") || args.only.has("mix") || args.only.has("paths")) {
     const missing = missingTools();
     if (missing !== null) {
       log(`loopback and mix skipped: ${missing}`);
@@ -78,6 +78,7 @@ async function main(): Promise<number> {
           quick: args.quick,
           loopback: args.only.has("loopback"),
           mix: args.only.has("mix"),
+          paths: args.only.has("paths"),
           log,
           // Outside the repository: profiles are large and not results to keep.
           ...(args.profile ? { profileDir: path.join(os.tmpdir(), "portcullis-bench-profiles") } : {}),

@@ -97,11 +97,17 @@ export function decide(
   const scope = checkScope(request, policy, token);
   if (!scope.ok) {
     const { denial } = scope;
+    // A missing-scope denial is the same for every request of this token on this route: built once, unless warnings make it differ.
+    const shared = warnings.length === 0 && Object.isFrozen(denial);
+    const known = shared ? principal.scopeDenials.get(denial) : undefined;
+    if (known !== undefined) return known;
     const headers: HeaderField[] =
       denial.reason === "missing_scope"
         ? [["www-authenticate", `Bearer realm="${policy.name}", error="insufficient_scope", scope="${denial.details.required_scope}"`]]
         : [];
-    return deny("scope_denied", denial.reason, denial.message, denial.ruleId, denial.details, headers, principal, auditEventOf("scope_denied"), warnings);
+    const decision = deny("scope_denied", denial.reason, denial.message, denial.ruleId, denial.details, headers, principal, auditEventOf("scope_denied"), warnings);
+    if (shared) principal.scopeDenials.set(denial, freezeDecision(decision));
+    return decision;
   }
 
   const workspace = checkWorkspace(request, token, policy, facts);
@@ -134,13 +140,43 @@ export function unavailable(message: string): Decision {
   return deny("unavailable", "internal_error", message, "unavailable", {});
 }
 
-/** The `unauthenticated` (401) decision for a credential failure, with its RFC 6750 challenge. */
+/**
+ * `unauthenticated` decisions per policy set, by reason and message: they
+ * carry nothing of the request, so each is built once, frozen, and shared
+ * (the render and the transports key their encodings on it). Bounded, since
+ * a message may name an environment read from the store.
+ */
+const unauthenticatedDecisions = new WeakMap<CompiledPolicySet, Map<string, Decision>>();
+const MAX_UNAUTHENTICATED_DECISIONS = 256;
+
+/** The `unauthenticated` (401) decision for a credential failure, with its RFC 6750 challenge; shared, see above. */
 export function unauthenticated(failure: AuthFailure, policy: CompiledPolicySet): Decision {
+  let known = unauthenticatedDecisions.get(policy);
+  if (known === undefined) {
+    known = new Map();
+    unauthenticatedDecisions.set(policy, known);
+  }
+  const key = `${failure.presented ? "+" : "-"}${failure.reason}\u0000${failure.message}`;
+  const cached = known.get(key);
+  if (cached !== undefined) return cached;
   // RFC 6750 §3: no error attribute when the request carried no credential at all.
   const challenge = failure.presented
     ? `Bearer realm="${policy.name}", error="invalid_token", error_description="${failure.message.replace(/["\\]/g, "")}"`
     : `Bearer realm="${policy.name}"`;
-  return deny("unauthenticated", failure.reason, failure.message, "authentication", {}, [["www-authenticate", challenge]]);
+  const decision = freezeDecision(deny("unauthenticated", failure.reason, failure.message, "authentication", {}, [["www-authenticate", challenge]]));
+  if (known.size < MAX_UNAUTHENTICATED_DECISIONS) known.set(key, decision);
+  return decision;
+}
+
+/** Freezes a decision and its lists: a frozen decision is shared between requests, and may be keyed on. */
+function freezeDecision(decision: Decision): Decision {
+  Object.freeze(decision.details);
+  Object.freeze(decision.responseHeaders);
+  for (const header of decision.responseHeaders) Object.freeze(header);
+  Object.freeze(decision.warnings);
+  Object.freeze(decision.upstreamHeaders);
+  Object.freeze(decision.upstreamMetadata);
+  return Object.freeze(decision);
 }
 
 /** A denial with every field filled; `principal` when the token is known. */
@@ -188,6 +224,8 @@ export interface Principal {
   readonly identity: Identity;
   readonly upstreamHeaders: readonly HeaderField[];
   readonly upstreamMetadata: readonly MetadataEntry[];
+  /** Frozen `scope_denied` decisions of this principal, by the shared denial they came from (bounded by the routes). */
+  readonly scopeDenials: Map<object, Decision>;
 }
 
 const principals = new WeakMap<TokenRecord, { policy: CompiledPolicySet; principal: Principal }>();
@@ -232,7 +270,7 @@ export function principalOf(token: TokenRecord, policy: CompiledPolicySet): Prin
     const value = valueOf(field);
     if (value !== null) upstreamMetadata.push([key, value]);
   }
-  const principal = { identity, upstreamHeaders: Object.freeze(upstreamHeaders), upstreamMetadata: Object.freeze(upstreamMetadata) };
+  const principal = { identity, upstreamHeaders: Object.freeze(upstreamHeaders), upstreamMetadata: Object.freeze(upstreamMetadata), scopeDenials: new Map() };
   principals.set(token, { policy, principal });
   return principal;
 }

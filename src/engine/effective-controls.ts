@@ -17,6 +17,7 @@ import {
   type CompiledPolicySet,
   type CompiledQuota,
 } from "../policy/types.js";
+import { ruleIdOf, tokenAllowlist } from "./token-allowlists.js";
 import type { TokenRecord } from "./types.js";
 
 /** The controls in force for one token; `null` where no source sets the kind. */
@@ -57,7 +58,7 @@ export function effectiveControls(token: TokenRecord, policy: CompiledPolicySet)
   const cached = cache.get(token);
   if (cached !== undefined && cached.policy === policy) return cached.controls;
 
-  const own = compileControls(token.controls, `token:${token.id}`);
+  const own = compileControls(token.controls, ruleIdOf(token), (entries) => tokenAllowlist(token, entries));
   if (!own.ok) throw new Error(`controls of token \`${token.id}\` do not compile: ${own.errors[0]?.message ?? ""}`);
   const result: { -readonly [K in keyof EffectiveControls]: EffectiveControls[K] } = { ipAllowlist: null, mtls: null, conditionalAccess: null, quota: null };
   for (const kind of KINDS) {

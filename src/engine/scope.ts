@@ -13,7 +13,7 @@ export interface ScopeDenial {
   readonly reason: "no_route" | "missing_scope";
   readonly message: string;
   readonly ruleId: string;
-  readonly details: Record<string, string>;
+  readonly details: Readonly<Record<string, string>>;
 }
 
 /** Whether the token's effective permission includes `scope`. Set look-ups only: O(1) in catalog size. */
@@ -90,15 +90,35 @@ export function checkScope(
     };
   }
   if (holdsScope(token, policy, route.scope)) return { ok: true, route };
-  const module = route.scope.slice(0, route.scope.indexOf(":") + 1);
-  const held = effectiveScopes(token, policy).filter((scope) => scope.startsWith(module));
-  return {
-    ok: false,
-    denial: {
-      reason: "missing_scope",
+  return { ok: false, denial: missingScopeDenial(scopeSetOf(token, policy), route) };
+}
+
+/**
+ * Missing-scope denials per shared scope set, by rule and scope: what a
+ * denied token holds and what the route needs are the same on every request,
+ * so the denial (and what the engine and transports build from it, keyed on
+ * this frozen object) is made once, not per request. Bounded by the routes.
+ */
+const missingScopeDenials = new WeakMap<ScopeSet, Map<string, ScopeDenial>>();
+
+function missingScopeDenial(scopeSet: ScopeSet, route: RouteMatch): ScopeDenial {
+  let byRoute = missingScopeDenials.get(scopeSet);
+  if (byRoute === undefined) {
+    byRoute = new Map();
+    missingScopeDenials.set(scopeSet, byRoute);
+  }
+  const key = `${route.ruleId}\u0000${route.scope}`;
+  let denial = byRoute.get(key);
+  if (denial === undefined) {
+    const module = route.scope.slice(0, route.scope.indexOf(":") + 1);
+    const held = scopeSet.scopes.filter((scope) => scope.startsWith(module));
+    denial = Object.freeze({
+      reason: "missing_scope" as const,
       message: `token lacks the \`${route.scope}\` scope this operation requires`,
       ruleId: route.ruleId,
-      details: { required_scope: route.scope, current_scope: held.join(" ") },
-    },
-  };
+      details: Object.freeze({ required_scope: route.scope, current_scope: held.join(" ") }),
+    });
+    byRoute.set(key, denial);
+  }
+  return denial;
 }

@@ -10,6 +10,7 @@ import { buildPathPatternMatcher, checkPathPattern } from "./path-pattern-matche
 import type {
   CompiledConditionalAccess,
   CompiledControls,
+  CompiledIpAllowlist,
   CompiledMtls,
   CompiledQuota,
   ConditionalAccessSpec,
@@ -44,9 +45,15 @@ export function normalizePin(value: string): string {
 
 /**
  * Compiles every control kind `spec` sets. `ruleId` names the source in
- * decisions (a policy entry's id, or `token:<id>`).
+ * decisions (a policy entry's id, or `token:<id>`). `compileIpAllowlist` lets
+ * a caller hand in an allowlist compiled earlier (a token's long list is
+ * compiled in slices, off the decision that first needs it).
  */
-export function compileControls(spec: ControlsSpec, ruleId: string): Compiled<CompiledControls> {
+export function compileControls(
+  spec: ControlsSpec,
+  ruleId: string,
+  compileIpAllowlist: (entries: readonly string[], ruleId: string) => Compiled<CompiledIpAllowlist> = buildIpAllowlistMatcher,
+): Compiled<CompiledControls> {
   const errors: ControlError[] = [];
   const result: { -readonly [K in keyof CompiledControls]: CompiledControls[K] } = {};
   const collect = <T>(compiled: Compiled<T>, prefix: string): T | undefined => {
@@ -56,7 +63,7 @@ export function compileControls(spec: ControlsSpec, ruleId: string): Compiled<Co
   };
   if (spec.ipAllowlist !== undefined) {
     if (spec.ipAllowlist.length === 0) errors.push({ pointer: "/ipAllowlist", message: "ip allowlist must list at least one cidr or address" });
-    else result.ipAllowlist = collect(buildIpAllowlistMatcher(spec.ipAllowlist, ruleId), "/ipAllowlist");
+    else result.ipAllowlist = collect(compileIpAllowlist(spec.ipAllowlist, ruleId), "/ipAllowlist");
   }
   if (spec.mtls !== undefined) result.mtls = collect(compileMtls(spec.mtls, ruleId), "/mtls");
   if (spec.conditionalAccess !== undefined) {

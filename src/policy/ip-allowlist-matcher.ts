@@ -81,19 +81,6 @@ function groupsOf(side: string): number[] {
   return groups;
 }
 
-/**
- * Parses an address Node's `isIP` accepted. An IPv6 address ending in a dotted
- * quad is rewritten to hex groups first: ipaddr.js reads `::198.51.100.7` (an
- * IPv4-compatible address, RFC 4291 §2.5.5.1) as if it were `::ffff:198.51.100.7`.
- */
-function parseValidated(text: string): ipaddr.IPv4 | ipaddr.IPv6 {
-  const address = text.split("%")[0]!;
-  const quad = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
-  if (quad === null) return ipaddr.parse(address);
-  const [a, b, c, d] = quad.slice(2).map(Number) as [number, number, number, number];
-  return ipaddr.parse(`${quad[1]}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`);
-}
-
 /** A network: address bytes with host bits clear, and prefix length. */
 interface Network {
   readonly version: 4 | 6;
@@ -111,18 +98,18 @@ export function parseNetwork(text: string): { ok: true; network: Network } | { o
   const addressText = slash === -1 ? text : text.slice(0, slash);
   const version = isIP(addressText);
   if (version === 0) return { ok: false, message: `\`${text}\` is not an ip address or cidr` };
-  const raw = parseValidated(addressText).toByteArray();
+  // why: read by hand after `isIP` validated the syntax; ipaddr.js's regular expressions cost most of a 10,000-entry compile
+  const raw = version === 4 ? dottedQuadBytes(addressText) : ipv6Bytes(addressText);
   const bits = raw.length * 8;
   let prefix = bits;
   if (slash !== -1) {
-    const prefixText = text.slice(slash + 1);
-    if (!/^(0|[1-9][0-9]{0,2})$/.test(prefixText) || Number(prefixText) > bits) {
+    prefix = prefixLength(text, slash + 1);
+    if (prefix < 0 || prefix > bits) {
       return { ok: false, message: `cidr \`${text}\` has an invalid prefix length: expected 0 to ${bits}` };
     }
-    prefix = Number(prefixText);
   }
   const masked = maskBytes(raw, prefix);
-  if (masked.some((b, i) => b !== raw[i])) {
+  if (!sameBytes(masked, raw)) {
     const network = `${ipaddr.fromByteArray(masked).toString()}/${prefix}`;
     return { ok: false, message: `cidr \`${text}\` has host bits set`, hint: `did you mean \`${network}\`?` };
   }
@@ -132,46 +119,82 @@ export function parseNetwork(text: string): { ok: true; network: Network } | { o
   return { ok: true, network: { version: version === 4 ? 4 : 6, bytes: masked, prefix } };
 }
 
-function maskBytes(bytes: readonly number[], prefix: number): number[] {
-  return bytes.map((b, i) => {
-    const keep = Math.max(0, Math.min(8, prefix - i * 8));
-    return b & ((0xff << (8 - keep)) & 0xff);
-  });
+/** The decimal prefix length from `start` to the end of `text`: 1 to 3 digits, no leading zero; `-1` when it is not one. */
+function prefixLength(text: string, start: number): number {
+  const length = text.length - start;
+  if (length < 1 || length > 3 || (length > 1 && text.charCodeAt(start) === 48)) return -1;
+  let value = 0;
+  for (let i = start; i < text.length; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    value = value * 10 + digit;
+  }
+  return value;
 }
 
-/** A binary trie over address bits; node 0 is the root, `-1` is no child. */
+function maskBytes(bytes: readonly number[], prefix: number): number[] {
+  const masked = new Array<number>(bytes.length);
+  for (let i = 0; i < bytes.length; i++) {
+    const keep = Math.max(0, Math.min(8, prefix - i * 8));
+    masked[i] = bytes[i]! & ((0xff << (8 - keep)) & 0xff);
+  }
+  return masked;
+}
+
+function sameBytes(a: readonly number[], b: readonly number[]): boolean {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** A binary trie over address bits; node 0 is the root, `-1` is no child. Typed arrays grown by doubling: a 10,000-entry list makes about 150,000 nodes. */
 class PrefixTrie {
-  private readonly zero: number[] = [-1];
-  private readonly one: number[] = [-1];
-  private readonly terminal: boolean[] = [false];
+  private zero = new Int32Array(64).fill(-1);
+  private one = new Int32Array(64).fill(-1);
+  private terminal = new Uint8Array(64);
+  private size = 1;
 
   insert(bytes: readonly number[], prefix: number): void {
     let node = 0;
     for (let bit = 0; bit < prefix; bit++) {
-      if (this.terminal[node]) return; // already covered by a shorter prefix
-      const branch = ((bytes[bit >> 3]! >> (7 - (bit & 7))) & 1) === 1 ? this.one : this.zero;
-      let next = branch[node]!;
+      if (this.terminal[node] === 1) return; // already covered by a shorter prefix
+      const isOne = ((bytes[bit >> 3]! >> (7 - (bit & 7))) & 1) === 1;
+      let next = (isOne ? this.one : this.zero)[node]!;
       if (next === -1) {
-        next = this.terminal.length;
-        this.zero.push(-1);
-        this.one.push(-1);
-        this.terminal.push(false);
-        branch[node] = next;
+        next = this.add();
+        // read the arrays after `add`, which may have replaced them
+        (isOne ? this.one : this.zero)[node] = next;
       }
       node = next;
     }
-    this.terminal[node] = true;
+    this.terminal[node] = 1;
+  }
+
+  private add(): number {
+    if (this.size === this.terminal.length) {
+      const capacity = this.size * 2;
+      const grow = (old: Int32Array) => {
+        const next = new Int32Array(capacity).fill(-1);
+        next.set(old);
+        return next;
+      };
+      this.zero = grow(this.zero);
+      this.one = grow(this.one);
+      const terminal = new Uint8Array(capacity);
+      terminal.set(this.terminal);
+      this.terminal = terminal;
+    }
+    return this.size++;
   }
 
   contains(bytes: readonly number[]): boolean {
     let node = 0;
     const bits = bytes.length * 8;
     for (let bit = 0; bit < bits; bit++) {
-      if (this.terminal[node]) return true;
+      if (this.terminal[node] === 1) return true;
       node = ((bytes[bit >> 3]! >> (7 - (bit & 7))) & 1) === 1 ? this.one[node]! : this.zero[node]!;
       if (node === -1) return false;
     }
-    return this.terminal[node]!;
+    return this.terminal[node] === 1;
   }
 }
 
@@ -185,25 +208,39 @@ class PrefixTrie {
  * list.ok && list.value.contains(parseIpAddress("::ffff:198.51.100.7")!); // true
  */
 export function buildIpAllowlistMatcher(entries: readonly string[], ruleId: string): Compiled<CompiledIpAllowlist> {
+  const steps = ipAllowlistCompileSteps(entries, ruleId, entries.length);
+  for (;;) {
+    const step = steps.next();
+    if (step.done === true) return step.value;
+  }
+}
+
+/**
+ * {@link buildIpAllowlistMatcher} in slices of `sliceSize` entries: the
+ * generator yields after each slice and returns the compiled list, so a caller
+ * can spread a long list's compile over several turns of the event loop.
+ */
+export function* ipAllowlistCompileSteps(entries: readonly string[], ruleId: string, sliceSize: number): Generator<void, Compiled<CompiledIpAllowlist>, void> {
   const v4 = new PrefixTrie();
   const v6 = new PrefixTrie();
   const errors: ControlError[] = [];
-  entries.forEach((entry, i) => {
-    const parsed = parseNetwork(entry);
+  for (let i = 0; i < entries.length; i++) {
+    if (i > 0 && i % sliceSize === 0) yield;
+    const parsed = parseNetwork(entries[i]!);
     if (!parsed.ok) {
       errors.push({ pointer: `/${i}`, message: parsed.message, ...(parsed.hint === undefined ? {} : { hint: parsed.hint }) });
-      return;
+      continue;
     }
     const { network } = parsed;
     if (network.version === 4) {
       v4.insert(network.bytes, network.prefix);
-      return;
+      continue;
     }
     v6.insert(network.bytes, network.prefix);
     if (network.prefix < 96 && maskBytes(MAPPED_PREFIX.concat([0, 0, 0, 0]), network.prefix).every((b, j) => b === network.bytes[j])) {
       v4.insert([0, 0, 0, 0], 0);
     }
-  });
+  }
   if (errors.length > 0) return { ok: false, errors };
   return {
     ok: true,

@@ -23,11 +23,54 @@ const JSON_CONTENT_TYPE: HeaderField = ["content-type", "application/json"];
  */
 export function renderDecision(decision: Decision, dialect: ErrorDialect, requestId: string): RenderedResponse {
   if (decision.allowed) return { httpStatus: 200, headers: decision.responseHeaders, body: "" };
+  const shared = Object.isFrozen(decision) ? sharedDenial(decision, dialect) : null;
+  if (shared !== null) {
+    return { httpStatus: decision.httpStatus, headers: shared.headers, body: shared.bodyBefore === null ? shared.bodyAfter : `${shared.bodyBefore}${JSON.stringify(requestId)}${shared.bodyAfter}` };
+  }
   return {
     httpStatus: decision.httpStatus,
     headers: [JSON_CONTENT_TYPE, ...decision.responseHeaders],
     body: JSON.stringify(errorBody(decision, dialect, requestId)),
   };
+}
+
+/**
+ * A shared (frozen) denial rendered once per dialect: its headers, and its
+ * body cut where the request id goes (`bodyBefore` is `null` when the dialect
+ * carries none), so a denial costs a concatenation rather than a stringify.
+ */
+interface SharedRendering {
+  readonly dialect: ErrorDialect;
+  readonly headers: readonly HeaderField[];
+  readonly bodyBefore: string | null;
+  readonly bodyAfter: string;
+}
+
+const sharedRenderings = new WeakMap<Decision, SharedRendering[]>();
+
+// Not a valid request id (those are plain ASCII), so it cannot be confused with one.
+const REQUEST_ID_MARK = "\u0000request-id\u0000";
+
+/** `null` when the body cannot be cut safely; the caller then renders it whole. */
+function sharedDenial(decision: Decision, dialect: ErrorDialect): SharedRendering | null {
+  let renderings = sharedRenderings.get(decision);
+  const found = renderings?.find((r) => r.dialect === dialect);
+  if (found !== undefined) return found;
+  const whole = JSON.stringify(errorBody(decision, dialect, REQUEST_ID_MARK));
+  let bodyBefore: string | null = null;
+  let bodyAfter = whole;
+  if (dialect !== "error_object") {
+    // The request id is the last field of the canonical and envelope bodies: only closing braces may follow it.
+    const quoted = JSON.stringify(REQUEST_ID_MARK);
+    const mark = whole.lastIndexOf(quoted);
+    bodyAfter = mark === -1 ? "" : whole.slice(mark + quoted.length);
+    if (mark === -1 || !/^}+$/.test(bodyAfter)) return null;
+    bodyBefore = whole.slice(0, mark);
+  }
+  const rendering: SharedRendering = Object.freeze({ dialect, headers: Object.freeze([JSON_CONTENT_TYPE, ...decision.responseHeaders]), bodyBefore, bodyAfter });
+  if (renderings === undefined) sharedRenderings.set(decision, (renderings = []));
+  renderings.push(rendering);
+  return rendering;
 }
 
 /** The JSON error body of a denial in one dialect. */

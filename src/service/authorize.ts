@@ -4,6 +4,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { decide, readRequest, unauthenticated, unavailable } from "../engine/decide.js";
+import { needsSlicedCompile } from "../engine/token-allowlists.js";
 import type { JwtCredentials, JwtResolution } from "../jwt/jwt-credentials.js";
 import type { AuthzInput, Decision, TokenRecord } from "../engine/types.js";
 import type { CompiledPolicySet } from "../policy/types.js";
@@ -12,6 +13,7 @@ import type { QuotaCounter } from "../quota/quota-counter.js";
 import { renderDecision, type RenderedResponse } from "../render/render.js";
 import { chargeQuota } from "./charge-quota.js";
 import { isPromise, type MaybePromise } from "./maybe-promise.js";
+import { compileAllowlistInSlices } from "./sliced-compile.js";
 import type { TenantStateLookup } from "./tenant-state-cache.js";
 import type { TokenLookup } from "./token-cache.js";
 import type { UsageRecorder } from "./usage-recorder.js";
@@ -113,7 +115,12 @@ function decideWith(deps: AuthorizerDeps): Authorizer {
     return answer(decision, policy, requestId);
   };
   // The quota comes last and counts only what decide() allowed.
-  const finish = (token: TokenRecord | undefined, reading: Reading, policy: CompiledPolicySet, requestId: string, nowMs = deps.now()): MaybePromise<AuthorizeResult> => {
+  const finish = (token: TokenRecord | undefined, reading: Reading, policy: CompiledPolicySet, requestId: string, nowMs?: number): MaybePromise<AuthorizeResult> => {
+    // why: a long allowlist not yet compiled for this record version would stall every other decision; it is compiled in slices first
+    if (token !== undefined && needsSlicedCompile(token)) return compileAllowlistInSlices(token).then(() => finishNow(token, reading, policy, requestId, nowMs ?? deps.now()));
+    return finishNow(token, reading, policy, requestId, nowMs ?? deps.now());
+  };
+  const finishNow = (token: TokenRecord | undefined, reading: Reading, policy: CompiledPolicySet, requestId: string, nowMs: number): MaybePromise<AuthorizeResult> => {
     const facts: Facts = {
       token,
       tenantSuspended: token !== undefined && deps.tenantState.tenantSuspended(token.tenant),

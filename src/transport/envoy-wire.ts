@@ -442,7 +442,8 @@ function encodedList(items: readonly string[]): Buffer {
   return w.buf.subarray(0, w.pos);
 }
 
-class Writer {
+/** A protobuf writer into one growing buffer; shared with `authorize-wire.ts`. */
+export class Writer {
   buf: Buffer;
   pos = 0;
 

@@ -11,6 +11,7 @@ import { isPromise } from "../service/maybe-promise.js";
 import type { TokenServiceImpl } from "./token-service.js";
 import type { AuthorizeExplainer } from "../service/explain-decision.js";
 import { answerAuthorize } from "./authorize-messages.js";
+import { decodePlainAuthorizeRequest, encodeAuthorizeResult } from "./authorize-wire.js";
 import { envoyAuthorizationMethods, type EnvoyCheckOptions } from "./envoy.js";
 import { createGrpcServer as createServer, GrpcError, GrpcStatus, type GrpcMethod, type GrpcServer, type MaxConnectionAge } from "./grpc-server.js";
 import type { Health } from "./health.js";
@@ -58,6 +59,12 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
         kind: "unary",
         // This port's codec is protobuf binary, never JSON.
         handle: (bytes, call) => {
+          // The plain shape (no certificate, no explanation granted) skips protobuf-es both ways; see authorize-wire.ts.
+          const plain = decodePlainAuthorizeRequest(bytes);
+          if (plain !== null && !(plain.explain && explain !== undefined)) {
+            const result = authorize(plain.input);
+            return isPromise(result) ? result.then(encodeAuthorizeResult) : encodeAuthorizeResult(result);
+          }
           const answer = answerAuthorize(decodeRequest(AuthorizeRequestSchema, bytes), authorize, "binary", explain === undefined ? undefined : (input, result) => explain(input, result, callContextOf(call)));
           return isPromise(answer) ? answer.then(encodeAuthorizeResponse) : encodeAuthorizeResponse(answer);
         },

@@ -58,3 +58,24 @@ describe("renderDecision", () => {
     expect(renderDecision(allow, "canonical", "r")).toEqual({ httpStatus: 200, headers: [], body: "" });
   });
 });
+
+describe("renderDecision of a shared (frozen) denial", () => {
+  // Frozen decisions are rendered once per dialect and cut where the request id goes: the bytes must not change.
+  const decisions = [
+    denial({}),
+    scopeDenial,
+    denial({ message: 'a "quoted" \\ message with \u0000request-id\u0000 in it', details: { note: "\u0000request-id\u0000" } }),
+  ];
+  it.each(["canonical", "envelope", "error_object"] as const)("%s: the same body and headers as an unshared one, for every request id", (dialect) => {
+    for (const decision of decisions) {
+      const frozen = Object.freeze({ ...decision });
+      for (const requestId of ["req_1", "3f0e2c1a-5b7d-4e8f-9a0b-1c2d3e4f5a6b", 'odd"id\\', "\u0000request-id\u0000"]) {
+        const expected = renderDecision({ ...decision }, dialect, requestId);
+        const first = renderDecision(frozen, dialect, requestId);
+        const again = renderDecision(frozen, dialect, requestId);
+        expect(first).toEqual(expected);
+        expect(again).toEqual(expected);
+      }
+    }
+  });
+});

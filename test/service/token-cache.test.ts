@@ -53,7 +53,7 @@ describe("token cache", () => {
     expect(settledNow(cache.find(token))!.revokedAtMs).toBe(123);
   });
 
-  it("forgets a token the store no longer holds, and never caches unknown tokens", () => {
+  it("forgets a token the store no longer holds", () => {
     let now = 10_000;
     const rows = new Map([[token, record]]);
     const store = fakeStore(rows);
@@ -62,9 +62,74 @@ describe("token cache", () => {
     rows.delete(token);
     now = 11_001;
     expect(cache.find(token)).toBeUndefined();
-    expect(cache.find("sk_live_unknown")).toBeUndefined();
-    expect(cache.find("sk_live_unknown")).toBeUndefined();
-    expect(store.reads()).toBe(4);
+    expect(store.reads()).toBe(2);
+  });
+
+  it("remembers an unknown token for at most one second: one created elsewhere after its first miss is found within it", () => {
+    let now = 10_000;
+    const rows = new Map<string, TokenRecord>();
+    const store = fakeStore(rows);
+    const cache = createTokenCache(store, { clockMs: () => now });
+    expect(cache.find(token)).toBeUndefined();
+    expect(cache.find(token)).toBeUndefined();
+    expect(store.reads()).toBe(1);
+    rows.set(token, record); // created by another process, which cannot tell this cache
+    now = 10_999;
+    expect(cache.find(token)).toBeUndefined();
+    now = 11_001;
+    expect(settledNow(cache.find(token))?.id).toBe(record.id);
+    expect(store.reads()).toBe(2);
+  });
+
+  it("never remembers an unknown token longer than one second, whatever it is told", () => {
+    let now = 10_000;
+    const rows = new Map<string, TokenRecord>();
+    const cache = createTokenCache(fakeStore(rows), { unknownTtlMs: 60_000, clockMs: () => now });
+    cache.find(token);
+    rows.set(token, record);
+    now = 11_001;
+    expect(settledNow(cache.find(token))?.id).toBe(record.id);
+  });
+
+  it("forgets every unknown token when told of a change, so a token created on this node works at once", () => {
+    const rows = new Map<string, TokenRecord>();
+    const store = fakeStore(rows);
+    const cache = createTokenCache(store);
+    expect(cache.find(token)).toBeUndefined();
+    rows.set(token, record);
+    cache.evictTokenIds([record.id]); // what the store's change listener says on a creation
+    expect(settledNow(cache.find(token))?.id).toBe(record.id);
+    expect(store.reads()).toBe(2);
+  });
+
+  it("holds at most maxUnknown unknown tokens, and a flood of them never pushes a known token out", () => {
+    const rows = new Map([[token, record]]);
+    const store = fakeStore(rows);
+    const cache = createTokenCache(store, { maxEntries: 2, maxUnknown: 100, ttlMs: 60_000 });
+    cache.find(token);
+    const flood = Array.from({ length: 5_000 }, () => makeToken().token);
+    for (const unknown of flood) cache.find(unknown);
+    expect(store.reads()).toBe(5_001);
+    cache.find(token);
+    for (const unknown of flood.slice(-100)) cache.find(unknown);
+    expect(store.reads()).toBe(5_001);
+    cache.find(flood[0]!);
+    expect(store.reads()).toBe(5_002);
+  });
+
+  it("remembers an unknown token a network store reported, unless a change came while it was asked", async () => {
+    const rows = new Map<string, TokenRecord>();
+    let reads = 0;
+    const cache = createTokenCache({ find: async (t: string) => (reads++, rows.get(t)) });
+    expect(await cache.find(token)).toBeUndefined();
+    expect(cache.find(token)).toBeUndefined();
+    expect(reads).toBe(1);
+    const other = makeToken();
+    const asked = cache.find(other.token);
+    rows.set(other.token, other.record);
+    cache.evictTokenIds([other.record.id]);
+    expect(await asked).toBeUndefined();
+    expect((await cache.find(other.token))?.id).toBe(other.record.id);
   });
 
   it("evicts by token id at once", () => {
