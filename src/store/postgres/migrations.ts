@@ -16,6 +16,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   // 1: the whole schema as SQLite has it at its version 5. Tokens are keyed by
   // hash, the decision path's look-up. A token's lineage is the id of the first
   // token of its rotation chain; last-used stamps live on the token row.
+  // portcullis_settings has no SQLite counterpart: a fleet shares one database
+  // but each replica brings its own secret, so the store remembers which.
   `
   CREATE TABLE tokens (
     hash            TEXT PRIMARY KEY,
@@ -77,6 +79,12 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     reason        TEXT,
     mode          TEXT NOT NULL DEFAULT 'writes' CHECK (mode IN ('writes', 'all')),
     PRIMARY KEY (tenant, workspace)
+  );
+
+  -- Facts about the store itself, e.g. which server secret its token hashes were keyed with.
+  CREATE TABLE portcullis_settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
   );
   `,
 ];
