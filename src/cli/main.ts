@@ -18,6 +18,7 @@ import { registerLifecycleCommands } from "./lifecycle.js";
 import { createLogger } from "./logger.js";
 import { checkHealth } from "./healthcheck.js";
 import { PolicyUsageError, registerPolicyAuthorCommands } from "./policy-commands.js";
+import { registerStoreCommands } from "./store-commands.js";
 import { StoreError, TokenStore } from "../store/token-store.js";
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
@@ -156,6 +157,7 @@ export function buildProgram(): Command {
   );
 
   registerAdminCommands(program, { withStoreOptions, withStore, actor });
+  registerStoreCommands(program);
   registerLifecycleCommands(program, tokens, { withStoreOptions, withStore, withPolicyAndStore, actor, usageError: (message) => new UsageError(message) });
 
   const policy = program.command("policy").description("check policy sets");
