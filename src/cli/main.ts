@@ -69,6 +69,7 @@ export function buildProgram(): Command {
     .option("--http-port <port>", "HTTP/1.1 port, 0 for any free port (env PORTCULLIS_HTTP_PORT, default 8181)")
     .option("--policies <dir>", "policy set folder (env PORTCULLIS_POLICY_DIR, default policies)")
     .option("--data-dir <dir>", "store and secret folder (env PORTCULLIS_DATA_DIR, default data)")
+    .option("--store <url>", "postgres://… url of a token store shared by replicas, needs PORTCULLIS_TOKEN_SECRET; without it sqlite in the data folder (env PORTCULLIS_STORE_URL, default none)")
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (env PORTCULLIS_LOG_LEVEL, default info)")
     .option(
       "--trusted-proxy <cidr>",
