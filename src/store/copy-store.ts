@@ -18,7 +18,7 @@ import { createPostgresPool, inTransaction, redactPostgresUrl, transientPostgres
 import { TOKEN_COLUMNS } from "./postgres/rows.js";
 import { resolveSecret, SECRET_ENV_VAR, SECRET_FILE_NAME } from "./resolve-secret.js";
 import { StoreError } from "./store-error.js";
-import { DATABASE_FILE_NAME, TokenStore } from "./token-store.js";
+import { DATABASE_FILE_NAME, SqliteStore } from "./sqlite/sqlite-store.js";
 
 /** What {@link copySqliteToPostgres} copied. */
 export interface StoreCopyResult {
@@ -61,7 +61,7 @@ export async function copySqliteToPostgres(options: { readonly dataDir: string; 
   }
   const secret = resolveSecret(options.dataDir, env);
   // Brings an older SQLite store up to this build's columns; the copy reads them by name.
-  TokenStore.open({ dataDir: options.dataDir, secret, mustExist: true }).close();
+  await SqliteStore.open({ dataDir: options.dataDir, secret, mustExist: true }).close();
 
   const target = `\`${redactPostgresUrl(options.url)}\``;
   await (await PostgresStore.open({ url: options.url, secret })).close();
