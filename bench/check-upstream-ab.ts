@@ -18,6 +18,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { DEFAULT_UPSTREAM_HEADER_NAMES } from "../src/policy/upstream.js";
 import { createEnvoyCheck } from "../src/transport/envoy.js";
+import { settledNow } from "../src/service/maybe-promise.js";
 import { buildTrustedProxyMatcher } from "../src/transport/trusted-proxies.js";
 import { generateToken } from "../src/token/index.js";
 import { loadCheckCodec } from "./envoy-check.js";
@@ -65,7 +66,8 @@ const variants = [
 ].map(({ name, dir }) => {
   const policy = loadPolicyOrThrow(dir);
   const authorize = benchAuthorizer(policy, tokens);
-  const check = createEnvoyCheck({ authorize, trustedProxies: buildTrustedProxyMatcher([]) });
+  const envoyCheck = createEnvoyCheck({ authorize, trustedProxies: buildTrustedProxyMatcher([]) });
+  const check = (bytes: Buffer) => settledNow(envoyCheck(bytes));
   const answer = check(request);
   // INVARIANT: the 5-byte gRPC prefix comes first; the rest is the CheckResponse message.
   if (codec.statusCode(answer.subarray(5)) !== 0) throw new Error(`${name}: Check did not allow`);

@@ -16,6 +16,7 @@ import type { AuthzInput, TokenRecord } from "../src/engine/types.js";
 import { AuthorizeRequestSchema, AuthorizeResponseSchema } from "../src/gen/portcullis/v1/authorization_pb.js";
 import type { CompiledPolicySet } from "../src/policy/types.js";
 import { createAuthorizer } from "../src/service/authorize.js";
+import { settledNow } from "../src/service/maybe-promise.js";
 import { createTokenCache } from "../src/service/token-cache.js";
 import { TokenStore } from "../src/store/token-store.js";
 import { authzInputFromMessage, messageFromResult } from "../src/transport/authorize-messages.js";
@@ -212,8 +213,8 @@ export async function runInProcess(options: InProcessOptions): Promise<Row[]> {
     rows.push({
       section: "in-process",
       name: "authorize(): allow incl. request id and render (token from a map)",
-      status: authorize(request).decision.code === "ok" ? "ok" : "error",
-      figures: timingFigures(() => authorize(request).response.httpStatus, plan),
+      status: settledNow(authorize(request)).decision.code === "ok" ? "ok" : "error",
+      figures: timingFigures(() => settledNow(authorize(request)).response.httpStatus, plan),
     });
   }
 
@@ -229,7 +230,7 @@ export async function runInProcess(options: InProcessOptions): Promise<Row[]> {
     );
     // As the server runs it: protobuf-es with the short-ASCII text codec, the token's part copied as bytes.
     installFastTextEncoding();
-    const roundTrip = () => toBinary(AuthorizeResponseSchema, messageFromResult(authorize(authzInputFromMessage(fromBinary(AuthorizeRequestSchema, wire))), "binary")).length;
+    const roundTrip = () => toBinary(AuthorizeResponseSchema, messageFromResult(settledNow(authorize(authzInputFromMessage(fromBinary(AuthorizeRequestSchema, wire)))), "binary")).length;
     options.log("in-process: Authorize message round trip");
     rows.push({
       section: "in-process",
@@ -247,7 +248,8 @@ export async function runInProcess(options: InProcessOptions): Promise<Row[]> {
     const authorize = benchAuthorizer(policy, new Map([[live, tokenRecord()]]));
     const request = input({ token: live });
     const wire = loadCheckCodec().encode({ method: request.method, path: request.path, host: request.host, headers: Object.fromEntries(request.headers), sourceIp: request.sourceIp });
-    const check = createEnvoyCheck({ authorize, trustedProxies: buildTrustedProxyMatcher([]) });
+    const envoyCheck = createEnvoyCheck({ authorize, trustedProxies: buildTrustedProxyMatcher([]) });
+    const check = (bytes: Buffer) => settledNow(envoyCheck(bytes));
     options.log("in-process: Envoy Check bytes round trip");
     rows.push({
       section: "in-process",

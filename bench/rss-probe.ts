@@ -23,7 +23,7 @@ try {
   const startedMiB = statusMiB(process.pid, "VmRSS");
   let allowed = 0;
   for (let i = 0; i < tokens.length; i++) {
-    if (server.authorize(input({ token: tokens[i]! })).decision.allowed) allowed++;
+    if ((await server.authorize(input({ token: tokens[i]! }))).decision.allowed) allowed++;
     // A server yields between requests, so its timers (last-used batches) run; a synchronous burst would not.
     if (i % 1_000 === 999) await new Promise((resolve) => setImmediate(resolve));
   }

@@ -243,7 +243,7 @@ export function createTokenLifecycle(deps: TokenLifecycleDeps): TokenLifecycle {
       });
     },
 
-    rotate(id, options) {
+    async rotate(id, options) {
       const { overlapMs, actor } = options;
       invalid(overlapShapeProblem(overlapMs));
       return store.transaction(async (tx) => {
@@ -300,7 +300,7 @@ export function createTokenLifecycle(deps: TokenLifecycleDeps): TokenLifecycle {
       });
     },
 
-    updateControls(id, controls, actor) {
+    async updateControls(id, controls, actor) {
       const value = (controls ?? {}) as TokenRecord["controls"];
       invalid(checkTokenControls(value));
       return store.transaction(async (tx) => {
@@ -315,10 +315,10 @@ export function createTokenLifecycle(deps: TokenLifecycleDeps): TokenLifecycle {
 
     recordUse: (batch) => store.tokens.recordUse(batch),
 
-    listAudit(filter = {}) {
+    async listAudit(filter = {}) {
       const limit = filter.limit ?? DEFAULT_AUDIT_LIMIT;
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_LIMIT) {
-        return Promise.reject(new StoreError("invalid", `audit limit must be a whole number from 1 to ${MAX_AUDIT_LIMIT}, got \`${limit}\``));
+        throw new StoreError("invalid", `audit limit must be a whole number from 1 to ${MAX_AUDIT_LIMIT}, got \`${limit}\``);
       }
       return store.audit.list({ ...(filter.tenant === undefined ? {} : { tenant: filter.tenant }), limit });
     },

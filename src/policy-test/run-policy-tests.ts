@@ -4,6 +4,7 @@
  * runs (`createAuthorizer`), with an in-memory token look-up instead of the
  * store. Pure apart from reading the test files.
  */
+import { settledNow } from "../service/maybe-promise.js";
 import { readFileSync } from "node:fs";
 import { relative } from "node:path";
 import type { AuthzInput, Decision, TokenRecord } from "../engine/types.js";
@@ -143,8 +144,8 @@ function runCase(policy: CompiledPolicySet, file: string, c: PreparedCase): Case
     },
     quota: createMemoryQuotaCounter(),
   });
-  let decision = authorize(c.input).decision;
-  for (let i = 1; i < c.repeat; i++) decision = authorize(c.input).decision;
+  let decision = settledNow(authorize(c.input)).decision;
+  for (let i = 1; i < c.repeat; i++) decision = settledNow(authorize(c.input)).decision;
   const mismatches = compare(c.expect, decision);
   let explanation: Explanation | null = null;
   if (failure !== null) mismatches.push(`the engine failed: ${failure}`);

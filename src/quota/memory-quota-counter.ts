@@ -4,7 +4,7 @@
  * replicas therefore allows up to N times a limit (less with sticky routing);
  * a shared backend (Redis and the like) behind the same interface is future work.
  */
-import type { ChargeResult, QuotaCounter, QuotaWindow } from "./quota-counter.js";
+import type { ChargeResult, QuotaCounter, QuotaLimits, QuotaWindow } from "./quota-counter.js";
 
 const MINUTE_MS = 60_000;
 const DAY_MS = 86_400_000;
@@ -24,6 +24,8 @@ export interface MemoryQuotaCounterOptions {
 
 /** The in-memory counter, with its size for tests and metrics. */
 export interface MemoryQuotaCounter extends QuotaCounter {
+  /** Always answers at once. */
+  charge(key: string, limits: QuotaLimits, nowMs: number): ChargeResult;
   /** Keys currently tracked. */
   size(): number;
 }

@@ -37,10 +37,11 @@ export interface ChargeResult {
 
 /** Counts requests per key in fixed UTC windows. */
 export interface QuotaCounter {
+  // A shared backend (Redis) answers later; the in-memory counter answers at once.
   /**
    * Counts one request for `key` (a token id) in every window `limits` sets,
    * unless one of them is spent; then counts nothing and refuses. `nowMs` is
    * the decision's clock reading, so one request sees one instant.
    */
-  charge(key: string, limits: QuotaLimits, nowMs: number): ChargeResult;
+  charge(key: string, limits: QuotaLimits, nowMs: number): ChargeResult | Promise<ChargeResult>;
 }

@@ -4,12 +4,13 @@
  */
 import { randomUUID } from "node:crypto";
 import { decide, readRequest, unavailable } from "../engine/decide.js";
-import type { AuthzInput, Decision } from "../engine/types.js";
+import type { AuthzInput, Decision, TokenRecord } from "../engine/types.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import { createMemoryQuotaCounter } from "../quota/memory-quota-counter.js";
 import type { QuotaCounter } from "../quota/quota-counter.js";
 import { renderDecision, type RenderedResponse } from "../render/render.js";
 import { chargeQuota } from "./charge-quota.js";
+import { isPromise, type MaybePromise } from "./maybe-promise.js";
 import type { TenantStateLookup } from "./tenant-state-cache.js";
 import type { TokenLookup } from "./token-cache.js";
 import type { UsageRecorder } from "./usage-recorder.js";
@@ -51,8 +52,13 @@ export interface AuthorizerDeps {
   readonly quota?: QuotaCounter;
 }
 
-/** A function from request to decision: the service every transport serves. */
-export type Authorizer = (input: AuthzInput) => AuthorizeResult;
+/**
+ * A function from request to decision: the service every transport serves.
+ * It answers at once when everything it needs is in memory (a cached token,
+ * an in-memory quota), and with a Promise when a store or quota backend must
+ * be asked; transports handle both.
+ */
+export type Authorizer = (input: AuthzInput) => MaybePromise<AuthorizeResult>;
 
 // Caller-chosen request ids are echoed in bodies and logs, so they are kept short and plain.
 const REQUEST_ID_PATTERN = /^[\w.:\-]{1,128}$/;
@@ -68,13 +74,50 @@ export function createAuthorizer(deps: AuthorizerDeps): Authorizer {
   return (input) => {
     const startMs = performance.now();
     const result = decideOnce(input);
-    observe(result.decision, (performance.now() - startMs) / 1_000);
-    return result;
+    if (!isPromise(result)) {
+      observe(result.decision, (performance.now() - startMs) / 1_000);
+      return result;
+    }
+    return result.then((settled) => {
+      observe(settled.decision, (performance.now() - startMs) / 1_000);
+      return settled;
+    });
   };
 }
 
+/** What the decision needs from the token look-up, before the engine runs. */
+type Facts = Parameters<typeof decide>[3];
+
+// why: the helpers take their context as arguments, so that a decision made at once allocates no closures
 function decideWith(deps: AuthorizerDeps): Authorizer {
   const quota = deps.quota ?? createMemoryQuotaCounter();
+  const answer = (decision: Decision, policy: CompiledPolicySet, requestId: string): AuthorizeResult => ({
+    decision,
+    response: renderDecision(decision, policy.errorDialect, requestId),
+    requestId,
+    stripCredential: policy.stripCredential,
+    policyRevision: policy.revision,
+  });
+  const fail = (error: unknown, policy: CompiledPolicySet, requestId: string): AuthorizeResult => {
+    deps.onError(error, requestId);
+    return failClosed("authorization could not be decided", requestId, policy);
+  };
+  const stamp = (decision: Decision, nowMs: number, policy: CompiledPolicySet, requestId: string): AuthorizeResult => {
+    if (decision.identity !== null) deps.usage?.record(decision.identity.tokenId, nowMs);
+    return answer(decision, policy, requestId);
+  };
+  // The quota comes last and counts only what decide() allowed.
+  const finish = (token: TokenRecord | undefined, reading: Reading, policy: CompiledPolicySet, requestId: string): MaybePromise<AuthorizeResult> => {
+    const facts: Facts = {
+      token,
+      tenantSuspended: token !== undefined && deps.tenantState.tenantSuspended(token.tenant),
+      workspaceRestricted: token !== undefined && deps.tenantState.workspaceRestricted(token.tenant, token.workspace),
+    };
+    const nowMs = deps.now();
+    const charged = chargeQuota(decide(reading.request, reading.credential, policy, facts, nowMs), quota, nowMs);
+    if (isPromise(charged)) return charged.then((decision) => stamp(decision, nowMs, policy, requestId));
+    return stamp(charged, nowMs, policy, requestId);
+  };
   return (input) => {
     const given = input.headers.get("x-request-id");
     const requestId = given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
@@ -82,27 +125,21 @@ function decideWith(deps: AuthorizerDeps): Authorizer {
     if (policy === null) return failClosed("no valid policy set is loaded", requestId);
     try {
       const reading = readRequest(input, policy);
-      let decision;
-      if (reading.done) decision = reading.decision;
-      else {
-        const token = deps.tokens.find(reading.credential.token);
-        const facts = {
-          token,
-          tenantSuspended: token !== undefined && deps.tenantState.tenantSuspended(token.tenant),
-          workspaceRestricted: token !== undefined && deps.tenantState.workspaceRestricted(token.tenant, token.workspace),
-        };
-        const nowMs = deps.now();
-        // the quota comes last and counts only what decide() allowed
-        decision = chargeQuota(decide(reading.request, reading.credential, policy, facts, nowMs), quota, nowMs);
-        if (decision.identity !== null) deps.usage?.record(decision.identity.tokenId, nowMs);
+      if (reading.done) return answer(reading.decision, policy, requestId);
+      const token = deps.tokens.find(reading.credential.token);
+      if (isPromise(token)) {
+        return token.then((found) => finish(found, reading, policy, requestId)).catch((error: unknown) => fail(error, policy, requestId));
       }
-      return { decision, response: renderDecision(decision, policy.errorDialect, requestId), requestId, stripCredential: policy.stripCredential, policyRevision: policy.revision };
+      const result = finish(token, reading, policy, requestId);
+      return isPromise(result) ? result.catch((error: unknown) => fail(error, policy, requestId)) : result;
     } catch (error) {
-      deps.onError(error, requestId);
-      return failClosed("authorization could not be decided", requestId, policy);
+      return fail(error, policy, requestId);
     }
   };
 }
+
+/** A request `readRequest` could not decide alone: it needs the stored token. */
+type Reading = Extract<ReturnType<typeof readRequest>, { done: false }>;
 
 function failClosed(message: string, requestId: string, policy?: CompiledPolicySet): AuthorizeResult {
   const decision = unavailable(message);

@@ -5,6 +5,7 @@
 import { applyQuotaCharge } from "../engine/quota.js";
 import type { Decision } from "../engine/types.js";
 import type { QuotaCounter } from "../quota/quota-counter.js";
+import { isPromise, type MaybePromise } from "./maybe-promise.js";
 
 /**
  * Charges `counter` for an allowed decision that names a quota, keyed by token
@@ -12,7 +13,8 @@ import type { QuotaCounter } from "../quota/quota-counter.js";
  * Denials and allows without a quota are returned untouched and never counted:
  * a quota counts only requests that passed every other check.
  */
-export function chargeQuota(decision: Decision, counter: QuotaCounter, nowMs: number): Decision {
+export function chargeQuota(decision: Decision, counter: QuotaCounter, nowMs: number): MaybePromise<Decision> {
   if (!decision.allowed || decision.quota === null || decision.identity === null) return decision;
-  return applyQuotaCharge(decision, counter.charge(decision.identity.tokenId, decision.quota, nowMs));
+  const charged = counter.charge(decision.identity.tokenId, decision.quota, nowMs);
+  return isPromise(charged) ? charged.then((result) => applyQuotaCharge(decision, result)) : applyQuotaCharge(decision, charged);
 }

@@ -9,10 +9,11 @@ import { explainRequest, type Explanation } from "../explain/explain.js";
 import type { AuthorizeResult, AuthorizerDeps } from "./authorize.js";
 import { readCredential } from "../engine/authenticate.js";
 import { prepareRequest } from "../engine/request.js";
+import type { MaybePromise } from "./maybe-promise.js";
 import type { CallContext } from "./token-service.js";
 
 /** Explains a result for a caller, or answers `null` when the caller may not have it. */
-export type AuthorizeExplainer = (input: AuthzInput, result: AuthorizeResult, call: CallContext) => Explanation | null;
+export type AuthorizeExplainer = (input: AuthzInput, result: AuthorizeResult, call: CallContext) => Promise<Explanation | null>;
 
 /**
  * Builds the explainer. `mayExplain` decides who may have explanations (the
@@ -22,20 +23,22 @@ export type AuthorizeExplainer = (input: AuthzInput, result: AuthorizeResult, ca
  */
 export function createDecisionExplainer(
   deps: Pick<AuthorizerDeps, "policy" | "tokens" | "tenantState" | "now">,
-  mayExplain: (call: CallContext) => boolean,
+  mayExplain: (call: CallContext) => MaybePromise<boolean>,
 ): AuthorizeExplainer {
-  return (input, result, call) => {
+  return async (input, result, call) => {
     const policy = deps.policy();
-    if (policy === null || policy.revision !== result.policyRevision || !mayExplain(call)) return null;
+    if (policy === null || policy.revision !== result.policyRevision || !(await mayExplain(call))) return null;
     try {
       const prepared = prepareRequest(input, policy);
       const credential = prepared.ok ? readCredential(prepared.request, policy) : null;
-      const token = credential?.ok === true ? deps.tokens.find(credential.credential.token) : undefined;
+      const token = credential?.ok === true ? await deps.tokens.find(credential.credential.token) : undefined;
       const facts = {
         token,
         tenantSuspended: token !== undefined && deps.tenantState.tenantSuspended(token.tenant),
         workspaceRestricted: token !== undefined && deps.tenantState.workspaceRestricted(token.tenant, token.workspace),
       };
+      // why: after the awaits, a reload may have replaced the policy set that decided
+      if (deps.policy() !== policy) return null;
       return explainRequest(input, policy, facts, deps.now(), result.decision);
     } catch {
       // why: the answer is already decided; an explanation that cannot be made (a store

@@ -14,10 +14,14 @@
  */
 import { LRUCache } from "lru-cache";
 import type { TokenRecord } from "../engine/types.js";
+import { isPromise, type MaybePromise } from "./maybe-promise.js";
 
-/** Looks a bearer token up; `undefined` when no such token is stored. */
+/**
+ * Looks a bearer token up; `undefined` when no such token is stored. An
+ * embedded store answers at once; a network store answers with a Promise.
+ */
 export interface TokenLookup {
-  find(token: string): TokenRecord | undefined;
+  find(token: string): MaybePromise<TokenRecord | undefined>;
 }
 
 export interface TokenCache extends TokenLookup {
@@ -55,29 +59,52 @@ export function createTokenCache(store: TokenLookup, options: TokenCacheOptions 
     noDeleteOnStaleGet: true,
     ...(options.clockMs === undefined ? {} : { perf: { now: options.clockMs }, ttlResolution: 0 }),
   });
+  // One read in flight per token: a burst for a token that just went stale waits on one store round trip.
+  const pending = new Map<string, Promise<TokenRecord | undefined>>();
+  // Bumped by every eviction, so that a read that started before a revocation does not cache what it read.
+  let generation = 0;
+  const forgetReadsInFlight = (): void => {
+    generation++;
+    // why: a read that began before the change may return the old record; later callers must not join it
+    pending.clear();
+  };
+  const settle = (token: string, fresh: TokenRecord | undefined): TokenRecord | undefined => {
+    if (fresh === undefined) {
+      cache.delete(token);
+      return undefined;
+    }
+    const stale = cache.peek(token, { allowStale: true });
+    const record = stale !== undefined && sameRecord(stale, fresh) ? stale : fresh;
+    cache.set(token, record);
+    return record;
+  };
   return {
     find(token) {
       const hit = cache.get(token);
       if (hit !== undefined) return hit;
+      const inFlight = pending.get(token);
+      if (inFlight !== undefined) return inFlight;
       const fresh = store.find(token);
-      if (fresh === undefined) {
-        cache.delete(token);
-        return undefined;
-      }
-      const stale = cache.peek(token, { allowStale: true });
-      const record = stale !== undefined && sameRecord(stale, fresh) ? stale : fresh;
-      cache.set(token, record);
-      return record;
+      if (!isPromise(fresh)) return settle(token, fresh);
+      const startedAt = generation;
+      const read = fresh
+        .then((found) => (generation === startedAt ? settle(token, found) : found))
+        .finally(() => pending.delete(token));
+      pending.set(token, read);
+      return read;
     },
     evictTokenId(tokenId) {
+      forgetReadsInFlight();
       for (const [token, record] of cache.entries()) if (record.id === tokenId) cache.delete(token);
     },
     evictTokenIds(tokenIds) {
       const ids = new Set(tokenIds);
       if (ids.size === 0) return;
+      forgetReadsInFlight();
       for (const [token, record] of cache.entries()) if (ids.has(record.id)) cache.delete(token);
     },
     clear() {
+      forgetReadsInFlight();
       cache.clear();
     },
   };

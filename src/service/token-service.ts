@@ -97,14 +97,14 @@ export interface TokenServiceDeps {
 /** The service, one method per RPC; every method throws only {@link ConnectError}. */
 export interface TokenServiceImpl {
   createToken(request: CreateTokenRequest, call: CallContext): Promise<CreateTokenResponse>;
-  getToken(request: GetTokenRequest, call: CallContext): GetTokenResponse;
-  listTokens(request: ListTokensRequest, call: CallContext): ListTokensResponse;
+  getToken(request: GetTokenRequest, call: CallContext): Promise<GetTokenResponse>;
+  listTokens(request: ListTokensRequest, call: CallContext): Promise<ListTokensResponse>;
   updateTokenControls(request: UpdateTokenControlsRequest, call: CallContext): Promise<UpdateTokenControlsResponse>;
   rotateToken(request: RotateTokenRequest, call: CallContext): Promise<RotateTokenResponse>;
   revokeToken(request: RevokeTokenRequest, call: CallContext): Promise<RevokeTokenResponse>;
   emergencyRevoke(request: EmergencyRevokeRequest, call: CallContext): Promise<EmergencyRevokeResponse>;
   /** Whether the caller may manage tokens (the `createToken` guard lets it through): who may have decision explanations. */
-  mayManageTokens(call: CallContext): boolean;
+  mayManageTokens(call: CallContext): Promise<boolean>;
 }
 
 /** A token filter as the API and the CLI share it; every field given must match. */
@@ -139,7 +139,7 @@ const TOKEN_ID = /^tok_[0-9A-Za-z]{1,64}$/;
  * ```
  */
 export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
-  const guard = (route: keyof typeof GUARD_ROUTES, call: CallContext, id?: string): Caller => {
+  const guard = async (route: keyof typeof GUARD_ROUTES, call: CallContext, id?: string): Promise<Caller> => {
     const policy = deps.policy();
     if (policy === null) throw new ConnectError("no valid policy set is loaded", Code.Unavailable);
     const { method, path } = GUARD_ROUTES[route];
@@ -152,7 +152,7 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       sourceIp: call.sourceIp,
       clientCertificate: null,
     };
-    const { decision } = deps.authorize(input);
+    const { decision } = await deps.authorize(input);
     if (!decision.allowed || decision.identity === null) throw guardError(decision);
     const identity = decision.identity;
     return { identity, policy, nowMs: deps.now(), actor: `token:${identity.tokenId}` };
@@ -173,8 +173,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
   };
 
   return {
-    createToken(request, call) {
-      const caller = guard("createToken", call);
+    async createToken(request, call) {
+      const caller = await guard("createToken", call);
       return translateWrite(() => {
         const { identity, policy, nowMs } = caller;
         const type = request.type === "" ? "service" : request.type;
@@ -234,13 +234,13 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       });
     },
 
-    getToken(request, call) {
-      const caller = guard("getToken", call, request.id);
+    async getToken(request, call) {
+      const caller = await guard("getToken", call, request.id);
       return translate(() => create(GetTokenResponseSchema, { token: tokenMessage(owned(caller, request.id), caller.policy, caller.nowMs) }));
     },
 
-    listTokens(request, call) {
-      const caller = guard("listTokens", call);
+    async listTokens(request, call) {
+      const caller = await guard("listTokens", call);
       return translate(() => {
         const rows = deps.store.list({
           tenant: caller.identity.tenant,
@@ -251,8 +251,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       });
     },
 
-    updateTokenControls(request, call) {
-      const caller = guard("updateTokenControls", call, request.id);
+    async updateTokenControls(request, call) {
+      const caller = await guard("updateTokenControls", call, request.id);
       owned(caller, request.id);
       return translateWrite(() => {
         updateTokenControls(deps.store, caller.policy, request.id, controlsOf(request.controls), caller.actor);
@@ -260,8 +260,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       });
     },
 
-    rotateToken(request, call) {
-      const caller = guard("rotateToken", call, request.id);
+    async rotateToken(request, call) {
+      const caller = await guard("rotateToken", call, request.id);
       owned(caller, request.id);
       return translateWrite(() => {
         const rules = caller.policy.tokens;
@@ -277,8 +277,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       });
     },
 
-    revokeToken(request, call) {
-      const caller = guard("revokeToken", call, request.id);
+    async revokeToken(request, call) {
+      const caller = await guard("revokeToken", call, request.id);
       owned(caller, request.id);
       return translateWrite(() => {
         deps.store.revoke(request.id, caller.actor, request.reason === "" ? undefined : request.reason);
@@ -286,9 +286,9 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       });
     },
 
-    mayManageTokens(call) {
+    async mayManageTokens(call) {
       try {
-        guard("createToken", call);
+        await guard("createToken", call);
         return true;
       } catch (error) {
         if (error instanceof ConnectError) return false;
@@ -296,8 +296,8 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       }
     },
 
-    emergencyRevoke(request, call) {
-      const caller = guard("emergencyRevoke", call);
+    async emergencyRevoke(request, call) {
+      const caller = await guard("emergencyRevoke", call);
       return translateWrite(() => {
         const { target } = request;
         const tenant = caller.identity.tenant;

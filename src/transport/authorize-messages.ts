@@ -8,6 +8,7 @@ import type { AuthzInput, ClientCertificateFacts, HeaderField, Identity } from "
 import type { Explanation } from "../explain/explain.js";
 import { AuthorizeResponseSchema, ExplanationSchema, type AuthorizeRequest, type AuthorizeResponse, type ClientCertificate } from "../gen/portcullis/v1/authorization_pb.js";
 import type { AuthorizeResult, Authorizer } from "../service/authorize.js";
+import { isPromise, type MaybePromise } from "../service/maybe-promise.js";
 import { AuthzInputWithCertificate, certificateFromPem } from "./client-certificate.js";
 
 /** Reads an `AuthorizeRequest`; repeated header names are combined as HTTP does (RFC 9110 §5.3). */
@@ -144,19 +145,25 @@ export function answerAuthorize(
   request: AuthorizeRequest,
   authorize: Authorizer,
   wire: ResponseWire,
-  explain?: (input: AuthzInput, result: AuthorizeResult) => Explanation | null,
-): AuthorizeResponse {
+  explain?: (input: AuthzInput, result: AuthorizeResult) => MaybePromise<Explanation | null>,
+): MaybePromise<AuthorizeResponse> {
   const input = authzInputFromMessage(request);
-  const result = authorize(input);
-  const message = messageFromResult(result, wire);
-  if (request.explain && explain !== undefined) {
+  const answer = (result: AuthorizeResult): MaybePromise<AuthorizeResponse> => {
+    const message = messageFromResult(result, wire);
+    if (!request.explain || explain === undefined) return message;
     const explanation = explain(input, result);
-    if (explanation !== null) {
-      message.explanation = create(ExplanationSchema, {
-        at: explanation.at,
-        stages: explanation.stages.map((s) => ({ stage: s.stage, verdict: s.verdict, code: s.code ?? "", why: [...s.why] })),
-      });
-    }
+    return isPromise(explanation) ? explanation.then((e) => withExplanation(message, e)) : withExplanation(message, explanation);
+  };
+  const result = authorize(input);
+  return isPromise(result) ? result.then(answer) : answer(result);
+}
+
+function withExplanation(message: AuthorizeResponse, explanation: Explanation | null): AuthorizeResponse {
+  if (explanation !== null) {
+    message.explanation = create(ExplanationSchema, {
+      at: explanation.at,
+      stages: explanation.stages.map((s) => ({ stage: s.stage, verdict: s.verdict, code: s.code ?? "", why: [...s.why] })),
+    });
   }
   return message;
 }

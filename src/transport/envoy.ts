@@ -15,6 +15,7 @@ import { unavailable } from "../engine/decide.js";
 import type { AuthzInput } from "../engine/types.js";
 import { renderDecision } from "../render/render.js";
 import type { AuthorizeResult, Authorizer } from "../service/authorize.js";
+import { isPromise } from "../service/maybe-promise.js";
 import { AuthzInputWithCertificate, CERTIFICATE_HEADER_NAMES, type ForwardedCertificateHeaders } from "./client-certificate.js";
 import type { GrpcMethod } from "./grpc-server.js";
 import { decodeCheckRequest, encodeFramedCheckResponse, type CheckAnswer, type CheckAttributes, type MetadataValue } from "./envoy-wire.js";
@@ -135,15 +136,20 @@ const STRIP_CREDENTIAL: readonly string[] = ["authorization"];
  * (its 5-byte prefix included). Never throws: bytes that do not decode, and
  * any exception here, answer a 503 deny.
  */
-export function createEnvoyCheck(options: EnvoyCheckOptions): (requestBytes: Buffer) => Buffer {
+export function createEnvoyCheck(options: EnvoyCheckOptions): (requestBytes: Buffer) => Buffer | Promise<Buffer> {
   const { authorize, trustedProxies } = options;
+  const failed = (error: unknown): Buffer => {
+    const requestId = randomUUID();
+    options.onError?.(error, requestId);
+    return encodeFramedCheckResponse(failClosedAnswer(requestId));
+  };
+  const encode = (result: AuthorizeResult): Buffer => encodeFramedCheckResponse(checkAnswerFromResult(result));
   return (requestBytes) => {
     try {
-      return encodeFramedCheckResponse(checkAnswerFromResult(authorize(inputFromCheckAttributes(decodeCheck(requestBytes), trustedProxies))));
+      const result = authorize(inputFromCheckAttributes(decodeCheck(requestBytes), trustedProxies));
+      return isPromise(result) ? result.then(encode).catch(failed) : encode(result);
     } catch (error) {
-      const requestId = randomUUID();
-      options.onError?.(error, requestId);
-      return encodeFramedCheckResponse(failClosedAnswer(requestId));
+      return failed(error);
     }
   };
 }

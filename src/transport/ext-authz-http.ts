@@ -28,6 +28,7 @@
 import type * as http from "node:http";
 import type { AuthzInput, HeaderField } from "../engine/types.js";
 import type { AuthorizeResult, Authorizer } from "../service/authorize.js";
+import { isPromise } from "../service/maybe-promise.js";
 import { AuthzInputWithCertificate, CERTIFICATE_HEADER_NAMES } from "./client-certificate.js";
 import { CODE_HEADER } from "./envoy.js";
 import { unmapPeerAddress, type TrustedProxies } from "./trusted-proxies.js";
@@ -86,16 +87,19 @@ export function createExtAuthzHandler(authorize: Authorizer, options: ExtAuthzOp
       response.end(`unknown ext-authz endpoint: use ${envoyPrefix}/…, ${nginxPath} or ${traefikPath}\n`);
       return true;
     }
-    let result: AuthorizeResult;
-    try {
-      result = authorize(inputFromHttpRequest(request, mode, originalPath, trustedProxies));
-    } catch (error) {
+    const failed = (error: unknown): void => {
       // The authorizer never throws; this guards the conversion around it.
       options.onError?.(error, "");
-      answerFailure(response, mode);
-      return true;
+      if (!response.destroyed) answerFailure(response, mode);
+    };
+    try {
+      const result = authorize(inputFromHttpRequest(request, mode, originalPath, trustedProxies));
+      if (!isPromise(result)) answer(response, result, mode);
+      // why: the caller may have gone while the store was asked; there is no one left to answer
+      else result.then((settled) => response.destroyed || answer(response, settled, mode)).catch(failed);
+    } catch (error) {
+      failed(error);
     }
-    answer(response, result, mode);
     return true;
   };
 }

@@ -5,8 +5,9 @@
  * `grpc-server.ts` (why not grpc-js: see there).
  */
 import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
-import { AuthorizationService, AuthorizeRequestSchema, AuthorizeResponseSchema } from "../gen/portcullis/v1/authorization_pb.js";
+import { AuthorizationService, AuthorizeRequestSchema, AuthorizeResponseSchema, type AuthorizeResponse } from "../gen/portcullis/v1/authorization_pb.js";
 import type { Authorizer } from "../service/authorize.js";
+import { isPromise } from "../service/maybe-promise.js";
 import type { TokenServiceImpl } from "../service/token-service.js";
 import type { AuthorizeExplainer } from "../service/explain-decision.js";
 import { answerAuthorize } from "./authorize-messages.js";
@@ -47,11 +48,10 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       {
         kind: "unary",
         // This port's codec is protobuf binary, never JSON.
-        handle: (bytes, call) =>
-          toBinary(
-            AuthorizeResponseSchema,
-            answerAuthorize(decodeRequest(AuthorizeRequestSchema, bytes), authorize, "binary", explain === undefined ? undefined : (input, result) => explain(input, result, callContextOf(call))),
-          ),
+        handle: (bytes, call) => {
+          const answer = answerAuthorize(decodeRequest(AuthorizeRequestSchema, bytes), authorize, "binary", explain === undefined ? undefined : (input, result) => explain(input, result, callContextOf(call)));
+          return isPromise(answer) ? answer.then(encodeAuthorizeResponse) : encodeAuthorizeResponse(answer);
+        },
       },
     ],
     ...envoyAuthorizationMethods({ trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize }),
@@ -64,6 +64,10 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     ...(options.onError === undefined ? {} : { onError: options.onError }),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
   });
+}
+
+function encodeAuthorizeResponse(message: AuthorizeResponse): Uint8Array {
+  return toBinary(AuthorizeResponseSchema, message);
 }
 
 /** A request message from its bytes; bytes that are not one answer INTERNAL, as gRPC libraries do. */

@@ -12,6 +12,7 @@ import type { QuotaCounter } from "../../src/quota/quota-counter.js";
 import { chargeQuota } from "../../src/service/charge-quota.js";
 import { loadExamplePolicy, makeToken, NOW_MS, request } from "../support/fixtures.js";
 import { judge } from "../support/judge.js";
+import { settledNow } from "../../src/service/maybe-promise.js";
 
 const CHECKS = [
   "invalid_request",
@@ -53,7 +54,7 @@ function scenario(failing: ReadonlySet<Check>) {
     tenantSuspended: failing.has("tenant_suspended"),
     workspaceRestricted: failing.has("workspace_restricted"),
   });
-  const final = chargeQuota(decision, spy, NOW_MS);
+  const final = settledNow(chargeQuota(decision, spy, NOW_MS));
   // only a request every other check allowed is ever counted
   expect(charged).toEqual(decision.allowed ? [token.record.id] : []);
   return final;

@@ -7,7 +7,9 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createAuthorizer, type Authorizer } from "../../src/service/authorize.js";
+import type { AuthzInput } from "../../src/engine/types.js";
+import type { AuthorizeResult } from "../../src/service/authorize.js";
+import { createSyncAuthorizer } from "../support/sync-authorizer.js";
 import { main } from "../../src/cli/main.js";
 import { createToken } from "../../src/service/tokens.js";
 import { StoreError, TokenStore } from "../../src/store/token-store.js";
@@ -19,7 +21,7 @@ const DAY_MS = 86_400_000;
 let dir: string;
 let store: TokenStore;
 let nowMs: number;
-let authorize: Authorizer;
+let authorize: (input: AuthzInput) => AuthorizeResult;
 const io = captureCliOutput();
 
 beforeEach(() => {
@@ -27,7 +29,7 @@ beforeEach(() => {
   nowMs = NOW_MS;
   store = TokenStore.open({ dataDir: dir, secret: Buffer.alloc(32, 3), now: () => nowMs });
   const policy = loadExamplePolicy();
-  authorize = createAuthorizer({
+  authorize = createSyncAuthorizer({
     policy: () => policy,
     tokens: { find: (token) => store.findByToken(token) },
     tenantState: { tenantSuspended: () => false, workspaceRestricted: () => false },

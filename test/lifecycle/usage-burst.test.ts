@@ -20,13 +20,13 @@ describe("last-used stamps", () => {
     const recordUse = vi.spyOn(t.server.store, "recordUse");
     const startedAtMs = Date.now();
     for (let i = 0; i < 10_000; i++) {
-      const { decision } = t.server.authorize(request({ token: tokens[i % 3]!.token }));
+      const { decision } = await t.server.authorize(request({ token: tokens[i % 3]!.token }));
       expect(decision.allowed).toBe(true);
       // Yield now and then, as a server between requests does, so timers may fire.
       if (i % 2_500 === 2_499) await new Promise((resolve) => setImmediate(resolve));
     }
     // A scope denial still identified the token: it counts as a use; an unknown token does not.
-    expect(t.server.authorize(request({ token: denied.token, method: "POST" })).decision.code).toBe("scope_denied");
+    expect((await t.server.authorize(request({ token: denied.token, method: "POST" }))).decision.code).toBe("scope_denied");
     t.server.usage.flush();
     expect(recordUse.mock.calls.length).toBeGreaterThanOrEqual(1);
     expect(recordUse.mock.calls.length).toBeLessThanOrEqual(5);

@@ -68,7 +68,7 @@ describe("reload on change", () => {
   it("names the revision in the Authorize answer and in Envoy's dynamic metadata", async () => {
     const first = await authorize();
     expect(first).toMatchObject({ code: "ok", policyRevision: t.server.policy().revision });
-    const result = t.server.authorize({ method: "GET", path: "/api/payouts", host: "api.example.com", headers: new Map([["authorization", `Bearer ${token}`]]), sourceIp: "", clientCertificate: null });
+    const result = await t.server.authorize({ method: "GET", path: "/api/payouts", host: "api.example.com", headers: new Map([["authorization", `Bearer ${token}`]]), sourceIp: "", clientCertificate: null });
     expect(checkAnswerFromResult(result).metadata.get("policy_revision")).toBe(t.server.policy().revision);
   });
 

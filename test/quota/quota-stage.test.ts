@@ -11,7 +11,7 @@ import type { Decision, TokenRecord } from "../../src/engine/types.js";
 import type { ControlEntrySpec, CompiledPolicySet } from "../../src/policy/types.js";
 import { createMemoryQuotaCounter } from "../../src/quota/memory-quota-counter.js";
 import type { ChargeResult, QuotaCounter } from "../../src/quota/quota-counter.js";
-import { createAuthorizer } from "../../src/service/authorize.js";
+import { createSyncAuthorizer } from "../support/sync-authorizer.js";
 import { loadWith, policyWith, removePolicyFolders } from "../controls/support.js";
 import { loadExamplePolicy, makeToken, NOW_MS, request } from "../support/fixtures.js";
 import { judge } from "../support/judge.js";
@@ -34,7 +34,7 @@ function authorizerFor(
 ) {
   const clock = { nowMs: NOW_MS };
   const byToken = new Map(records.map((r) => [r.token, r.record]));
-  const authorize = createAuthorizer({
+  const authorize = createSyncAuthorizer({
     policy: () => policy,
     tokens: { find: (token) => byToken.get(token) },
     tenantState: { tenantSuspended: () => state.suspended ?? false, workspaceRestricted: () => state.restricted ?? false },

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { TokenRecord } from "../../src/engine/types.js";
 import { createTokenCache } from "../../src/service/token-cache.js";
 import { makeToken } from "../support/fixtures.js";
+import { settledNow } from "../../src/service/maybe-promise.js";
 
 /** A store whose rows the test edits, counting reads. Each read returns a fresh object, as SQLite does. */
 function fakeStore(rows: Map<string, TokenRecord>) {
@@ -44,12 +45,12 @@ describe("token cache", () => {
     let now = 10_000;
     const rows = new Map([[token, record]]);
     const cache = createTokenCache(fakeStore(rows), { ttlMs: 1_000, clockMs: () => now });
-    expect(cache.find(token)!.revokedAtMs).toBeNull();
+    expect(settledNow(cache.find(token))!.revokedAtMs).toBeNull();
     rows.set(token, { ...record, revokedAtMs: 123 });
     now = 10_500;
-    expect(cache.find(token)!.revokedAtMs).toBeNull();
+    expect(settledNow(cache.find(token))!.revokedAtMs).toBeNull();
     now = 11_001;
-    expect(cache.find(token)!.revokedAtMs).toBe(123);
+    expect(settledNow(cache.find(token))!.revokedAtMs).toBe(123);
   });
 
   it("forgets a token the store no longer holds, and never caches unknown tokens", () => {

@@ -2,7 +2,7 @@ import { equals, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import type { TokenRecord } from "../../src/engine/types.js";
 import { AuthorizeResponseSchema } from "../../src/gen/portcullis/v1/authorization_pb.js";
-import { createAuthorizer } from "../../src/service/authorize.js";
+import { createSyncAuthorizer } from "../support/sync-authorizer.js";
 import { messageFromResult, responseWireOf } from "../../src/transport/authorize-messages.js";
 import { loadExamplePolicy, makeToken, NOW_MS, request } from "../support/fixtures.js";
 
@@ -10,7 +10,7 @@ const policy = loadExamplePolicy();
 const operator = makeToken({ role: "tenant_operator" });
 const readOnly = makeToken({ role: "tenant_operator", keyLevel: "read_only" });
 const tokens = new Map<string, TokenRecord>([operator, readOnly].map((t) => [t.token, t.record]));
-const authorize = createAuthorizer({
+const authorize = createSyncAuthorizer({
   policy: () => policy,
   tokens: { find: (token) => tokens.get(token) },
   tenantState: { tenantSuspended: () => false, workspaceRestricted: () => false },

@@ -15,6 +15,7 @@ import { buildTrustedProxyMatcher } from "../../src/transport/trusted-proxies.js
 import { certificateFromEnvoyAttribute } from "../../src/transport/client-certificate.js";
 import { loadExamplePolicy, makeToken } from "../support/fixtures.js";
 import { makeTestCertificates, urlEncodedPem, type TestCertificates } from "../envoy/certs.js";
+import { settledNow } from "../../src/service/maybe-promise.js";
 
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
@@ -50,7 +51,8 @@ function envoyCheck(): (bytes: Buffer) => Buffer {
     now: Date.now,
     onError: () => undefined,
   } as unknown as Parameters<typeof createAuthorizer>[0]);
-  return createEnvoyCheck({ authorize, trustedProxies: buildTrustedProxyMatcher([]) });
+  const check = createEnvoyCheck({ authorize, trustedProxies: buildTrustedProxyMatcher([]) });
+  return (bytes) => settledNow(check(bytes));
 }
 
 /** A distinct ~900 KB text shaped like a PEM certificate that is not one. */

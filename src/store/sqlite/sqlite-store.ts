@@ -55,6 +55,16 @@ export type StoreFileCheck =
   /** No usable database at `portcullis.db`: every call fails with `unavailable` until one returns. */
   | "missing";
 
+/**
+ * The last transaction queued on each database file in this process. A
+ * transaction holds SQLite's write lock across awaits, and another connection
+ * of the same process asking for it would wait synchronously (the busy
+ * timeout), blocking the very thread that must finish the first one; so
+ * every store object of one file in one process takes its turn here instead.
+ * Other processes wait on SQLite's own lock.
+ */
+const transactionQueues = new Map<string, Promise<void>>();
+
 /** The open database and what was prepared on it; replaced as a whole when the file is. */
 interface Connection {
   readonly db: Database.Database;
@@ -83,8 +93,6 @@ export class SqliteStore implements Store {
   private readonly tokenListeners = new Set<(tokenIds: readonly string[]) => void>();
   private readonly administrativeListeners = new Set<() => void>();
   private closed = false;
-  /** Resolves when the transaction before the next one has ended: transactions of this object run one at a time. */
-  private queue: Promise<void> = Promise.resolve();
 
   /** Repositories bound to whatever connection is live; writes join an open transaction. */
   private readonly direct: {
@@ -218,9 +226,10 @@ export class SqliteStore implements Store {
   }
 
   async transaction<T>(run: (tx: StoreTransaction) => Promise<T>): Promise<T> {
-    const previous = this.queue;
+    const previous = transactionQueues.get(this.file) ?? Promise.resolve();
     let release!: () => void;
-    this.queue = new Promise((resolve) => (release = resolve));
+    const mine = new Promise<void>((resolve) => (release = resolve));
+    transactionQueues.set(this.file, mine);
     await previous;
     try {
       const { db } = this.live;
@@ -256,6 +265,7 @@ export class SqliteStore implements Store {
       if (changedIds.length > 0) for (const listener of this.tokenListeners) listener(changedIds);
       return result;
     } finally {
+      if (transactionQueues.get(this.file) === mine) transactionQueues.delete(this.file);
       release();
     }
   }
