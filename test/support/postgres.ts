@@ -121,7 +121,9 @@ export function ownPostgresUnavailableReason(): string | null {
 
 /**
  * Starts a fresh PostgreSQL in a temporary folder (initdb, then pg_ctl) on a
- * free port, with trust authentication and no fsync (test data is disposable).
+ * free port, with trust authentication and no fsync (test data is disposable,
+ * and the OS keeps what was written; commits stay synchronous so that an
+ * immediate stop, a crash to PostgreSQL, loses none).
  * PostgreSQL refuses to run as root, so as root it runs as `postgres`.
  */
 export async function startOwnPostgres(): Promise<OwnPostgres> {
@@ -136,7 +138,7 @@ export async function startOwnPostgres(): Promise<OwnPostgres> {
 
   await pgCommand("initdb", ["-D", dataDir, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale", "C"]);
   const port = await freePort();
-  const options = `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off`;
+  const options = `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off`;
   let running = false;
   const start = async () => {
     await pgCommand("pg_ctl", ["-D", dataDir, "-o", options, "-l", logFile, "-w", "-t", "30", "start"]);

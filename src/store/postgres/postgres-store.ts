@@ -232,8 +232,11 @@ export class PostgresStore implements Store {
   private heard(change: StoreChange): void {
     switch (change.kind) {
       case "tokens":
-      case "created":
         for (const listener of this.tokenListeners) listener(change.ids);
+        return;
+      case "created":
+        // why: caches keep no "unknown token" entries, so a new token evicts nothing; telling listeners would
+        // only make token caches drop the reads in flight at that moment
         return;
       case "administrative":
         this.administrativeChanged();
