@@ -22,10 +22,10 @@ describe.skipIf(unavailable !== null)("portcullis store copy", () => {
   let database: TestDatabase;
   const plaintexts: string[] = [];
   let sqlite: {
-    listing: ReturnType<TokenStore["list"]>;
-    audit: ReturnType<TokenStore["listAudit"]>;
-    tenants: ReturnType<TokenStore["listSuspendedTenants"]>;
-    workspaces: ReturnType<TokenStore["listRestrictedWorkspaces"]>;
+    listing: Awaited<ReturnType<TokenStore["list"]>>;
+    audit: Awaited<ReturnType<TokenStore["listAudit"]>>;
+    tenants: Awaited<ReturnType<TokenStore["listSuspendedTenants"]>>;
+    workspaces: Awaited<ReturnType<TokenStore["listRestrictedWorkspaces"]>>;
   };
 
   beforeAll(async () => {
@@ -33,20 +33,20 @@ describe.skipIf(unavailable !== null)("portcullis store copy", () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-copy-"));
     const store = TokenStore.open({ dataDir: dir });
     const base = { tenant: "acme", workspace: "main", environment: "live", prefix: "sk_live_", name: "sync" } as const;
-    const service = store.create({ ...base, type: "service", role: "billing_reader", service: "billing", controls: { ipAllowlist: ["10.0.0.0/8"] } });
-    const user = store.create({ ...base, type: "user", creator: "ana", creatorRole: "admin", scopes: ["invoices:read"], expiresAtMs: Date.now() + 86_400_000 });
-    const rotated = store.rotate(service.record.id, { overlapMs: 60_000, actor: "ops" });
-    const revoked = store.create({ ...base, tenant: "globex", type: "service", role: "billing_reader" });
-    store.revoke(revoked.record.id, "ops", "leaked");
-    store.recordUse(new Map([[user.record.id, { lastUsedAtMs: 1_700_000_000_123, count: 7 }]]));
-    store.suspendTenant("globex", { actor: "ops", reason: "unpaid" });
-    store.restrictWorkspace("acme", "staging", { actor: "ops", reason: "incident", mode: "all" });
+    const service = await store.create({ ...base, type: "service", role: "billing_reader", service: "billing", controls: { ipAllowlist: ["10.0.0.0/8"] } });
+    const user = await store.create({ ...base, type: "user", creator: "ana", creatorRole: "admin", scopes: ["invoices:read"], expiresAtMs: Date.now() + 86_400_000 });
+    const rotated = await store.rotate(service.record.id, { overlapMs: 60_000, actor: "ops" });
+    const revoked = await store.create({ ...base, tenant: "globex", type: "service", role: "billing_reader" });
+    await store.revoke(revoked.record.id, "ops", "leaked");
+    await store.recordUse(new Map([[user.record.id, { lastUsedAtMs: 1_700_000_000_123, count: 7 }]]));
+    await store.suspendTenant("globex", { actor: "ops", reason: "unpaid" });
+    await store.restrictWorkspace("acme", "staging", { actor: "ops", reason: "incident", mode: "all" });
     plaintexts.push(service.token, user.token, rotated.token, revoked.token);
     sqlite = {
-      listing: store.list({ includeRevoked: true }),
-      audit: store.listAudit({ limit: 1_000 }),
-      tenants: store.listSuspendedTenants(),
-      workspaces: store.listRestrictedWorkspaces(),
+      listing: await store.list({ includeRevoked: true }),
+      audit: await store.listAudit({ limit: 1_000 }),
+      tenants: await store.listSuspendedTenants(),
+      workspaces: await store.listRestrictedWorkspaces(),
     };
     store.close();
   });
