@@ -14,9 +14,10 @@ import { createServerMetrics } from "./service/metrics.js";
 import { installFastTextEncoding } from "./transport/text-encoding.js";
 import { createTenantStateCache } from "./service/tenant-state-cache.js";
 import { createTokenCache, type TokenCache } from "./service/token-cache.js";
-import { createTokenService } from "./service/token-service.js";
+import { createTokenService } from "./transport/token-service.js";
 import { createUsageRecorder, type UsageRecorder } from "./service/usage-recorder.js";
-import { TokenStore } from "./store/token-store.js";
+import { createTokenLifecycle, type TokenLifecycle } from "./lifecycle/token-lifecycle.js";
+import { SqliteStore } from "./store/sqlite/sqlite-store.js";
 import { watchStoreFile } from "./service/watch-store-file.js";
 import { createGrpcServer } from "./transport/grpc.js";
 import { Health } from "./transport/health.js";
@@ -32,7 +33,8 @@ export interface RunningServer {
   readonly grpcPort: number;
   readonly httpPort: number;
   readonly authorize: Authorizer;
-  readonly store: TokenStore;
+  /** The token lifecycle over the server's store: what the token API and the CLI run. */
+  readonly store: TokenLifecycle;
   readonly tokenCache: TokenCache;
   /** Last-used stamps waiting for their batch; `flush()` writes them now. */
   readonly usage: UsageRecorder;
@@ -60,20 +62,26 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
 
   // Read before the store opens, so that unusable TLS files refuse the start like a bad policy does.
   const tls = config.tls === undefined ? undefined : loadTlsFiles(config.tls);
-  // why: busy timeout 0, so no write on the event loop ever waits for another process's lock (see TokenStoreOptions)
-  const store = TokenStore.open({
+  // why: busy timeout 0, so no write on the event loop ever waits for another process's lock (see SqliteStoreOptions)
+  const store = SqliteStore.open({
     dataDir: config.dataDir,
     busyTimeoutMs: 0,
     onCreated: ({ databaseFile, secretFile }) =>
       log.warn({ databaseFile, secretFile }, `created a new token store in ${config.dataDir}${secretFile === null ? "" : " with a new server secret (tokens verify only with the secret they were hashed with: back it up)"}`),
   });
-  const tokenCache = createTokenCache({ find: (token) => store.findByToken(token) });
+  const lifecycle = createTokenLifecycle({ store, secret: store.secret, now: Date.now });
+  const tokenCache = createTokenCache({ find: (token) => lifecycle.findByToken(token) });
   // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
   store.onTokensChanged((tokenIds) => tokenCache.evictTokenIds(tokenIds));
   const metrics = createServerMetrics();
   metrics.policyLoaded(policy);
-  const usage = createUsageRecorder(store, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
-  const tenantState = createTenantStateCache(store);
+  const usage = createUsageRecorder(lifecycle, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
+  const tenantState = createTenantStateCache({
+    readAdministrativeState: () => store.tenantState.readAdministrativeState(),
+    get administrativeStateVersion() {
+      return store.administrativeStateVersion;
+    },
+  });
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: tokenCache,
@@ -84,7 +92,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     usage,
     observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
   });
-  const tokenService = createTokenService({ store, policy: () => policy, authorize, now: Date.now });
+  const tokenService = createTokenService({ lifecycle, policy: () => policy, authorize, now: Date.now });
   // why: explanations name controls and scopes, so only callers who may manage tokens get them
   const explain = createDecisionExplainer({ policy: () => policy, tokens: tokenCache, tenantState, now: Date.now }, (call) => tokenService.mayManageTokens(call));
 
@@ -137,8 +145,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     stopWatchingTls();
     await grpcServer.close(0);
     httpServer.close();
-    usage.close();
-    store.close();
+    await usage.close();
+    await store.close();
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
@@ -178,7 +186,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     grpcPort,
     httpPort,
     authorize,
-    store,
+    store: lifecycle,
     tokenCache,
     usage,
     policy: () => policy,
@@ -193,8 +201,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       stopWatchingTls();
       await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.
-      usage.close();
-      store.close();
+      await usage.close();
+      await store.close();
     },
   };
 

@@ -90,7 +90,7 @@ function readText(file: string): string {
 /** What the admin commands need from `main.ts`. */
 export interface AdminCommandDeps {
   readonly withStoreOptions: (command: Command) => Command;
-  readonly withStore: (flags: { policies?: string; dataDir?: string }, run: (store: TokenStore) => void) => void;
+  readonly withStore: (flags: { policies?: string; dataDir?: string }, run: (store: TokenStore) => Promise<void>) => Promise<void>;
   readonly actor: () => string;
 }
 
@@ -112,21 +112,21 @@ export function registerAdminCommands(program: Command, deps: AdminCommandDeps):
       .argument("<tenant>", "tenant name")
       .option("--reason <text>", "why, for the audit trail (never shown to clients)"),
   ).action((tenant: string, flags: { reason?: string; dataDir?: string }) =>
-    withStore(flags, (store) => {
-      const changed = store.suspendTenant(tenant, { actor: actor(), reason: flags.reason ?? null });
+    withStore(flags, async (store) => {
+      const changed = await store.suspendTenant(tenant, { actor: actor(), reason: flags.reason ?? null });
       process.stderr.write(changed ? `suspended tenant ${tenant}\n` : `tenant ${tenant} was already suspended\n`);
     }),
   );
   withStoreOptions(tenants.command("resume").description("lift a tenant's suspension").argument("<tenant>", "tenant name")).action(
     (tenant: string, flags: { dataDir?: string }) =>
-      withStore(flags, (store) => {
-        const changed = store.resumeTenant(tenant, { actor: actor() });
+      withStore(flags, async (store) => {
+        const changed = await store.resumeTenant(tenant, { actor: actor() });
         process.stderr.write(changed ? `resumed tenant ${tenant}\n` : `tenant ${tenant} was not suspended\n`);
       }),
   );
   withStoreOptions(tenants.command("list").description("list suspended tenants").option("--json", "print JSON")).action((flags: ListFlags) =>
-    withStore(flags, (store) => {
-      const rows = store.listSuspendedTenants();
+    withStore(flags, async (store) => {
+      const rows = await store.listSuspendedTenants();
       if (flags.json) return void process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
       printTable([["TENANT", "SUSPENDED", "BY", "REASON"], ...rows.map((r) => [r.tenant, date(r.suspendedAtMs), r.suspendedBy, r.reason ?? "-"])]);
     }),
@@ -142,8 +142,8 @@ export function registerAdminCommands(program: Command, deps: AdminCommandDeps):
       .addOption(new Option("--mode <mode>", "what the restriction refuses").choices(WORKSPACE_RESTRICTION_MODES).default("writes"))
       .option("--reason <text>", "why, for the audit trail (never shown to clients)"),
   ).action((tenant: string, workspace: string, flags: { mode: WorkspaceRestrictionMode; reason?: string; dataDir?: string }) =>
-    withStore(flags, (store) => {
-      const changed = store.restrictWorkspace(tenant, workspace, { actor: actor(), reason: flags.reason ?? null, mode: flags.mode });
+    withStore(flags, async (store) => {
+      const changed = await store.restrictWorkspace(tenant, workspace, { actor: actor(), reason: flags.reason ?? null, mode: flags.mode });
       process.stderr.write(
         changed ? `restricted workspace ${tenant}/${workspace} (mode ${flags.mode})\n` : `workspace ${tenant}/${workspace} was already restricted (mode ${flags.mode})\n`,
       );
@@ -152,16 +152,16 @@ export function registerAdminCommands(program: Command, deps: AdminCommandDeps):
   withStoreOptions(
     workspaces.command("unrestrict").description("lift a workspace restriction").argument("<tenant>", "tenant name").argument("<workspace>", "workspace name"),
   ).action((tenant: string, workspace: string, flags: { dataDir?: string }) =>
-    withStore(flags, (store) => {
-      const changed = store.unrestrictWorkspace(tenant, workspace, { actor: actor() });
+    withStore(flags, async (store) => {
+      const changed = await store.unrestrictWorkspace(tenant, workspace, { actor: actor() });
       process.stderr.write(changed ? `unrestricted workspace ${tenant}/${workspace}\n` : `workspace ${tenant}/${workspace} was not restricted\n`);
     }),
   );
   withStoreOptions(
     workspaces.command("list").description("list restricted workspaces").option("--tenant <tenant>", "only this tenant").option("--json", "print JSON"),
   ).action((flags: ListFlags) =>
-    withStore(flags, (store) => {
-      const rows = store.listRestrictedWorkspaces(flags.tenant === undefined ? {} : { tenant: flags.tenant });
+    withStore(flags, async (store) => {
+      const rows = await store.listRestrictedWorkspaces(flags.tenant === undefined ? {} : { tenant: flags.tenant });
       if (flags.json) return void process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
       printTable([
         ["TENANT", "WORKSPACE", "MODE", "RESTRICTED", "BY", "REASON"],

@@ -7,14 +7,15 @@
 import type { Command } from "commander";
 import { parseDuration } from "../policy/duration.js";
 import type { CompiledPolicySet } from "../policy/types.js";
-import { filterHasField, formatDuration, overlapProblem, selectTokens, type TokenFilter } from "../service/token-service.js";
+import { filterHasField, selectEmergencyRevocations, selectTokens, type TokenFilter } from "../lifecycle/emergency.js";
+import { formatDuration, overlapProblem } from "../lifecycle/rotation.js";
 import type { TokenStore } from "../store/token-store.js";
 
 /** What `main.ts` lends the lifecycle commands. */
 export interface LifecycleCommandHelpers {
   withStoreOptions(command: Command): Command;
-  withStore(flags: StoreFlags, run: (store: TokenStore) => void): void;
-  withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void): void;
+  withStore(flags: StoreFlags, run: (store: TokenStore) => Promise<void>): Promise<void>;
+  withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => Promise<void>): Promise<void>;
   actor(): string;
   /** An error that exits 2, for a command line that cannot be run. */
   usageError(message: string): Error;
@@ -58,7 +59,7 @@ export function registerLifecycleCommands(program: Command, tokens: Command, hel
       .option("--overlap <duration>", "how long the old token keeps working, e.g. 7d, 12h, 0s (default: the policy set's, 90d unless it says otherwise)")
       .option("--json", "print the successor's token and record, and the old record, as JSON"),
   ).action((id: string, flags: RotateFlags) =>
-    withPolicyAndStore(flags, (policy, store) => {
+    withPolicyAndStore(flags, async (policy, store) => {
       const rules = policy.tokens;
       let overlapMs = rules.defaultOverlapMs;
       if (flags.overlap !== undefined) {
@@ -68,7 +69,7 @@ export function registerLifecycleCommands(program: Command, tokens: Command, hel
       }
       const problem = overlapProblem(overlapMs, rules);
       if (problem !== null) throw usageError(problem);
-      const { token, record, predecessor } = store.rotate(id, { overlapMs, actor: actor() });
+      const { token, record, predecessor } = await store.rotate(id, { overlapMs, actor: actor() });
       if (flags.json) {
         process.stdout.write(JSON.stringify({ token, record, predecessor }, null, 2) + "\n");
         return;
@@ -94,7 +95,7 @@ export function registerLifecycleCommands(program: Command, tokens: Command, hel
       .option("--reason <text>", "why, for the audit trail")
       .option("--yes", "revoke; without it nothing is revoked and the command exits 1"),
   ).action((id: string | undefined, flags: EmergencyFlags) =>
-    withPolicyAndStore(flags, (policy, store) => {
+    withPolicyAndStore(flags, async (policy, store) => {
       const filter: TokenFilter = {
         ...(flags.tenant === undefined ? {} : { tenant: flags.tenant }),
         ...(flags.service === undefined ? {} : { serviceLabel: flags.service }),
@@ -107,9 +108,9 @@ export function registerLifecycleCommands(program: Command, tokens: Command, hel
 
       const matched =
         id === undefined
-          ? selectTokens(store.list({ tenant: filter.tenant, includeRevoked: false }), filter, policy)
-          : store.lineageOf(id).filter((row) => row.revokedAtMs === null && (filter.tenant === undefined || row.tenant === filter.tenant));
-      if (id !== undefined && store.get(id) === undefined) throw usageError(`no token with id \`${id}\``);
+          ? selectTokens(await store.list({ tenant: filter.tenant, includeRevoked: false }), filter, policy)
+          : selectEmergencyRevocations(await store.lineageOf(id), filter.tenant);
+      if (id !== undefined && (await store.get(id)) === undefined) throw usageError(`no token with id \`${id}\``);
       const ids = matched.map((row) => row.id);
       if (ids.length === 0) {
         process.stderr.write("no unrevoked token matches; nothing to revoke\n");
@@ -122,7 +123,7 @@ export function registerLifecycleCommands(program: Command, tokens: Command, hel
       }
       const reason = `emergency${flags.reason === undefined || flags.reason === "" ? "" : `: ${flags.reason}`}`;
       const options = { actor: actor(), reason, ...(filter.tenant === undefined ? {} : { tenant: filter.tenant }) };
-      const revoked = id === undefined ? store.emergencyRevoke({ ids }, options) : store.emergencyRevoke({ lineageOf: id }, options);
+      const revoked = id === undefined ? await store.emergencyRevoke({ ids }, options) : await store.emergencyRevoke({ lineageOf: id }, options);
       process.stderr.write(`emergency-revoked ${count(revoked.length)}: ${revoked.join(", ")}\n`);
       for (const revokedId of revoked) process.stdout.write(revokedId + "\n");
     }),
@@ -137,10 +138,10 @@ export function registerLifecycleCommands(program: Command, tokens: Command, hel
       .option("--limit <n>", "at most this many events, 1 to 10000", "100")
       .option("--json", "print JSON"),
   ).action((flags: AuditFlags) =>
-    withStore(flags, (store) => {
+    withStore(flags, async (store) => {
       const limit = Number(flags.limit ?? "100");
       if (!/^\d+$/.test(flags.limit ?? "100") || limit < 1 || limit > 10_000) throw usageError(`invalid --limit \`${flags.limit}\`: expected a whole number from 1 to 10000`);
-      const rows = store.listAudit({ ...(flags.tenant === undefined ? {} : { tenant: flags.tenant }), limit });
+      const rows = await store.listAudit({ ...(flags.tenant === undefined ? {} : { tenant: flags.tenant }), limit });
       if (flags.json) {
         process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
         return;

@@ -12,7 +12,7 @@ import { loadPolicySet } from "../policy/load.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import { parseDuration } from "../policy/duration.js";
 import { createToken, TokenRequestError, updateTokenControls } from "../service/tokens.js";
-import { tokenStatus } from "../service/token-service.js";
+import { tokenStatus } from "../lifecycle/token-status.js";
 import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
 import { registerLifecycleCommands } from "./lifecycle.js";
 import { createLogger } from "./logger.js";
@@ -126,11 +126,11 @@ export function buildProgram(): Command {
         .option("--clear", "remove every control of the token"),
     ),
   ).action((id: string, flags: ControlFlags & StoreFlags & { clear?: boolean }) =>
-    withPolicyAndStore(flags, (policy, store) => {
+    withPolicyAndStore(flags, async (policy, store) => {
       const controls = controlsFromFlags(flags);
       if (controls === undefined && flags.clear !== true) throw new UsageError("nothing to update: give --controls, --ip-allow, --mtls-fingerprint, --mtls-ca, --quota-per-minute, --quota-per-day or --clear");
       if (controls !== undefined && flags.clear === true) throw new UsageError("--clear cannot be combined with controls");
-      const record = updateTokenControls(store, policy, id, controls ?? null, actor());
+      const record = await updateTokenControls(store, policy, id, controls ?? null, actor());
       process.stderr.write(`updated controls of ${record.id} (${record.name})\n`);
     }),
   );
@@ -146,9 +146,9 @@ export function buildProgram(): Command {
 
   withStoreOptions(tokens.command("revoke").description("revoke a token at once; final").argument("<id>", "token id, e.g. tok_…")).action(
     (id: string, flags: StoreFlags) =>
-      withStore(flags, (store) => {
-        const before = store.getListing(id);
-        const record = store.revoke(id, actor());
+      withStore(flags, async (store) => {
+        const before = await store.getListing(id);
+        const record = await store.revoke(id, actor());
         if (before?.revokedAtMs != null) {
           process.stderr.write(`${record.id} (${record.name}) was already revoked at ${new Date(before.revokedAtMs).toISOString()} by ${before.revokedBy ?? "unknown"}; nothing changed\n`);
         } else {
@@ -232,7 +232,7 @@ async function serve(flags: ServeFlags): Promise<void> {
  * create`) may create a missing store; every other one refuses it, so that a
  * mistyped `--data-dir` is an error and not an empty new store with a new secret.
  */
-function withStore(flags: StoreFlags, run: (store: TokenStore) => void, options: { mayCreate?: boolean } = {}): void {
+async function withStore(flags: StoreFlags, run: (store: TokenStore) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
   const store = TokenStore.open({
     dataDir: resolvePaths(flags).dataDir,
     mustExist: options.mayCreate !== true,
@@ -242,19 +242,19 @@ function withStore(flags: StoreFlags, run: (store: TokenStore) => void, options:
     },
   });
   try {
-    run(store);
+    await run(store);
   } finally {
     store.close();
   }
 }
 
-function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void, options: { mayCreate?: boolean } = {}): void {
+async function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
   const loaded = loadPolicySet(resolvePaths(flags).policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
-  withStore(flags, (store) => run(loaded.policy, store), options);
+  return withStore(flags, (store) => run(loaded.policy, store), options);
 }
 
-function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags): void {
+async function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags): Promise<void> {
   let expiresAtMs: number | null = null;
   const now = Date.now();
   if (flags.expiresIn !== undefined) {
@@ -262,7 +262,7 @@ function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags
     if (ms === null || ms === 0) throw new UsageError(`invalid --expires-in \`${flags.expiresIn}\`: expected a duration such as 90d, 12h or 30m`);
     expiresAtMs = now + ms;
   }
-  const { token, record } = createToken(
+  const { token, record } = await createToken(
     store,
     policy,
     {
@@ -291,8 +291,8 @@ function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags
   process.stdout.write(token + "\n");
 }
 
-function list(store: TokenStore, flags: ListFlags): void {
-  const rows = store.list({ tenant: flags.tenant, includeRevoked: flags.all === true });
+async function list(store: TokenStore, flags: ListFlags): Promise<void> {
+  const rows = await store.list({ tenant: flags.tenant, includeRevoked: flags.all === true });
   if (flags.json) {
     process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
     return;

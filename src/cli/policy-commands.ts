@@ -24,7 +24,7 @@ import {
   prepareSingleCase,
   runPolicyTests,
 } from "../policy-test/run-policy-tests.js";
-import { workspaceKey } from "../store/tenant-state.js";
+import { workspaceKey } from "../store/store-interfaces.js";
 import { TokenStore } from "../store/token-store.js";
 import { diffPolicyFolders, formatPolicyDiff } from "../policy-diff/diff.js";
 import { materializeRevision } from "../policy-diff/git-revision.js";
@@ -135,7 +135,7 @@ interface ExplainFlags {
   format: string;
 }
 
-function explain(dir: string, flags: ExplainFlags): void {
+async function explain(dir: string, flags: ExplainFlags): Promise<void> {
   const policySet = loadOrThrow(dir);
   const nowMs = flags.at === undefined ? Date.now() : Date.parse(flags.at);
   if (Number.isNaN(nowMs)) throw new PolicyUsageError(`invalid --at \`${flags.at}\`: expected an ISO 8601 time such as 2026-03-02T09:30:00Z`);
@@ -159,7 +159,7 @@ function explain(dir: string, flags: ExplainFlags): void {
     throw new PolicyUsageError(`invalid --workspace-restricted \`${restriction}\`: expected ${WORKSPACE_RESTRICTION_MODES.join(" or ")}`);
   }
   let stored: { record: TokenRecord; tenantSuspended: boolean; workspaceRestricted: WorkspaceRestrictionFact } | undefined;
-  if (flags.tokenId !== undefined) stored = readStoredToken(resolvePaths({ ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }) }).dataDir, flags.tokenId);
+  if (flags.tokenId !== undefined) stored = await readStoredToken(resolvePaths({ ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }) }).dataDir, flags.tokenId);
   let token: unknown = null;
   if (flags.token !== undefined) {
     try {
@@ -187,7 +187,7 @@ function explain(dir: string, flags: ExplainFlags): void {
  * Reads one token from a copy of the data folder, so that the store's own
  * code (migrations, row mapping) reads it while the original stays untouched.
  */
-function readStoredToken(dataDir: string, id: string): { record: TokenRecord; tenantSuspended: boolean; workspaceRestricted: WorkspaceRestrictionFact } {
+async function readStoredToken(dataDir: string, id: string): Promise<{ record: TokenRecord; tenantSuspended: boolean; workspaceRestricted: WorkspaceRestrictionFact }> {
   let names: string[];
   try {
     names = readdirSync(dataDir);
@@ -199,7 +199,7 @@ function readStoredToken(dataDir: string, id: string): { record: TokenRecord; te
     for (const name of names) cpSync(join(dataDir, name), join(copy, name), { recursive: true });
     const store = TokenStore.open({ dataDir: copy });
     try {
-      const record = store.get(id);
+      const record = await store.get(id);
       if (record === undefined) throw new PolicyUsageError(`no token \`${id}\` in \`${dataDir}\``);
       const state = store.readAdministrativeState();
       return {

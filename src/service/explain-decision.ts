@@ -10,7 +10,7 @@ import type { AuthorizeResult, AuthorizerDeps } from "./authorize.js";
 import { readCredential } from "../engine/authenticate.js";
 import { prepareRequest } from "../engine/request.js";
 import type { MaybePromise } from "./maybe-promise.js";
-import type { CallContext } from "./token-service.js";
+import type { CallContext } from "../transport/token-service.js";
 
 /** Explains a result for a caller, or answers `null` when the caller may not have it. */
 export type AuthorizeExplainer = (input: AuthzInput, result: AuthorizeResult, call: CallContext) => Promise<Explanation | null>;

@@ -10,7 +10,7 @@
  * integer), so the very next decision on this node sees it.
  */
 import type { WorkspaceRestrictionFact } from "../engine/workspace-restriction-mode.js";
-import { workspaceKey, type AdministrativeState } from "../store/token-store.js";
+import { workspaceKey, type AdministrativeState } from "../store/store-interfaces.js";
 
 /** Reads tenant suspension and workspace restriction. */
 export interface TenantStateLookup {

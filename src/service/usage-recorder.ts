@@ -3,22 +3,25 @@
  * in-memory map (O(1)); the map is written to the store in one transaction per
  * flush, so a burst of 10,000 decisions costs a handful of writes, not 10,000.
  */
-import type { TokenUse } from "../store/token-store.js";
+import type { TokenUse } from "../store/store-interfaces.js";
 
 /** Where batches go: {@link TokenStore.recordUse} in production, a counting fake in tests. */
 export interface UsageSink {
-  /** Applies one batch, keyed by token id, in one transaction. */
-  recordUse(batch: ReadonlyMap<string, TokenUse>): void;
+  /** Applies one batch, keyed by token id, in one transaction; a store over the network answers later. */
+  recordUse(batch: ReadonlyMap<string, TokenUse>): void | Promise<void>;
 }
 
 /** Collects use stamps and writes them in batches. */
 export interface UsageRecorder {
   /** Notes one use of `tokenId` at `nowMs`. Never does I/O and never throws. */
   record(tokenId: string, nowMs: number): void;
-  /** Writes what is pending now, in one transaction; a no-op when nothing is. */
-  flush(): void;
-  /** Flushes and stops the timer; later stamps are still collected and written by the next explicit flush. */
-  close(): void;
+  /**
+   * Writes what is pending now, in one transaction; a no-op when nothing is.
+   * Resolves once the batch is written or has failed (never rejects).
+   */
+  flush(): Promise<void>;
+  /** Flushes and stops the timer; later stamps are still collected and written by the next explicit flush. Resolves like {@link flush}. */
+  close(): Promise<void>;
   /** Distinct token ids waiting for the next flush. */
   readonly pending: number;
 }
@@ -62,17 +65,15 @@ export function createUsageRecorder(sink: UsageSink, options: UsageRecorderOptio
   let immediate: NodeJS.Immediate | undefined;
   let closed = false;
 
-  const flush = (): void => {
+  const flush = (): Promise<void> => {
     if (timer !== undefined) clearTimeout(timer);
     if (immediate !== undefined) clearImmediate(immediate);
     timer = undefined;
     immediate = undefined;
-    if (pending.size === 0) return;
+    if (pending.size === 0) return Promise.resolve();
     const batch = pending;
     pending = new Map();
-    try {
-      sink.recordUse(batch);
-    } catch (error) {
+    const failed = (error: unknown): void => {
       options.onError?.(error);
       if (batch.size + pending.size <= maxRetained) {
         // Stamps that arrived meanwhile are newer; merge the failed batch under them.
@@ -83,7 +84,14 @@ export function createUsageRecorder(sink: UsageSink, options: UsageRecorderOptio
         }
         arm();
       }
+    };
+    try {
+      const written = sink.recordUse(batch);
+      if (written instanceof Promise) return written.catch(failed);
+    } catch (error) {
+      failed(error);
     }
+    return Promise.resolve();
   };
 
   const arm = (): void => {
@@ -111,7 +119,7 @@ export function createUsageRecorder(sink: UsageSink, options: UsageRecorderOptio
     flush,
     close() {
       closed = true;
-      flush();
+      return flush();
     },
     get pending() {
       return pending.size;

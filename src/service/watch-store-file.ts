@@ -5,9 +5,9 @@
  * promises, and a missing file fails closed instead of serving from an
  * unlinked one.
  */
-import type { StoreFileCheck } from "../store/token-store.js";
+import type { StoreFileCheck } from "../store/sqlite/sqlite-store.js";
 
-/** What {@link watchStoreFile} needs of the store; {@link TokenStore} provides it. */
+/** What {@link watchStoreFile} needs of the store; {@link SqliteStore} provides it. */
 export interface WatchedStore {
   checkFile(): StoreFileCheck;
 }

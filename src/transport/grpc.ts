@@ -8,7 +8,7 @@ import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufb
 import { AuthorizationService, AuthorizeRequestSchema, AuthorizeResponseSchema, type AuthorizeResponse } from "../gen/portcullis/v1/authorization_pb.js";
 import type { Authorizer } from "../service/authorize.js";
 import { isPromise } from "../service/maybe-promise.js";
-import type { TokenServiceImpl } from "../service/token-service.js";
+import type { TokenServiceImpl } from "./token-service.js";
 import type { AuthorizeExplainer } from "../service/explain-decision.js";
 import { answerAuthorize } from "./authorize-messages.js";
 import { envoyAuthorizationMethods, type EnvoyCheckOptions } from "./envoy.js";

@@ -10,7 +10,7 @@ import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Authorizer } from "../service/authorize.js";
 import type { AuthorizeExplainer } from "../service/explain-decision.js";
-import type { TokenServiceImpl } from "../service/token-service.js";
+import type { TokenServiceImpl } from "./token-service.js";
 import { registerAuthorizationService } from "./connect.js";
 import { peerAddressKey, registerTokenService } from "./token-service-connect.js";
 import { createExtAuthzHandler, type ExtAuthzOptions } from "./ext-authz-http.js";

@@ -5,7 +5,7 @@
  */
 import { createContextKey, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { TokenService } from "../gen/portcullis/v1/token_service_pb.js";
-import type { CallContext, TokenServiceImpl } from "../service/token-service.js";
+import type { CallContext, TokenServiceImpl } from "./token-service.js";
 import { unmapPeerAddress } from "./trusted-proxies.js";
 
 /**

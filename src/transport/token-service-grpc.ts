@@ -23,7 +23,7 @@ import {
   UpdateTokenControlsRequestSchema,
   UpdateTokenControlsResponseSchema,
 } from "../gen/portcullis/v1/token_service_pb.js";
-import { toConnectError, type CallContext, type TokenServiceImpl } from "../service/token-service.js";
+import { toConnectError, type CallContext, type TokenServiceImpl } from "./token-service.js";
 import { decodeRequest } from "./grpc.js";
 import { GrpcError, headerValue, type GrpcCall, type GrpcMethod } from "./grpc-server.js";
 import { unmapPeerAddress } from "./trusted-proxies.js";

@@ -50,11 +50,11 @@ describe.runIf(caddyInstalled)("Caddy forward_auth (live, docs/Caddyfile)", () =
     dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-caddy-"));
     portcullis = await startTestServer();
     const base = { tenant: "acme", workspace: "main", environment: "production", type: "service" as const, actor: "test", role: "tenant_operator" };
-    const make = (name: string, extra: object) => createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name, ...extra }, Date.now()).token;
-    tokens.operator = make("operator", {});
-    tokens.reader = make("reader", { keyLevel: "read_only" });
+    const make = async (name: string, extra: object) => (await createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name, ...extra }, Date.now())).token;
+    tokens.operator = await make("operator", {});
+    tokens.reader = await make("reader", { keyLevel: "read_only" });
     // per day, so that a minute boundary during the run cannot reset it
-    tokens.metered = make("metered", { controls: { quota: { limitPerDay: 1 } } });
+    tokens.metered = await make("metered", { controls: { quota: { limitPerDay: 1 } } });
     upstream = http.createServer((request, response) => {
       seen.push(request.headers);
       response.writeHead(200, { "content-type": "text/plain" });

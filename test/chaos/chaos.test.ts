@@ -64,7 +64,7 @@ let checkClient: EnvoyCheckClient;
 beforeAll(async () => {
   process.on("uncaughtExceptionMonitor", record);
   t = await startTestServer();
-  token = createToken(t.server.store, t.server.policy(), { tenant: "acme", workspace: "main", environment: "production", type: "service", actor: "chaos", name: "chaos", role: "tenant_operator" }, Date.now()).token;
+  token = (await createToken(t.server.store, t.server.policy(), { tenant: "acme", workspace: "main", environment: "production", type: "service", actor: "chaos", name: "chaos", role: "tenant_operator" }, Date.now())).token;
   checkClient = envoyCheckClient(t.grpcAddress);
 });
 afterAll(async () => {

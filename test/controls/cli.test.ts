@@ -129,7 +129,7 @@ describe("portcullis tenants and workspaces", () => {
     expect((await listJson("workspaces", "list")).find((w) => w.workspace === "main")).toMatchObject({ mode: "all" });
     const store = TokenStore.open({ dataDir: path.join(dir, "data") });
     try {
-      expect(store.listAudit({ tenant: "acme", limit: 1 })[0]).toMatchObject({ event: "workspace.restricted", data: { workspace: "main", mode: "all", previousMode: "writes" } });
+      expect((await store.listAudit({ tenant: "acme", limit: 1 }))[0]).toMatchObject({ event: "workspace.restricted", data: { workspace: "main", mode: "all", previousMode: "writes" } });
     } finally {
       store.close();
     }

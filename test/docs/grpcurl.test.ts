@@ -29,7 +29,7 @@ let token: string;
 let invocations: Invocation[];
 beforeAll(async () => {
   t = await startTestServer();
-  token = createToken(t.server.store, t.server.policy(), { tenant: "acme", workspace: "main", name: "grpcurl", role: "tenant_operator", environment: "test", type: "service", actor: "docs" }, Date.now()).token;
+  token = (await createToken(t.server.store, t.server.policy(), { tenant: "acme", workspace: "main", name: "grpcurl", role: "tenant_operator", environment: "test", type: "service", actor: "docs" }, Date.now())).token;
   fs.writeFileSync(path.join(scratch, "grpcurl"), `#!/usr/bin/env node\nrequire("fs").appendFileSync(process.env.GRPCURL_ARGV, JSON.stringify(process.argv.slice(2)) + "\\n");\n`, { mode: 0o755 });
   invocations = blocks.flatMap(invocationsOf);
 });

@@ -42,8 +42,8 @@ beforeAll(async () => {
   t = await startTestServer(dir, { trustedProxies: [PROXY, "127.0.0.1"] });
   envoy = envoyCheckClient(t.grpcAddress);
   const base = { tenant: "acme", workspace: "main", type: "service" as const, actor: "test", role: "tenant_operator", environment: "production" };
-  const make = (key: string, caFingerprints: string[]) => {
-    tokens[key] = createToken(t.server.store, t.server.policy(), { ...base, name: key, controls: { mtls: { caFingerprints } } }, Date.now()).token;
+  const make = async (key: string, caFingerprints: string[]) => {
+    tokens[key] = (await createToken(t.server.store, t.server.policy(), { ...base, name: key, controls: { mtls: { caFingerprints } } }, Date.now())).token;
   };
   make("rootPinned", [chains.root.sha256]);
   make("intermediatePinned", [chains.intermediate.sha256.toUpperCase()]);

@@ -34,8 +34,8 @@ beforeAll(async () => {
   const policy = t.server.policy();
   const now = Date.now();
   const base = { tenant: "acme", workspace: "main", environment: "production", type: "service" as const, actor: "test" };
-  const make = (key: string, fields: Record<string, unknown>) => {
-    const created = createToken(t.server.store, policy, { ...base, name: key, role: "tenant_operator", ...fields }, now);
+  const make = async (key: string, fields: Record<string, unknown>) => {
+    const created = await createToken(t.server.store, policy, { ...base, name: key, role: "tenant_operator", ...fields }, now);
     tokens[key] = created.token;
     tokenIds[key] = created.record.id;
   };
@@ -49,8 +49,8 @@ beforeAll(async () => {
   make("metered", { controls: { quota: { limitPerMinute: 1000, limitPerDay: 5000 } } });
   // a per-day limit of 1, spent below: a minute boundary during the run cannot reset it
   make("spent", { controls: { quota: { limitPerDay: 1 } } });
-  t.server.store.suspendTenant("initech", { actor: "test", reason: "conformance" });
-  t.server.store.restrictWorkspace("acme", "frozen", { actor: "test", reason: "conformance" });
+  await t.server.store.suspendTenant("initech", { actor: "test", reason: "conformance" });
+  await t.server.store.restrictWorkspace("acme", "frozen", { actor: "test", reason: "conformance" });
   const spend = await client.check(checkRequest({ headers: { authorization: `Bearer ${tokens.spent}` } }));
   expect(spend.status.code).toBe(OK);
 });

@@ -40,8 +40,8 @@ beforeAll(async () => {
   envoy = envoyCheckClient(t.grpcAddress);
   const policy = t.server.policy();
   const base = { tenant: "acme", workspace: "main", type: "service" as const, actor: "test", role: "tenant_operator" };
-  const make = (key: string, fields: Record<string, unknown>) => {
-    const created = createToken(t.server.store, policy, { ...base, name: key, environment: "production", ...fields }, Date.now());
+  const make = async (key: string, fields: Record<string, unknown>) => {
+    const created = await createToken(t.server.store, policy, { ...base, name: key, environment: "production", ...fields }, Date.now());
     tokens[key] = created.token;
     tokenIds[key] = created.record.id;
   };

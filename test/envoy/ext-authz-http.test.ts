@@ -26,9 +26,9 @@ beforeAll(async () => {
   for (const t of [plain, trusting]) {
     // Both servers get the same token names; the token strings differ per store, so keep them per port.
     const policy = t.server.policy();
-    tokens[`${t.httpUrl} operator`] = createToken(t.server.store, policy, { ...base, name: "operator" }, now).token;
-    tokens[`${t.httpUrl} reader`] = createToken(t.server.store, policy, { ...base, name: "reader", keyLevel: "read_only" }, now).token;
-    tokens[`${t.httpUrl} allowlisted`] = createToken(t.server.store, policy, { ...base, name: "allowlisted", controls: { ipAllowlist: ["198.51.100.0/24"] } }, now).token;
+    tokens[`${t.httpUrl} operator`] = (await createToken(t.server.store, policy, { ...base, name: "operator" }, now)).token;
+    tokens[`${t.httpUrl} reader`] = (await createToken(t.server.store, policy, { ...base, name: "reader", keyLevel: "read_only" }, now)).token;
+    tokens[`${t.httpUrl} allowlisted`] = (await createToken(t.server.store, policy, { ...base, name: "allowlisted", controls: { ipAllowlist: ["198.51.100.0/24"] } }, now)).token;
   }
   const authorize = noPolicyAuthorizer();
   unavailableServer = createHttpServer({ authorize, ready: () => true, extAuthz: { prefix: "/ext-authz", trustedProxies: buildTrustedProxyMatcher([]) } });

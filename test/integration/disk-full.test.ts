@@ -41,8 +41,8 @@ async function decide(token: string): Promise<string> {
 
 describe("a store that cannot be written", () => {
   it("answers token management with unavailable and keeps deciding", async () => {
-    const admin = seedToken(t.server, { name: "full-disk admin" });
-    const user = seedToken(t.server, { name: "full-disk user", role: "tenant_operator" });
+    const admin = await seedToken(t.server, { name: "full-disk admin" });
+    const user = await seedToken(t.server, { name: "full-disk user", role: "tenant_operator" });
     // an empty WAL, so that the next commit must grow a file
     const other = new Database(path.join(t.dataDir, DATABASE_FILE_NAME));
     other.pragma("wal_checkpoint(TRUNCATE)");

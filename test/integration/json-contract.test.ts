@@ -17,8 +17,8 @@ let operatorToken: string;
 beforeAll(async () => {
   t = await startTestServer();
   const base = { tenant: "acme", workspace: "main", environment: "production", type: "service" as const, actor: "test", role: "tenant_operator" };
-  readOnlyToken = createToken(t.server.store, t.server.policy(), { ...base, name: "reader", keyLevel: "read_only" }, Date.now()).token;
-  operatorToken = createToken(t.server.store, t.server.policy(), { ...base, name: "operator" }, Date.now()).token;
+  readOnlyToken = (await createToken(t.server.store, t.server.policy(), { ...base, name: "reader", keyLevel: "read_only" }, Date.now())).token;
+  operatorToken = (await createToken(t.server.store, t.server.policy(), { ...base, name: "operator" }, Date.now())).token;
 });
 afterAll(async () => {
   await t.stop();

@@ -20,8 +20,8 @@ beforeAll(async () => {
   // The test client is on loopback, so it plays the trusted proxy for the nginx and Traefik modes.
   t = await startTestServer(undefined, { trustedProxies: ["127.0.0.1", "::1"] });
   const base = { tenant: "acme", workspace: "main", environment: "production", type: "service" as const, actor: "test" };
-  payouts = createToken(t.server.store, t.server.policy(), { ...base, name: "payouts", scopes: ["payouts:read", "payouts:write"] }, Date.now()).token;
-  reader = createToken(t.server.store, t.server.policy(), { ...base, name: "reader", scopes: ["payouts:read"] }, Date.now()).token;
+  payouts = (await createToken(t.server.store, t.server.policy(), { ...base, name: "payouts", scopes: ["payouts:read", "payouts:write"] }, Date.now())).token;
+  reader = (await createToken(t.server.store, t.server.policy(), { ...base, name: "reader", scopes: ["payouts:read"] }, Date.now())).token;
   envoy = envoyCheckClient(t.grpcAddress);
 });
 

@@ -14,13 +14,13 @@ afterAll(async () => {
   await t.stop();
 });
 
-function issue(fields: { workspace?: string; keyLevel?: string; controls?: TokenControls } = {}): string {
-  return createToken(
+async function issue(fields: { workspace?: string; keyLevel?: string; controls?: TokenControls } = {}): Promise<string> {
+  return (await createToken(
     t.server.store,
     t.server.policy(),
     { tenant: "acme", workspace: "main", environment: "production", type: "service", name: "quota-it", role: "tenant_operator", actor: "test", ...fields },
     Date.now(),
-  ).token;
+  )).token;
 }
 
 async function authorize(token: string, fields: Record<string, unknown> = {}): Promise<any> {
@@ -38,7 +38,7 @@ const headers = (json: any): Record<string, string> => Object.fromEntries((json.
 describe("quota through the real server", () => {
   // a per-day limit, so that a minute boundary during the test cannot reset it
   it("allows the limit with rate-limit headers, then 429 quota_exceeded with Retry-After; denied requests are not counted", async () => {
-    const token = issue({ controls: { quota: { limitPerDay: 2 } } });
+    const token = await issue({ controls: { quota: { limitPerDay: 2 } } });
     // a write this token may not make is denied by scope and does not use the quota
     expect((await authorize(token, { method: "DELETE", path: "/api/settings/api-tokens/risky" })).code).toBe("scope_denied");
 
@@ -63,16 +63,16 @@ describe("quota through the real server", () => {
   });
 
   it("the bundled workspace default applies to the example workspace only", async () => {
-    expect(headers(await authorize(issue({ workspace: "partners" })))).toMatchObject({ "ratelimit-limit": "60", "ratelimit-remaining": "59", "ratelimit-policy": "60;w=60, 10000;w=86400" });
-    expect(headers(await authorize(issue()))).toEqual({});
+    expect(headers(await authorize(await issue({ workspace: "partners" })))).toMatchObject({ "ratelimit-limit": "60", "ratelimit-remaining": "59", "ratelimit-policy": "60;w=60, 10000;w=86400" });
+    expect(headers(await authorize(await issue()))).toEqual({});
   });
 
   it("tokens update replaces the quota: the next decision uses the new limit", async () => {
-    const token = issue({ controls: { quota: { limitPerDay: 1 } } });
+    const token = await issue({ controls: { quota: { limitPerDay: 1 } } });
     expect((await authorize(token)).code).toBe("ok");
     expect((await authorize(token)).code).toBe("quota_exceeded");
-    const id = t.server.store.list().find((r) => r.controls.quota?.limitPerDay === 1)!.id;
-    t.server.store.updateControls(id, { quota: { limitPerDay: 3 } }, "test");
+    const id = (await t.server.store.list()).find((r) => r.controls.quota?.limitPerDay === 1)!.id;
+    await t.server.store.updateControls(id, { quota: { limitPerDay: 3 } }, "test");
     const json = await authorize(token);
     expect(json.code).toBe("ok");
     expect(headers(json)).toMatchObject({ "ratelimit-limit": "3", "ratelimit-remaining": "1" });

@@ -30,7 +30,7 @@ describe("README", () => {
   it("first-decision curl gets the answer the README shows", async () => {
     const create = /portcullis tokens create (.*)\)/.exec(readme)![1]!;
     const flags = Object.fromEntries([...create.matchAll(/--([\w-]+) (\S+)/g)].map((m) => [m[1]!, m[2]!]));
-    const { token } = createToken(
+    const { token } = await createToken(
       t.server.store,
       t.server.policy(),
       { tenant: flags.tenant!, workspace: flags.workspace!, name: flags.name!, role: flags.role!, environment: flags.environment!, type: "service", actor: "readme" },
@@ -45,7 +45,7 @@ describe("README", () => {
   });
 
   it("read_only variant is denied as the README says", async () => {
-    const { token } = createToken(
+    const { token } = await createToken(
       t.server.store,
       t.server.policy(),
       { tenant: "acme", workspace: "main", name: "ro", role: "tenant_operator", keyLevel: "read_only", environment: "test", type: "service", actor: "readme" },

@@ -17,10 +17,10 @@ beforeAll(async () => {
   const policy = t.server.policy();
   const now = Date.now();
   const base = { tenant: "acme", workspace: "main", environment: "production", type: "service" as const, actor: "test" };
-  operatorToken = createToken(t.server.store, policy, { ...base, name: "operator", role: "tenant_operator" }, now).token;
-  readOnlyToken = createToken(t.server.store, policy, { ...base, name: "reader", role: "tenant_operator", keyLevel: "read_only" }, now).token;
-  const revoked = createToken(t.server.store, policy, { ...base, name: "old", role: "tenant_operator" }, now);
-  t.server.store.revoke(revoked.record.id, "test");
+  operatorToken = (await createToken(t.server.store, policy, { ...base, name: "operator", role: "tenant_operator" }, now)).token;
+  readOnlyToken = (await createToken(t.server.store, policy, { ...base, name: "reader", role: "tenant_operator", keyLevel: "read_only" }, now)).token;
+  const revoked = await createToken(t.server.store, policy, { ...base, name: "old", role: "tenant_operator" }, now);
+  await t.server.store.revoke(revoked.record.id, "test");
   revokedToken = revoked.token;
 });
 

@@ -58,9 +58,9 @@ function revokeIn(db: Database.Database, id: string): void {
 
 describe("the store file changes under the server", () => {
   it("reads a file moved over the store within a second, then sees revocations written to it", async () => {
-    const kept = seedToken(t.server, { name: "kept", role: "tenant_operator" });
-    const revokedInBackup = seedToken(t.server, { name: "revoked in the backup", role: "tenant_operator" });
-    const revokedLater = seedToken(t.server, { name: "revoked later", role: "tenant_operator" });
+    const kept = await seedToken(t.server, { name: "kept", role: "tenant_operator" });
+    const revokedInBackup = await seedToken(t.server, { name: "revoked in the backup", role: "tenant_operator" });
+    const revokedLater = await seedToken(t.server, { name: "revoked later", role: "tenant_operator" });
     for (const token of [kept, revokedInBackup, revokedLater]) expect((await decide(token.token)).code).toBe("ok");
 
     const backup = backupWith("restore.db", (db) => revokeIn(db, revokedInBackup.id));
@@ -83,7 +83,7 @@ describe("the store file changes under the server", () => {
   });
 
   it("fails closed when the file is deleted, and recovers when one is restored", async () => {
-    const token = seedToken(t.server, { name: "survivor", role: "tenant_operator" });
+    const token = await seedToken(t.server, { name: "survivor", role: "tenant_operator" });
     expect((await decide(token.token)).code).toBe("ok");
     const backup = backupWith("later.db", () => undefined);
 

@@ -25,12 +25,12 @@ beforeAll(async () => {
   t = await startTestServer();
   envoy = envoyCheckClient(t.grpcAddress);
   for (const workspace of ["ops", "vault", "main"]) {
-    tokens[workspace] = createToken(
+    tokens[workspace] = (await createToken(
       t.server.store,
       t.server.policy(),
       { tenant: "acme", workspace, environment: "production", type: "service", name: workspace, role: "tenant_operator", actor: "test" },
       Date.now(),
-    ).token;
+    )).token;
   }
 });
 

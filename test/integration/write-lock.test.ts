@@ -59,8 +59,8 @@ describe("a write lock held by another process", () => {
   // why retry: on a loaded shared machine a decision now and then waits tens of ms for a CPU, at random moments;
   // a lock wait is 5 s at every run (measured: 5,071 ms before the fix), so one retry cannot hide it
   it("never stalls a decision; writes wait off the event loop and are retried", { timeout: 60_000, retry: 1 }, async () => {
-    const admin = seedToken(t.server, { name: "lock admin" });
-    const users = Array.from({ length: 5 }, (_, i) => seedToken(t.server, { name: `user ${i}`, role: "tenant_operator" }));
+    const admin = await seedToken(t.server, { name: "lock admin" });
+    const users = await Promise.all(Array.from({ length: 5 }, async (_, i) => await seedToken(t.server, { name: `user ${i}`, role: "tenant_operator" })));
     // known tokens (cached, re-read every second) and an unknown one (a store read every time)
     const tokens = [...users.map((user) => user.token), generateToken("sk_live_")];
 
@@ -92,8 +92,8 @@ describe("a write lock held by another process", () => {
     expect(writeSettledAfterMs).toBeLessThan(HOLD_MS);
 
     // the stamps that failed while the lock was held are written by a later flush
-    t.server.usage.flush();
-    for (const user of users) expect(t.server.store.getListing(user.id)!.lastUsedAtMs).not.toBeNull();
+    await t.server.usage.flush();
+    for (const user of users) expect((await t.server.store.getListing(user.id))!.lastUsedAtMs).not.toBeNull();
     expect(t.logs()).toMatch(/last-used stamps not written/);
     // and the management API writes again
     const after = await tokenServiceClient(t.httpUrl, admin.token).createToken({ workspace: "main", name: "after the lock", role: "tenant_brand" });

@@ -143,7 +143,7 @@ describe("portcullis audit list and tokens list", () => {
     const store = TokenStore.open({ dataDir: path.join(dir, "data") });
     const usage = createUsageRecorder(store);
     for (let i = 0; i < 500; i++) usage.record(first.id, Date.UTC(2026, 10, 23, 10, 0, i % 60));
-    usage.close();
+    await usage.close();
     store.close();
     expect(await run("tokens", "list")).toBe(0);
     expect(io.out).toMatch(/LAST USED\s+USES/);

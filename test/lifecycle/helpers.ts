@@ -62,7 +62,7 @@ export function tokenServiceClient(httpUrl: string, token: string | null): Clien
 }
 
 /** Issues a token straight through the store, as an operator bootstrapping the first admin would. */
-export function seedToken(server: RunningServer, fields: Partial<CreateTokenRequest> & { name: string }): { token: string; id: string } {
+export async function seedToken(server: RunningServer, fields: Partial<CreateTokenRequest> & { name: string }): Promise<{ token: string; id: string }> {
   const request: CreateTokenRequest = {
     tenant: "acme",
     workspace: "main",
@@ -73,7 +73,7 @@ export function seedToken(server: RunningServer, fields: Partial<CreateTokenRequ
     actor: "test",
     ...fields,
   };
-  const { token, record } = createToken(server.store, server.policy(), request, Date.now());
+  const { token, record } = await createToken(server.store, server.policy(), request, Date.now());
   return { token, id: record.id };
 }
 

@@ -45,8 +45,8 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function issue(expiresAtMs: number | null = null): { token: string; id: string } {
-  const { token, record } = createToken(
+async function issue(expiresAtMs: number | null = null): Promise<{ token: string; id: string }> {
+  const { token, record } = await createToken(
     store,
     loadExamplePolicy(),
     { tenant: "acme", workspace: "main", environment: "production", type: "service", name: "clocked", role: "tenant_operator", expiresAtMs, actor: "test" },
@@ -60,9 +60,9 @@ function decide(token: string) {
 }
 
 describe("rotation with an injected clock", () => {
-  it("keeps the predecessor valid, with a warning, until the overlap ends, then answers rotated", () => {
-    const old = issue();
-    const rotated = store.rotate(old.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
+  it("keeps the predecessor valid, with a warning, until the overlap ends, then answers rotated", async () => {
+    const old = await issue();
+    const rotated = await store.rotate(old.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
     const endMs = NOW_MS + 7 * DAY_MS;
     expect(rotated.predecessor).toMatchObject({ id: old.id, successorId: rotated.record.id, overlapEndsAtMs: endMs });
     expect(rotated.record).toMatchObject({ lineageId: old.id, successorId: null, overlapEndsAtMs: null });
@@ -81,12 +81,12 @@ describe("rotation with an injected clock", () => {
     expect(decide(rotated.token)).toMatchObject({ allowed: true });
   });
 
-  it("refuses to rotate a token that already has a successor, naming it", () => {
-    const old = issue();
-    const first = store.rotate(old.id, { overlapMs: DAY_MS, actor: "test", nowMs });
-    const again = (() => {
+  it("refuses to rotate a token that already has a successor, naming it", async () => {
+    const old = await issue();
+    const first = await store.rotate(old.id, { overlapMs: DAY_MS, actor: "test", nowMs });
+    const again = await (async () => {
       try {
-        store.rotate(old.id, { overlapMs: DAY_MS, actor: "test", nowMs });
+        await store.rotate(old.id, { overlapMs: DAY_MS, actor: "test", nowMs });
       } catch (error) {
         return error;
       }
@@ -98,34 +98,34 @@ describe("rotation with an injected clock", () => {
   });
 
   it.each([
-    ["revoked", (id: string) => store.revoke(id, "test"), /is revoked/],
+    ["revoked", async (id: string) => await store.revoke(id, "test"), /is revoked/],
     ["expired", () => void (nowMs += 2 * DAY_MS), /has expired/],
-  ])("refuses to rotate a %s token", (_name, spoil, message) => {
-    const old = issue(NOW_MS + DAY_MS);
-    spoil(old.id);
-    expect(() => store.rotate(old.id, { overlapMs: DAY_MS, actor: "test", nowMs })).toThrow(message);
+  ])("refuses to rotate a %s token", async (_name, spoil, message) => {
+    const old = await issue(NOW_MS + DAY_MS);
+    await spoil(old.id);
+    await expect(store.rotate(old.id, { overlapMs: DAY_MS, actor: "test", nowMs })).rejects.toThrow(message);
   });
 
-  it("keeps chains consistent: a later, shorter window caps every older token of the lineage", () => {
-    const a = issue();
-    const b = store.rotate(a.id, { overlapMs: 30 * DAY_MS, actor: "test", nowMs });
+  it("keeps chains consistent: a later, shorter window caps every older token of the lineage", async () => {
+    const a = await issue();
+    const b = await store.rotate(a.id, { overlapMs: 30 * DAY_MS, actor: "test", nowMs });
     nowMs += DAY_MS;
-    const c = store.rotate(b.record.id, { overlapMs: 2 * DAY_MS, actor: "test", nowMs });
-    expect(store.get(a.id)!.overlapEndsAtMs).toBe(nowMs + 2 * DAY_MS); // was NOW + 30d, capped
-    expect(store.get(b.record.id)!.overlapEndsAtMs).toBe(nowMs + 2 * DAY_MS);
-    expect(new Set([a.id, b.record.id, c.record.id].map((id) => store.get(id)!.lineageId))).toEqual(new Set([a.id]));
+    const c = await store.rotate(b.record.id, { overlapMs: 2 * DAY_MS, actor: "test", nowMs });
+    expect((await store.get(a.id))!.overlapEndsAtMs).toBe(nowMs + 2 * DAY_MS); // was NOW + 30d, capped
+    expect((await store.get(b.record.id))!.overlapEndsAtMs).toBe(nowMs + 2 * DAY_MS);
+    expect(new Set(await Promise.all([a.id, b.record.id, c.record.id].map(async (id) => (await store.get(id))!.lineageId)))).toEqual(new Set([a.id]));
     // A longer later window never extends an older token's.
     nowMs += DAY_MS;
-    store.rotate(c.record.id, { overlapMs: 30 * DAY_MS, actor: "test", nowMs });
-    expect(store.get(a.id)!.overlapEndsAtMs).toBe(NOW_MS + 3 * DAY_MS);
+    await store.rotate(c.record.id, { overlapMs: 30 * DAY_MS, actor: "test", nowMs });
+    expect((await store.get(a.id))!.overlapEndsAtMs).toBe(NOW_MS + 3 * DAY_MS);
     nowMs = NOW_MS + 3 * DAY_MS + 1_000;
     expect(decide(a.token)).toMatchObject({ reason: "rotated" });
     expect(decide(c.token)).toMatchObject({ allowed: true, warnings: [expect.objectContaining({ code: "token_rotating" })] });
   });
 
-  it("inherits the predecessor's expiry, and expiry still ends the overlap early", () => {
-    const old = issue(NOW_MS + DAY_MS);
-    const rotated = store.rotate(old.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
+  it("inherits the predecessor's expiry, and expiry still ends the overlap early", async () => {
+    const old = await issue(NOW_MS + DAY_MS);
+    const rotated = await store.rotate(old.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
     expect(rotated.record.expiresAtMs).toBe(NOW_MS + DAY_MS);
     nowMs = NOW_MS + DAY_MS - 1_000;
     expect(decide(old.token)).toMatchObject({ allowed: true });
@@ -134,30 +134,30 @@ describe("rotation with an injected clock", () => {
     expect(decide(rotated.token)).toMatchObject({ allowed: false, reason: "expired" });
   });
 
-  it("treats revocation as final whatever the window says", () => {
-    const old = issue();
-    const rotated = store.rotate(old.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
-    store.revoke(old.id, "test");
+  it("treats revocation as final whatever the window says", async () => {
+    const old = await issue();
+    const rotated = await store.rotate(old.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
+    await store.revoke(old.id, "test");
     expect(decide(old.token)).toMatchObject({ allowed: false, reason: "revoked" });
     expect(decide(rotated.token)).toMatchObject({ allowed: true });
   });
 
-  it("writes api_token.rotated with the successor id and never the token", () => {
-    const old = issue();
-    const rotated = store.rotate(old.id, { overlapMs: DAY_MS, actor: "cli:ann", nowMs });
-    const [created, event] = store.listAudit({ tenant: "acme", limit: 2 });
+  it("writes api_token.rotated with the successor id and never the token", async () => {
+    const old = await issue();
+    const rotated = await store.rotate(old.id, { overlapMs: DAY_MS, actor: "cli:ann", nowMs });
+    const [created, event] = await store.listAudit({ tenant: "acme", limit: 2 });
     expect(event).toMatchObject({ event: "api_token.rotated", actor: "cli:ann", tokenId: old.id, data: { successorId: rotated.record.id, overlapEndsAtMs: NOW_MS + DAY_MS } });
     expect(created).toMatchObject({ event: "api_token.created", tokenId: rotated.record.id, data: expect.objectContaining({ predecessorId: old.id }) });
-    expect(JSON.stringify(store.listAudit({ limit: 100 }))).not.toContain(rotated.token.slice(8, 30));
+    expect(JSON.stringify(await store.listAudit({ limit: 100 }))).not.toContain(rotated.token.slice(8, 30));
   });
 });
 
 // No lifecycle state may leave an operator with advice they cannot follow:
 // rotate A into B, revoke B (it leaked), and A can still be replaced.
 /** The message of the store's refusal; fails when `run` does not refuse. */
-function refusal(run: () => unknown): string {
+async function refusal(run: () => Promise<unknown>): Promise<string> {
   try {
-    run();
+    await run();
   } catch (error) {
     expect(error).toBeInstanceOf(StoreError);
     return (error as StoreError).message;
@@ -166,59 +166,59 @@ function refusal(run: () => unknown): string {
 }
 
 describe("rotation after the successor was revoked", () => {
-  it("lets the predecessor be rotated again while its overlap lasts", () => {
-    const a = issue();
-    const b = store.rotate(a.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
+  it("lets the predecessor be rotated again while its overlap lasts", async () => {
+    const a = await issue();
+    const b = await store.rotate(a.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
     nowMs += DAY_MS;
-    store.revoke(b.record.id, "test", "leaked");
+    await store.revoke(b.record.id, "test", "leaked");
     expect(decide(a.token)).toMatchObject({ code: "ok" });
 
-    const c = store.rotate(a.id, { overlapMs: 2 * DAY_MS, actor: "test", nowMs });
+    const c = await store.rotate(a.id, { overlapMs: 2 * DAY_MS, actor: "test", nowMs });
     expect(c.predecessor.successorId).toBe(c.record.id);
     expect(decide(c.token)).toMatchObject({ code: "ok" });
     // the new rotation caps A's window; it never extends it
     expect(c.predecessor.overlapEndsAtMs).toBe(nowMs + 2 * DAY_MS);
     expect(decide(b.token)).toMatchObject({ code: "unauthenticated", reason: "revoked" });
     // the advice for A now names C, and following it works
-    expect(refusal(() => store.rotate(a.id, { overlapMs: 0, actor: "test", nowMs }))).toMatch(new RegExp(`rotate that one instead`));
-    expect(store.rotate(c.record.id, { overlapMs: 0, actor: "test", nowMs }).predecessor.id).toBe(c.record.id);
+    expect((await refusal(async () => await store.rotate(a.id, { overlapMs: 0, actor: "test", nowMs })))).toMatch(new RegExp(`rotate that one instead`));
+    expect((await store.rotate(c.record.id, { overlapMs: 0, actor: "test", nowMs })).predecessor.id).toBe(c.record.id);
   });
 
-  it("advises creating a new token once the predecessor's overlap is over", () => {
-    const a = issue();
-    const b = store.rotate(a.id, { overlapMs: DAY_MS, actor: "test", nowMs });
-    store.revoke(b.record.id, "test", "leaked");
+  it("advises creating a new token once the predecessor's overlap is over", async () => {
+    const a = await issue();
+    const b = await store.rotate(a.id, { overlapMs: DAY_MS, actor: "test", nowMs });
+    await store.revoke(b.record.id, "test", "leaked");
     nowMs += 2 * DAY_MS;
     expect(decide(a.token)).toMatchObject({ code: "unauthenticated", reason: "rotated" });
-    const message = refusal(() => store.rotate(a.id, { overlapMs: 0, actor: "test", nowMs }));
+    const message = (await refusal(async () => await store.rotate(a.id, { overlapMs: 0, actor: "test", nowMs })));
     expect(message).toMatch(/create a new token/);
     expect(message).not.toMatch(/rotate .* instead/);
   });
 
-  it("advises a new token when the successor and the token itself have expired", () => {
-    const record = issue(nowMs + DAY_MS);
-    const b = store.rotate(record.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
+  it("advises a new token when the successor and the token itself have expired", async () => {
+    const record = await issue(nowMs + DAY_MS);
+    const b = await store.rotate(record.id, { overlapMs: 7 * DAY_MS, actor: "test", nowMs });
     expect(b.record.expiresAtMs).toBe(nowMs + DAY_MS);
     nowMs += 2 * DAY_MS;
     // both expired: A cannot be rotated, and the advice says what to do instead
-    expect(refusal(() => store.rotate(record.id, { overlapMs: 0, actor: "test", nowMs }))).toMatch(/create a new token/);
+    expect((await refusal(async () => await store.rotate(record.id, { overlapMs: 0, actor: "test", nowMs })))).toMatch(/create a new token/);
   });
 
-  it("says what to do about a revoked token", () => {
-    const a = issue();
-    store.revoke(a.id, "test");
-    expect(refusal(() => store.rotate(a.id, { overlapMs: 0, actor: "test", nowMs }))).toMatch(/revoked.*create a new token/);
+  it("says what to do about a revoked token", async () => {
+    const a = await issue();
+    await store.revoke(a.id, "test");
+    expect((await refusal(async () => await store.rotate(a.id, { overlapMs: 0, actor: "test", nowMs })))).toMatch(/revoked.*create a new token/);
   });
 });
 
 describe("revoking an already revoked token", () => {
   it("says so on the CLI and changes nothing", async () => {
-    const a = issue();
-    store.revoke(a.id, "first", "leaked");
-    const auditRows = store.listAudit().length;
+    const a = await issue();
+    await store.revoke(a.id, "first", "leaked");
+    const auditRows = (await store.listAudit()).length;
     io.err = "";
     expect(await main(["node", "portcullis", "tokens", "revoke", a.id, "--data-dir", dir, "--policies", EXAMPLE_POLICY_DIR])).toBe(0);
     expect(io.err).toMatch(new RegExp(`${a.id} \\(clocked\\) was already revoked at \\d{4}-\\d\\d-\\d\\dT.*by first`));
-    expect(store.listAudit().length).toBe(auditRows);
+    expect((await store.listAudit()).length).toBe(auditRows);
   });
 });

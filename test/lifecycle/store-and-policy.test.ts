@@ -22,7 +22,7 @@ afterEach(() => {
 const SERVICE = { tenant: "acme", workspace: "main", environment: "production", prefix: "sk_live_", type: "service" as const, role: "tenant_operator" };
 
 describe("the rotation schema step", () => {
-  it("backfills every existing token as its own lineage", () => {
+  it("backfills every existing token as its own lineage", async () => {
     // A database as the build before rotation (step 3) left it.
     const db = new Database(path.join(dir, DATABASE_FILE_NAME));
     for (const step of MIGRATIONS.slice(0, 2)) db.exec(step);
@@ -33,8 +33,8 @@ describe("the rotation schema step", () => {
     db.close();
     const store = TokenStore.open({ dataDir: dir, secret: Buffer.alloc(32, 1) });
     try {
-      expect(store.getListing("tok_old")).toMatchObject({ lineageId: "tok_old", successorId: null, predecessorId: null, overlapEndsAtMs: null, revokedReason: null });
-      const rotated = store.rotate("tok_old", { overlapMs: 1_000, actor: "test" });
+      expect(await store.getListing("tok_old")).toMatchObject({ lineageId: "tok_old", successorId: null, predecessorId: null, overlapEndsAtMs: null, revokedReason: null });
+      const rotated = await store.rotate("tok_old", { overlapMs: 1_000, actor: "test" });
       expect(rotated.record.lineageId).toBe("tok_old");
     } finally {
       store.close();
@@ -43,37 +43,37 @@ describe("the rotation schema step", () => {
 });
 
 describe("limits in the store", () => {
-  it("count the newest unrevoked, unexpired token of each lineage", () => {
+  it("count the newest unrevoked, unexpired token of each lineage", async () => {
     let nowMs = NOW_MS;
     const store = TokenStore.open({ dataDir: dir, secret: Buffer.alloc(32, 2), now: () => nowMs });
     try {
       const limits = { userTokensPerCreator: 1, serviceTokensPerTenant: 2 };
-      const a = store.create({ ...SERVICE, name: "a", limits });
-      store.create({ ...SERVICE, name: "b", limits, expiresAtMs: NOW_MS + 1_000 });
-      expect(() => store.create({ ...SERVICE, name: "c", limits })).toThrow(new StoreError("conflict", "tenant `acme` already has 2 active service tokens, the policy set's limit"));
-      store.rotate(a.record.id, { overlapMs: 60_000, actor: "test" });
-      expect(store.countActive({ tenant: "acme", type: "service" })).toBe(2);
+      const a = await store.create({ ...SERVICE, name: "a", limits });
+      await store.create({ ...SERVICE, name: "b", limits, expiresAtMs: NOW_MS + 1_000 });
+      await expect(store.create({ ...SERVICE, name: "c", limits })).rejects.toThrow(new StoreError("conflict", "tenant `acme` already has 2 active service tokens, the policy set's limit"));
+      await store.rotate(a.record.id, { overlapMs: 60_000, actor: "test" });
+      expect(await store.countActive({ tenant: "acme", type: "service" })).toBe(2);
       nowMs += 2_000; // b expired
-      store.create({ ...SERVICE, name: "c", limits });
-      expect(store.create({ ...SERVICE, tenant: "other", name: "d", limits }).record.tenant).toBe("other");
+      await store.create({ ...SERVICE, name: "c", limits });
+      expect((await store.create({ ...SERVICE, tenant: "other", name: "d", limits })).record.tenant).toBe("other");
       const user = { ...SERVICE, type: "user" as const, creator: "ann", creatorRole: "tenant_admin", limits };
-      store.create({ ...user, name: "ann 1" });
-      expect(() => store.create({ ...user, name: "ann 2" })).toThrow(/creator `ann` already has 1 active user token in tenant `acme`/);
+      await store.create({ ...user, name: "ann 1" });
+      await expect(store.create({ ...user, name: "ann 2" })).rejects.toThrow(/creator `ann` already has 1 active user token in tenant `acme`/);
     } finally {
       store.close();
     }
   });
 
-  it("tells listeners which tokens changed, after the commit", () => {
+  it("tells listeners which tokens changed, after the commit", async () => {
     const store = TokenStore.open({ dataDir: dir, secret: Buffer.alloc(32, 3) });
     try {
       const seen: string[][] = [];
       store.onTokensChanged((ids) => seen.push([...ids]));
-      const a = store.create({ ...SERVICE, name: "a" }).record;
-      const b = store.rotate(a.id, { overlapMs: 1_000, actor: "test" }).record;
-      store.revoke(b.id, "test", "done");
-      expect(store.emergencyRevoke({ lineageOf: a.id }, { actor: "test", reason: "emergency" })).toEqual([a.id]);
-      expect(() => store.rotate(b.id, { overlapMs: 1_000, actor: "test" })).toThrow(/is revoked/);
+      const a = (await store.create({ ...SERVICE, name: "a" })).record;
+      const b = (await store.rotate(a.id, { overlapMs: 1_000, actor: "test" })).record;
+      await store.revoke(b.id, "test", "done");
+      expect(await store.emergencyRevoke({ lineageOf: a.id }, { actor: "test", reason: "emergency" })).toEqual([a.id]);
+      await expect(store.rotate(b.id, { overlapMs: 1_000, actor: "test" })).rejects.toThrow(/is revoked/);
       expect(seen).toEqual([[a.id, b.id], [b.id], [a.id]]);
     } finally {
       store.close();

@@ -20,8 +20,8 @@ let policyDir: string;
 /** Every plaintext seen in this file, to scan the logs for. */
 const secrets: string[] = [];
 
-function seed(fields: Parameters<typeof seedToken>[1]): { token: string; id: string } {
-  const seeded = seedToken(t.server, fields);
+async function seed(fields: Parameters<typeof seedToken>[1]): Promise<{ token: string; id: string }> {
+  const seeded = await seedToken(t.server, fields);
   secrets.push(seeded.token);
   return seeded;
 }
@@ -76,8 +76,8 @@ describe("the guard", () => {
   });
 
   it("answers a revoked caller with unauthenticated", async () => {
-    const caller = seed({ name: "revoked admin", tenant: "guard" });
-    t.server.store.revoke(caller.id, "test");
+    const caller = await seed({ name: "revoked admin", tenant: "guard" });
+    await t.server.store.revoke(caller.id, "test");
     t.server.tokenCache.evictTokenId(caller.id);
     const error = await rpcError(tokenServiceClient(t.httpUrl, caller.token).listTokens({}));
     expect(error.code).toBe(Code.Unauthenticated);
@@ -85,14 +85,14 @@ describe("the guard", () => {
   });
 
   it("lets the policy set pick the scope: an operator without api_tokens:read is denied with the decision's message", async () => {
-    const operator = seed({ name: "operator", tenant: "guard", role: "tenant_operator", keyLevel: "read_write" });
+    const operator = await seed({ name: "operator", tenant: "guard", role: "tenant_operator", keyLevel: "read_write" });
     const error = await rpcError(tokenServiceClient(t.httpUrl, operator.token).listTokens({}));
     expect(error.code).toBe(Code.PermissionDenied);
     expect(error.rawMessage).toBe("token lacks the `api_tokens:read` scope this operation requires");
   });
 
   it("lets a read-only admin list and get but not create, rotate, revoke or emergency revoke", async () => {
-    const reader = seed({ name: "reader", tenant: "guard", keyLevel: "read_only" });
+    const reader = await seed({ name: "reader", tenant: "guard", keyLevel: "read_only" });
     const client = tokenServiceClient(t.httpUrl, reader.token);
     expect((await client.listTokens({})).tokens.length).toBeGreaterThan(0);
     expect((await client.getToken({ id: reader.id })).token?.id).toBe(reader.id);
@@ -114,9 +114,9 @@ describe("tenant isolation", () => {
   let acme: { token: string; id: string };
   let globex: { token: string; id: string };
 
-  beforeAll(() => {
-    acme = seed({ name: "acme admin", tenant: "acme-iso" });
-    globex = seed({ name: "globex admin", tenant: "globex-iso" });
+  beforeAll(async () => {
+    acme = await seed({ name: "acme admin", tenant: "acme-iso" });
+    globex = await seed({ name: "globex admin", tenant: "globex-iso" });
   });
 
   it("answers another tenant's token id exactly like an unknown id", async () => {
@@ -132,7 +132,7 @@ describe("tenant isolation", () => {
     const client = tokenServiceClient(t.httpUrl, globex.token);
     const error = await rpcError((client[method] as (request: { id: string }) => Promise<unknown>)({ id: acme.id }));
     expect(error.code).toBe(Code.NotFound);
-    const stored = t.server.store.get(acme.id)!;
+    const stored = (await t.server.store.get(acme.id))!;
     expect(stored.revokedAtMs).toBeNull();
     expect(stored.successorId).toBeNull();
   });
@@ -145,20 +145,20 @@ describe("tenant isolation", () => {
     expect(lineage.code).toBe(Code.NotFound);
     const byIds = await client.emergencyRevoke({ target: { case: "filter", value: { ids: [acme.id] } } });
     expect(byIds.matchedCount).toBe(0n);
-    expect(t.server.store.get(acme.id)!.revokedAtMs).toBeNull();
+    expect((await t.server.store.get(acme.id))!.revokedAtMs).toBeNull();
   });
 });
 
 describe("creating tokens", () => {
   it("creates a token in the caller's tenant whose plaintext works at once", async () => {
-    const admin = seed({ name: "creator admin", tenant: "create" });
+    const admin = await seed({ name: "creator admin", tenant: "create" });
     const created = await tokenServiceClient(t.httpUrl, admin.token).createToken({ workspace: "main", name: "ingest", role: "tenant_operator", keyLevel: "read_write" });
     secrets.push(created.plaintext);
     expect(created.plaintext).toMatch(/^sk_live_[0-9A-Za-z]{49}$/);
     expect(created.token).toMatchObject({ tenant: "create", workspace: "main", environment: "production", status: "active", role: "tenant_operator" });
     expect(created.token!.lineageId).toBe(created.token!.id);
     expect(await authorize(created.plaintext, "POST")).toMatchObject({ allowed: true });
-    const audit = t.server.store.listAudit({ tenant: "create" });
+    const audit = await t.server.store.listAudit({ tenant: "create" });
     expect(audit[0]).toMatchObject({ event: "api_token.created", actor: `token:${admin.id}`, tokenId: created.token!.id });
   });
 
@@ -167,30 +167,30 @@ describe("creating tokens", () => {
     ["explicit scopes beyond the caller's", { scopes: ["payouts:read", "ledger:read"], role: "tenant_admin" }, /`ledger:read`/],
     ["an admin key on a wider role", { role: "tenant_admin", keyLevel: "admin" }, /scopes the calling token does not/],
   ])("refuses %s with permission_denied", async (_name, fields, message) => {
-    const narrow = seed({ name: "narrow admin", tenant: "escalate", scopes: ["api_tokens:read", "api_tokens:write", "payouts:read"] });
+    const narrow = await seed({ name: "narrow admin", tenant: "escalate", scopes: ["api_tokens:read", "api_tokens:write", "payouts:read"] });
     const error = await rpcError(tokenServiceClient(t.httpUrl, narrow.token).createToken({ workspace: "main", name: "wider", ...fields }));
     expect(error.code).toBe(Code.PermissionDenied);
     expect(error.rawMessage).toMatch(message);
-    expect(t.server.store.list({ tenant: "escalate" }).map((row) => row.name)).not.toContain("wider");
+    expect((await t.server.store.list({ tenant: "escalate" })).map((row) => row.name)).not.toContain("wider");
   });
 
   it("refuses a token for another environment than the caller's own", async () => {
-    const admin = seed({ name: "env admin", tenant: "crossenv" });
+    const admin = await seed({ name: "env admin", tenant: "crossenv" });
     const error = await rpcError(tokenServiceClient(t.httpUrl, admin.token).createToken({ workspace: "main", name: "sandbox-key", role: "tenant_operator", environment: "sandbox" }));
     expect(error.code).toBe(Code.PermissionDenied);
     expect(error.rawMessage).toBe("a `production` token cannot create tokens for the `sandbox` environment");
-    expect(t.server.store.list({ tenant: "crossenv" }).map((row) => row.name)).not.toContain("sandbox-key");
+    expect((await t.server.store.list({ tenant: "crossenv" })).map((row) => row.name)).not.toContain("sandbox-key");
   });
 
   it("allows a token within the caller's scopes", async () => {
-    const narrow = seed({ name: "narrow admin 2", tenant: "escalate2", scopes: ["api_tokens:read", "api_tokens:write", "payouts:read"] });
+    const narrow = await seed({ name: "narrow admin 2", tenant: "escalate2", scopes: ["api_tokens:read", "api_tokens:write", "payouts:read"] });
     const created = await tokenServiceClient(t.httpUrl, narrow.token).createToken({ workspace: "main", name: "reader", role: "tenant_operator", scopes: ["payouts:read"] });
     secrets.push(created.plaintext);
     expect(created.token!.effectiveScopes).toEqual(["payouts:read"]);
   });
 
   it("answers past the service-token limit with failed_precondition and a conflict message", async () => {
-    const admin = seed({ name: "limit admin", tenant: "limits" }); // 1 of 4
+    const admin = await seed({ name: "limit admin", tenant: "limits" }); // 1 of 4
     const client = tokenServiceClient(t.httpUrl, admin.token);
     for (let i = 2; i <= 4; i++) secrets.push((await client.createToken({ workspace: "main", name: `svc ${i}`, role: "tenant_brand" })).plaintext);
     const error = await rpcError(client.createToken({ workspace: "main", name: "svc 5", role: "tenant_brand" }));
@@ -200,13 +200,13 @@ describe("creating tokens", () => {
     const rotated = await client.rotateToken({ id: admin.id });
     secrets.push(rotated.plaintext);
     // A revoked token frees its place.
-    const victim = t.server.store.list({ tenant: "limits" }).find((row) => row.name === "svc 2")!;
+    const victim = (await t.server.store.list({ tenant: "limits" })).find((row) => row.name === "svc 2")!;
     await client.revokeToken({ id: victim.id });
     secrets.push((await client.createToken({ workspace: "main", name: "svc 5", role: "tenant_brand" })).plaintext);
   });
 
   it("answers past the per-creator user-token limit with failed_precondition", async () => {
-    const admin = seed({ name: "user limit admin", tenant: "userlimits" });
+    const admin = await seed({ name: "user limit admin", tenant: "userlimits" });
     const client = tokenServiceClient(t.httpUrl, admin.token);
     const user = { workspace: "main", type: "user", role: "tenant_brand", creator: "ann", creatorRole: "tenant_admin" };
     secrets.push((await client.createToken({ ...user, name: "ann 1" })).plaintext);
@@ -219,7 +219,7 @@ describe("creating tokens", () => {
 
 describe("plaintext hygiene", () => {
   it("returns the plaintext from create and rotate only: never from get or list, over the wire", async () => {
-    const admin = seed({ name: "hygiene admin", tenant: "hygiene" });
+    const admin = await seed({ name: "hygiene admin", tenant: "hygiene" });
     const client = tokenServiceClient(t.httpUrl, admin.token);
     const created = await client.createToken({ workspace: "main", name: "shown once", role: "tenant_brand" });
     const rotated = await client.rotateToken({ id: created.token!.id, overlapSeconds: 60n });
@@ -251,7 +251,7 @@ describe("plaintext hygiene", () => {
 
 describe("rotation, revocation and emergency revoke through the API", () => {
   it("rotates: the successor inherits everything, the predecessor warns until its window ends, and a second rotation is a conflict", async () => {
-    const admin = seed({ name: "rotation admin", tenant: "rotation" });
+    const admin = await seed({ name: "rotation admin", tenant: "rotation" });
     const client = tokenServiceClient(t.httpUrl, admin.token);
     const created = await client.createToken({ workspace: "ops", name: "sync", role: "tenant_operator", keyLevel: "read_write", serviceLabel: "billing-sync", expiresInSeconds: 86_400n * 60n });
     secrets.push(created.plaintext);
@@ -294,13 +294,13 @@ describe("rotation, revocation and emergency revoke through the API", () => {
     const third = await client.rotateToken({ id: successor.id, overlapSeconds: 0n });
     secrets.push(third.plaintext);
     expect(await authorize(rotated.plaintext)).toMatchObject({ allowed: false, code: "unauthenticated", reason: "rotated" });
-    const audit = t.server.store.listAudit({ tenant: "rotation" }).filter((row) => row.event === "api_token.rotated");
+    const audit = (await t.server.store.listAudit({ tenant: "rotation" })).filter((row) => row.event === "api_token.rotated");
     expect(audit.map((row) => row.tokenId)).toEqual([successor.id, created.token!.id]);
   });
 
   it("revokes: the next decision on this node denies, although the token was cached a moment ago", async () => {
-    const admin = seed({ name: "revoke admin", tenant: "revoke" });
-    const victim = seed({ name: "victim", tenant: "revoke", role: "tenant_operator", keyLevel: "read_write" });
+    const admin = await seed({ name: "revoke admin", tenant: "revoke" });
+    const victim = await seed({ name: "victim", tenant: "revoke", role: "tenant_operator", keyLevel: "read_write" });
     expect(await authorize(victim.token)).toMatchObject({ allowed: true }); // now cached
     const revoked = await tokenServiceClient(t.httpUrl, admin.token).revokeToken({ id: victim.id, reason: "laptop stolen" });
     expect(revoked.token).toMatchObject({ status: "revoked", revokedBy: `token:${admin.id}`, revokedReason: "laptop stolen" });
@@ -308,7 +308,7 @@ describe("rotation, revocation and emergency revoke through the API", () => {
   });
 
   it("emergency-revokes a whole lineage after a dry run that counts it", async () => {
-    const admin = seed({ name: "emergency admin", tenant: "emergency" });
+    const admin = await seed({ name: "emergency admin", tenant: "emergency" });
     const client = tokenServiceClient(t.httpUrl, admin.token);
     const first = await client.createToken({ workspace: "main", name: "leaky", role: "tenant_brand" });
     const second = await client.rotateToken({ id: first.token!.id });
@@ -326,13 +326,13 @@ describe("rotation, revocation and emergency revoke through the API", () => {
     expect([...done.tokenIds].sort()).toEqual([first.token!.id, second.token!.id, third.token!.id].sort());
     for (const token of [first.plaintext, second.plaintext, third.plaintext]) expect(await authorize(token)).toMatchObject({ allowed: false, reason: "revoked" });
     expect(await authorize(bystander.plaintext)).toMatchObject({ allowed: true });
-    const audit = t.server.store.listAudit({ tenant: "emergency" }).filter((row) => row.event === "api_token.emergency_revoked");
+    const audit = (await t.server.store.listAudit({ tenant: "emergency" })).filter((row) => row.event === "api_token.emergency_revoked");
     expect(audit).toHaveLength(3);
     expect(audit[0]).toMatchObject({ actor: `token:${admin.id}`, data: expect.objectContaining({ reason: "emergency: leaked in ci logs" }) });
   });
 
   it("emergency-revokes by filter: by scope and service label, refusing an empty filter", async () => {
-    const admin = seed({ name: "filter admin", tenant: "filter" });
+    const admin = await seed({ name: "filter admin", tenant: "filter" });
     const client = tokenServiceClient(t.httpUrl, admin.token);
     const writer = await client.createToken({ workspace: "main", name: "writer", role: "tenant_operator", keyLevel: "read_write", serviceLabel: "payout-bot" });
     const reader = await client.createToken({ workspace: "main", name: "reader", role: "tenant_brand", serviceLabel: "payout-bot" });
@@ -363,8 +363,8 @@ describe("over gRPC (a grpc-js client on the gRPC port)", () => {
   }
 
   it("serves the same service with the same guard", async () => {
-    const admin = seed({ name: "grpc admin", tenant: "grpc" });
-    const operator = seed({ name: "grpc operator", tenant: "grpc", role: "tenant_operator" });
+    const admin = await seed({ name: "grpc admin", tenant: "grpc" });
+    const operator = await seed({ name: "grpc operator", tenant: "grpc", role: "tenant_operator" });
     const listed = await grpcList(admin.token);
     expect(listed.tokens.map((token) => token.id).sort()).toEqual([admin.id, operator.id].sort());
     await expect(grpcList(operator.token)).rejects.toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: "token lacks the `api_tokens:read` scope this operation requires" });

@@ -52,7 +52,7 @@ function runChild(tokenId: string): Promise<{ changes: number; committedAtMs: nu
 
 describe("revocation by another process", () => {
   it("is seen by this server within one second of the other process's commit", async () => {
-    const { token, id } = seedToken(t.server, { name: "shared", role: "tenant_operator", keyLevel: "read_write" });
+    const { token, id } = await seedToken(t.server, { name: "shared", role: "tenant_operator", keyLevel: "read_write" });
     expect(await allowed(token)).toBe(true);
 
     // Keep deciding (so the cache stays warm) while the other process revokes.
@@ -85,6 +85,6 @@ describe("revocation by another process", () => {
     // Once denied, denied for good.
     expect(decisions.slice(firstDenial).every((decision) => !decision.allowed)).toBe(true);
     // The server's own store sees the other process's audit row too.
-    expect(t.server.store.listAudit({ tenant: "acme" })[0]).toMatchObject({ event: "api_token.revoked", actor: "other-process", tokenId: id });
+    expect((await t.server.store.listAudit({ tenant: "acme" }))[0]).toMatchObject({ event: "api_token.revoked", actor: "other-process", tokenId: id });
   });
 });

@@ -15,8 +15,8 @@ afterAll(async () => {
 
 describe("last-used stamps", () => {
   it("turn 10,000 decisions into a handful of transactions, with exact counts in the store", async () => {
-    const tokens = [0, 1, 2].map((i) => seedToken(t.server, { name: `burst ${i}`, role: "tenant_operator" }));
-    const denied = seedToken(t.server, { name: "read only", role: "tenant_operator", keyLevel: "read_only" });
+    const tokens = await Promise.all([0, 1, 2].map(async (i) => await seedToken(t.server, { name: `burst ${i}`, role: "tenant_operator" })));
+    const denied = await seedToken(t.server, { name: "read only", role: "tenant_operator", keyLevel: "read_only" });
     const recordUse = vi.spyOn(t.server.store, "recordUse");
     const startedAtMs = Date.now();
     for (let i = 0; i < 10_000; i++) {
@@ -27,10 +27,10 @@ describe("last-used stamps", () => {
     }
     // A scope denial still identified the token: it counts as a use; an unknown token does not.
     expect((await t.server.authorize(request({ token: denied.token, method: "POST" }))).decision.code).toBe("scope_denied");
-    t.server.usage.flush();
+    await t.server.usage.flush();
     expect(recordUse.mock.calls.length).toBeGreaterThanOrEqual(1);
     expect(recordUse.mock.calls.length).toBeLessThanOrEqual(5);
-    const rows = new Map(t.server.store.list({ tenant: "acme" }).map((row) => [row.id, row]));
+    const rows = new Map((await t.server.store.list({ tenant: "acme" })).map((row) => [row.id, row]));
     expect(tokens.map((token) => rows.get(token.id)!.useCount)).toEqual([3_334, 3_333, 3_333]);
     expect(rows.get(denied.id)!.useCount).toBe(1);
     for (const token of tokens) expect(rows.get(token.id)!.lastUsedAtMs).toBeGreaterThanOrEqual(startedAtMs);

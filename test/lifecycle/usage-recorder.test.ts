@@ -90,19 +90,19 @@ describe("usage recorder", () => {
     expect(sink.batches).toEqual([new Map([["tok_a", { lastUsedAtMs: NOW_MS + 10, count: 2 }]])]);
   });
 
-  it("writes through the real store in one transaction per flush", () => {
+  it("writes through the real store in one transaction per flush", async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-usage-"));
     const store = TokenStore.open({ dataDir: dir, secret: Buffer.alloc(32, 7) });
     try {
       const base = { tenant: "acme", workspace: "main", environment: "production", prefix: "sk_live_", type: "service" as const, role: "tenant_operator" };
-      const a = store.create({ ...base, name: "a" }).record;
-      const b = store.create({ ...base, name: "b" }).record;
+      const a = (await store.create({ ...base, name: "a" })).record;
+      const b = (await store.create({ ...base, name: "b" })).record;
       const spy = vi.spyOn(store, "recordUse");
       const usage = createUsageRecorder(store, { flushIntervalMs: 60_000 });
       for (let i = 0; i < 10_000; i++) usage.record(i % 2 === 0 ? a.id : b.id, NOW_MS + i);
-      usage.close();
+      await usage.close();
       expect(spy).toHaveBeenCalledTimes(1);
-      const rows = new Map(store.list().map((row) => [row.id, row]));
+      const rows = new Map((await store.list()).map((row) => [row.id, row]));
       expect(rows.get(a.id)).toMatchObject({ useCount: 5_000, lastUsedAtMs: NOW_MS + 9_998 });
       expect(rows.get(b.id)).toMatchObject({ useCount: 5_000, lastUsedAtMs: NOW_MS + 9_999 });
     } finally {

@@ -113,10 +113,10 @@ describe.runIf(nginxInstalled)("nginx auth_request (live, docs/nginx.conf)", () 
     portcullis = await startTestServer();
     const now = Date.now();
     const base = { tenant: "acme", workspace: "main", environment: "production", type: "service" as const, actor: "test", role: "tenant_operator" };
-    operator = createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "operator" }, now).token;
-    reader = createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "reader", keyLevel: "read_only" }, now).token;
+    operator = (await createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "operator" }, now)).token;
+    reader = (await createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "reader", keyLevel: "read_only" }, now)).token;
     // per day, so that a minute boundary during the run cannot reset it
-    metered = createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "metered", controls: { quota: { limitPerDay: 1 } } }, now).token;
+    metered = (await createToken(portcullis.server.store, portcullis.server.policy(), { ...base, name: "metered", controls: { quota: { limitPerDay: 1 } } }, now)).token;
     const authorize = noPolicyAuthorizer();
     unavailableServer = createHttpServer({ authorize, ready: () => true, extAuthz: { prefix: "/ext-authz", trustedProxies: buildTrustedProxyMatcher([]) } });
     const unavailablePort = await listenHttp(unavailableServer, "127.0.0.1", 0);

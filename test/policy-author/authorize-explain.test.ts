@@ -18,10 +18,10 @@ let operator: string;
 beforeAll(async () => {
   t = await startTestServer();
   const base = { tenant: "acme", workspace: "main", environment: "production", type: "service" as const, actor: "test" };
-  const make = (name: string, role: string, keyLevel: string | null = null) => createToken(t.server.store, t.server.policy(), { ...base, name, role, keyLevel }, Date.now()).token;
-  admin = make("admin", "tenant_admin", "admin");
-  reviewer = make("reviewer", "tenant_reviewer");
-  operator = make("operator", "tenant_operator");
+  const make = async (name: string, role: string, keyLevel: string | null = null) => (await createToken(t.server.store, t.server.policy(), { ...base, name, role, keyLevel }, Date.now())).token;
+  admin = await make("admin", "tenant_admin", "admin");
+  reviewer = await make("reviewer", "tenant_reviewer");
+  operator = await make("operator", "tenant_operator");
 });
 
 afterAll(async () => {

@@ -178,8 +178,8 @@ describe("policy explain", () => {
   it("reads a stored token by id without changing the store", async () => {
     const dataDir = path.join(dir, "data");
     const store = TokenStore.open({ dataDir });
-    const { record } = store.create({ tenant: "acme", workspace: "main", environment: "production", prefix: "sk_live_", type: "service", name: "reader", role: "tenant_reviewer" });
-    store.suspendTenant("acme", { actor: "test" });
+    const { record } = await store.create({ tenant: "acme", workspace: "main", environment: "production", prefix: "sk_live_", type: "service", name: "reader", role: "tenant_reviewer" });
+    await store.suspendTenant("acme", { actor: "test" });
     store.close();
     const digest = () => Object.fromEntries(fs.readdirSync(dataDir).map((f) => [f, createHash("sha256").update(fs.readFileSync(path.join(dataDir, f))).digest("hex")]));
     const before = digest();

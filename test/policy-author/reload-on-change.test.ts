@@ -23,7 +23,7 @@ beforeAll(async () => {
     if (name.endsWith(".json")) fs.copyFileSync(path.join(EXAMPLE_POLICY_DIR, name), path.join(folder, name));
   }
   t = await startTestServer(folder);
-  token = createToken(t.server.store, t.server.policy(), { tenant: "acme", workspace: "main", environment: "production", type: "service", name: "op", role: "tenant_operator", actor: "test" }, Date.now()).token;
+  token = (await createToken(t.server.store, t.server.policy(), { tenant: "acme", workspace: "main", environment: "production", type: "service", name: "op", role: "tenant_operator", actor: "test" }, Date.now())).token;
 });
 
 afterAll(async () => {

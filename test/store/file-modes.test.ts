@@ -26,27 +26,27 @@ afterEach(() => {
 const modeOf = (file: string) => (fs.statSync(file).mode & 0o777).toString(8);
 const storeFiles = (data: string) => [DATABASE_FILE_NAME, `${DATABASE_FILE_NAME}-wal`, `${DATABASE_FILE_NAME}-shm`, "secret.key"].map((name) => path.join(data, name));
 
-function writeSomething(store: TokenStore): void {
-  store.create({ tenant: "acme", workspace: "main", environment: "production", prefix: "sk_live_", type: "service", name: "x", role: "tenant_operator" });
+async function writeSomething(store: TokenStore): Promise<void> {
+  await store.create({ tenant: "acme", workspace: "main", environment: "production", prefix: "sk_live_", type: "service", name: "x", role: "tenant_operator" });
 }
 
 describe("store file modes", () => {
-  it("creates the database, its -wal and -shm 0600, like the secret", () => {
+  it("creates the database, its -wal and -shm 0600, like the secret", async () => {
     const data = path.join(dir, "data");
     const store = TokenStore.open({ dataDir: data });
-    writeSomething(store);
+    await writeSomething(store);
     for (const file of storeFiles(data)) expect([file, modeOf(file)]).toEqual([file, "600"]);
     store.close();
   });
 
-  it("tightens files an earlier version left readable by others", () => {
+  it("tightens files an earlier version left readable by others", async () => {
     const data = path.join(dir, "data");
     const first = TokenStore.open({ dataDir: data });
-    writeSomething(first);
+    await writeSomething(first);
     first.close();
     fs.chmodSync(path.join(data, DATABASE_FILE_NAME), 0o644);
     const again = TokenStore.open({ dataDir: data });
-    writeSomething(again);
+    await writeSomething(again);
     for (const file of storeFiles(data)) expect([file, modeOf(file)]).toEqual([file, "600"]);
     again.close();
   });

@@ -61,7 +61,7 @@ function schemaThreeDatabase(): Record<string, string> {
 }
 
 describe("the hash-keyed schema step", () => {
-  it("keeps every token with all its columns and its listing order", () => {
+  it("keeps every token with all its columns and its listing order", async () => {
     const tokens = schemaThreeDatabase();
     const before = new Database(path.join(dir, DATABASE_FILE_NAME), { readonly: true });
     const rowsBefore = before.prepare("SELECT * FROM tokens ORDER BY id").all();
@@ -82,23 +82,23 @@ describe("the hash-keyed schema step", () => {
       db.close();
 
       // Ties on created_at keep the order the rows were inserted in (c, a, b), as rowid gave them.
-      expect(store.list({ includeRevoked: true }).map((listing) => listing.id)).toEqual(["tok_c", "tok_a", "tok_b"]);
+      expect((await store.list({ includeRevoked: true })).map((listing) => listing.id)).toEqual(["tok_c", "tok_a", "tok_b"]);
       expect(store.findByToken(tokens.tok_b!)).toMatchObject({ id: "tok_b", keyLevel: "read_only", service: "billing" });
       expect(store.findByToken(tokens.tok_a!)).toMatchObject({ id: "tok_a", revokedAtMs: CREATED_AT + 5 });
-      expect(store.getListing("tok_c")).toMatchObject({ scopes: ["payouts:read"], useCount: 42, lastUsedAtMs: 1767225600500 });
+      expect(await store.getListing("tok_c")).toMatchObject({ scopes: ["payouts:read"], useCount: 42, lastUsedAtMs: 1767225600500 });
     } finally {
       store.close();
     }
   });
 
-  it("lists a token created after the step after the migrated ones, rotation included", () => {
+  it("lists a token created after the step after the migrated ones, rotation included", async () => {
     schemaThreeDatabase();
     const store = TokenStore.open({ dataDir: dir, secret: SECRET, now: () => CREATED_AT });
     try {
-      const created = store.create({ tenant: "acme", workspace: "main", environment: "live", prefix: "sk_live_", type: "service", name: "new", role: "tenant_operator" });
-      const rotated = store.rotate("tok_b", { overlapMs: 1_000, actor: "test" });
-      expect(store.list({ includeRevoked: true }).map((listing) => listing.id)).toEqual(["tok_c", "tok_a", "tok_b", created.record.id, rotated.record.id]);
-      expect(store.lineageOf("tok_b").map((listing) => listing.id)).toEqual(["tok_b", rotated.record.id]);
+      const created = await store.create({ tenant: "acme", workspace: "main", environment: "live", prefix: "sk_live_", type: "service", name: "new", role: "tenant_operator" });
+      const rotated = await store.rotate("tok_b", { overlapMs: 1_000, actor: "test" });
+      expect((await store.list({ includeRevoked: true })).map((listing) => listing.id)).toEqual(["tok_c", "tok_a", "tok_b", created.record.id, rotated.record.id]);
+      expect((await store.lineageOf("tok_b")).map((listing) => listing.id)).toEqual(["tok_b", rotated.record.id]);
       expect(store.findByToken(created.token)?.id).toBe(created.record.id);
     } finally {
       store.close();

@@ -10,7 +10,7 @@ import type { StoreErrorKind } from "../../src/store/store-error.js";
 import { type CreateTokenSpec, TokenStore } from "../../src/store/token-store.js";
 import { parseToken } from "../../src/token/format.js";
 import { hashToken } from "../../src/token/hash.js";
-import { storeError } from "../support/store-error.js";
+import { storeError, storeErrorAsync } from "../support/store-error.js";
 
 const T0 = Date.UTC(2025, 0, 15, 12, 0, 0);
 const SERVICE: CreateTokenSpec = {
@@ -62,14 +62,14 @@ describe("TokenStore.open", () => {
     }
   });
 
-  it("reopens idempotently: migrations are not reapplied and tokens survive with the reused secret", () => {
+  it("reopens idempotently: migrations are not reapplied and tokens survive with the reused secret", async () => {
     const first = openStore();
-    const { token, record } = first.create(SERVICE);
+    const { token, record } = await first.create(SERVICE);
     first.close();
     const second = openStore();
     expect(second.findByToken(token)).toEqual(record);
     second.close();
-    expect(openStore().list()).toHaveLength(1);
+    expect(await openStore().list()).toHaveLength(1);
   });
 
   it("refuses a database written by a newer schema as too_new", () => {
@@ -115,10 +115,10 @@ describe("TokenStore.open", () => {
 });
 
 describe("TokenStore.create and find", () => {
-  it("returns a token of the prefix's format and a record the look-ups agree on", () => {
+  it("returns a token of the prefix's format and a record the look-ups agree on", async () => {
     const secret = randomBytes(32);
     const store = openStore({ secret });
-    const { token, record } = store.create({ ...SERVICE, scopes: ["invoices:read"], expiresAtMs: T0 + 1000 });
+    const { token, record } = await store.create({ ...SERVICE, scopes: ["invoices:read"], expiresAtMs: T0 + 1000 });
     expect(parseToken(token, ["sk_live_"])).toEqual({ ok: true, prefix: "sk_live_" });
     expect(record).toEqual({
       id: expect.stringMatching(/^tok_[0-9A-Za-z]{20}$/),
@@ -142,21 +142,21 @@ describe("TokenStore.create and find", () => {
     });
     expect(store.findByToken(token)).toEqual(record);
     expect(store.findByHash(hashToken(secret, token))).toEqual(record);
-    expect(store.get(record.id)).toEqual(record);
+    expect(await store.get(record.id)).toEqual(record);
   });
 
-  it("does not find an unknown token, nor a known token under another secret", () => {
-    const { token } = openStore().create(SERVICE);
+  it("does not find an unknown token, nor a known token under another secret", async () => {
+    const { token } = await openStore().create(SERVICE);
     expect(openStore().findByToken(token + "x")).toBeUndefined();
     open.splice(0).forEach((store) => store.close());
     expect(openStore({ secret: randomBytes(32) }).findByToken(token)).toBeUndefined();
   });
 
-  it("stores a user token with its creator and creator role", () => {
+  it("stores a user token with its creator and creator role", async () => {
     const store = openStore();
-    const { record } = store.create({ ...SERVICE, type: "user", creator: "usr_1", creatorRole: "admin", keyLevel: "read_only" });
+    const { record } = await store.create({ ...SERVICE, type: "user", creator: "usr_1", creatorRole: "admin", keyLevel: "read_only" });
     expect(record).toMatchObject({ type: "user", creatorRole: "admin", keyLevel: "read_only" });
-    expect(store.list()[0]).toMatchObject({ creator: "usr_1", prefix: "sk_live_", useCount: 0, lastUsedAtMs: null });
+    expect((await store.list())[0]).toMatchObject({ creator: "usr_1", prefix: "sk_live_", useCount: 0, lastUsedAtMs: null });
   });
 
   it.each<[string, Partial<CreateTokenSpec>, RegExp]>([
@@ -172,25 +172,25 @@ describe("TokenStore.create and find", () => {
     ["an expiry in the past", { expiresAtMs: T0 - 1 }, /in the future/],
     ["an expiry that is not a whole number", { expiresAtMs: T0 + 0.5 }, /in the future/],
     ["an unknown type", { type: "robot" as "user" }, /`user` or `service`/],
-  ])("refuses %s as invalid and writes nothing", (_name, change, message) => {
+  ])("refuses %s as invalid and writes nothing", async (_name, change, message) => {
     const store = openStore();
-    const error = storeError(() => store.create({ ...SERVICE, ...change }));
+    const error = (await storeErrorAsync(async () => await store.create({ ...SERVICE, ...change })));
     expect(error.kind).toBe<StoreErrorKind>("invalid");
     expect(error.message).toMatch(message);
     expect(error.message).toMatch(/^[a-z`]/);
-    expect(store.list({ includeRevoked: true })).toEqual([]);
-    expect(store.listAudit()).toEqual([]);
+    expect(await store.list({ includeRevoked: true })).toEqual([]);
+    expect(await store.listAudit()).toEqual([]);
   });
 
-  it("accepts a scopes-only token", () => {
-    const { record } = openStore().create({ ...SERVICE, role: null, scopes: ["a:read", "b:write"] });
+  it("accepts a scopes-only token", async () => {
+    const { record } = await openStore().create({ ...SERVICE, role: null, scopes: ["a:read", "b:write"] });
     expect(record).toMatchObject({ role: null, scopes: ["a:read", "b:write"] });
   });
 
-  it("reads corrupt scope JSON as no scopes granted instead of throwing", () => {
+  it("reads corrupt scope JSON as no scopes granted instead of throwing", async () => {
     const store = openStore();
-    const { token, record } = store.create({ ...SERVICE, scopes: ["a:read"] });
-    const other = store.create({ ...SERVICE, scopes: ["a:read"] });
+    const { token, record } = await store.create({ ...SERVICE, scopes: ["a:read"] });
+    const other = await store.create({ ...SERVICE, scopes: ["a:read"] });
     const db = new Database(path.join(dir, "portcullis.db"));
     db.prepare("UPDATE tokens SET scopes = ? WHERE id = ?").run("[not json", record.id);
     db.prepare("UPDATE tokens SET scopes = ? WHERE id = ?").run('{"a":1}', other.record.id);
@@ -199,10 +199,10 @@ describe("TokenStore.create and find", () => {
     expect(store.findByToken(other.token)?.scopes).toEqual([]);
   });
 
-  it("never writes the plaintext token to the database or its WAL", () => {
+  it("never writes the plaintext token to the database or its WAL", async () => {
     const store = openStore();
-    const tokens = [store.create(SERVICE).token, store.create({ ...SERVICE, prefix: "sk_test_", environment: "test" }).token];
-    store.revoke(store.list()[0]!.id, "usr_admin");
+    const tokens = [(await store.create(SERVICE)).token, (await store.create({ ...SERVICE, prefix: "sk_test_", environment: "test" })).token];
+    await store.revoke((await store.list())[0]!.id, "usr_admin");
     const files = ["portcullis.db", "portcullis.db-wal"].map((name) => path.join(dir, name));
     const search = () => {
       const bytes = Buffer.concat(files.filter((file) => fs.existsSync(file)).map((file) => fs.readFileSync(file)));
@@ -227,37 +227,37 @@ describe("TokenStore.list", () => {
     ["one tenant", { tenant: "a" }, ["a-main", "a-ops"]],
     ["one tenant and workspace", { tenant: "a", workspace: "ops" }, ["a-ops"]],
     ["an unknown tenant as empty", { tenant: "zzz" }, []],
-  ])("lists %s", (_name, filter, names) => {
+  ])("lists %s", async (_name, filter, names) => {
     const store = openStore();
     for (const [tenant, workspace, name] of [["a", "main", "a-main"], ["a", "ops", "a-ops"], ["a", "main", "a-revoked"], ["b", "main", "b-main"]] as const) {
       clockMs += 1;
-      const { record } = store.create({ ...SERVICE, tenant, workspace, name });
-      if (name === "a-revoked") store.revoke(record.id, "usr_admin");
+      const { record } = await store.create({ ...SERVICE, tenant, workspace, name });
+      if (name === "a-revoked") await store.revoke(record.id, "usr_admin");
     }
-    expect(store.list(filter).map((listing) => listing.name).sort()).toEqual(names);
+    expect((await store.list(filter)).map((listing) => listing.name).sort()).toEqual(names);
   });
 
-  it("never includes the hash or the plaintext", () => {
+  it("never includes the hash or the plaintext", async () => {
     const store = openStore();
-    const { token } = store.create(SERVICE);
-    const listing = store.list()[0]!;
+    const { token } = await store.create(SERVICE);
+    const listing = (await store.list())[0]!;
     expect(Object.keys(listing)).not.toContain("hash");
     expect(JSON.stringify(listing)).not.toContain(token);
   });
 });
 
 describe("TokenStore.revoke", () => {
-  it("revokes once, stamps who and when, and writes one audit event even when repeated", () => {
+  it("revokes once, stamps who and when, and writes one audit event even when repeated", async () => {
     const store = openStore();
-    const { token, record } = store.create({ ...SERVICE, actor: "usr_issuer" });
+    const { token, record } = await store.create({ ...SERVICE, actor: "usr_issuer" });
     clockMs = T0 + 5000;
-    const revoked = store.revoke(record.id, "usr_admin");
+    const revoked = await store.revoke(record.id, "usr_admin");
     expect(revoked).toEqual({ ...record, revokedAtMs: T0 + 5000 });
     clockMs = T0 + 9000;
-    expect(store.revoke(record.id, "usr_other")).toEqual(revoked);
+    expect(await store.revoke(record.id, "usr_other")).toEqual(revoked);
     expect(store.findByToken(token)).toEqual(revoked);
-    expect(store.list({ includeRevoked: true })[0]).toMatchObject({ revokedBy: "usr_admin" });
-    const audit = store.listAudit();
+    expect((await store.list({ includeRevoked: true }))[0]).toMatchObject({ revokedBy: "usr_admin" });
+    const audit = await store.listAudit();
     expect(audit.map((row) => [row.event, row.actor, row.atMs])).toEqual([
       ["api_token.revoked", "usr_admin", T0 + 5000],
       ["api_token.created", "usr_issuer", T0],
@@ -266,49 +266,49 @@ describe("TokenStore.revoke", () => {
     expect(JSON.stringify(audit)).not.toContain(token);
   });
 
-  it("refuses an unknown id as not_found", () => {
-    const error = storeError(() => openStore().revoke("tok_missing", "usr_admin"));
+  it("refuses an unknown id as not_found", async () => {
+    const error = await storeErrorAsync(() => openStore().revoke("tok_missing", "usr_admin"));
     expect(error.kind).toBe("not_found");
     expect(error.message).toBe("no token with id `tok_missing`");
   });
 });
 
 describe("TokenStore.recordUse", () => {
-  it("adds counts and moves last use forward only", () => {
+  it("adds counts and moves last use forward only", async () => {
     const store = openStore();
-    const a = store.create({ ...SERVICE, name: "a" }).record;
-    const b = store.create({ ...SERVICE, name: "b" }).record;
-    store.recordUse(new Map([[a.id, { lastUsedAtMs: T0 + 10, count: 3 }], ["tok_unknown", { lastUsedAtMs: T0, count: 1 }]]));
-    store.recordUse(new Map([[a.id, { lastUsedAtMs: T0 + 5, count: 2 }], [b.id, { lastUsedAtMs: T0 + 7, count: 1 }]]));
-    const byName = new Map(store.list().map((listing) => [listing.name, listing]));
+    const a = (await store.create({ ...SERVICE, name: "a" })).record;
+    const b = (await store.create({ ...SERVICE, name: "b" })).record;
+    await store.recordUse(new Map([[a.id, { lastUsedAtMs: T0 + 10, count: 3 }], ["tok_unknown", { lastUsedAtMs: T0, count: 1 }]]));
+    await store.recordUse(new Map([[a.id, { lastUsedAtMs: T0 + 5, count: 2 }], [b.id, { lastUsedAtMs: T0 + 7, count: 1 }]]));
+    const byName = new Map((await store.list()).map((listing) => [listing.name, listing]));
     expect(byName.get("a")).toMatchObject({ useCount: 5, lastUsedAtMs: T0 + 10 });
     expect(byName.get("b")).toMatchObject({ useCount: 1, lastUsedAtMs: T0 + 7 });
   });
 
-  it("applies a batch in one transaction: a failing entry leaves every entry unapplied", () => {
+  it("applies a batch in one transaction: a failing entry leaves every entry unapplied", async () => {
     const store = openStore();
-    const a = store.create({ ...SERVICE, name: "a" }).record;
-    const b = store.create({ ...SERVICE, name: "b" }).record;
+    const a = (await store.create({ ...SERVICE, name: "a" })).record;
+    const b = (await store.create({ ...SERVICE, name: "b" })).record;
     const bad = { lastUsedAtMs: "not a time" as unknown as number, count: 1 };
-    expect(() => store.recordUse(new Map([[a.id, { lastUsedAtMs: T0, count: 1 }], [b.id, bad]]))).toThrow();
-    expect(store.list().map((listing) => listing.useCount)).toEqual([0, 0]);
+    await expect(store.recordUse(new Map([[a.id, { lastUsedAtMs: T0, count: 1 }], [b.id, bad]]))).rejects.toThrow();
+    expect((await store.list()).map((listing) => listing.useCount)).toEqual([0, 0]);
   });
 });
 
 describe("TokenStore.listAudit", () => {
-  it("filters by tenant and limits, newest first", () => {
+  it("filters by tenant and limits, newest first", async () => {
     const store = openStore();
     for (const tenant of ["a", "b", "a", "a"]) {
       clockMs += 1;
-      store.create({ ...SERVICE, tenant });
+      await store.create({ ...SERVICE, tenant });
     }
-    expect(store.listAudit({ tenant: "a" }).map((row) => row.atMs)).toEqual([T0 + 4, T0 + 3, T0 + 1]);
-    expect(store.listAudit({ limit: 2 }).map((row) => row.atMs)).toEqual([T0 + 4, T0 + 3]);
-    expect(store.listAudit()[0]!.data).toMatchObject({ name: "billing sync", role: "billing_reader", prefix: "sk_live_" });
+    expect((await store.listAudit({ tenant: "a" })).map((row) => row.atMs)).toEqual([T0 + 4, T0 + 3, T0 + 1]);
+    expect((await store.listAudit({ limit: 2 })).map((row) => row.atMs)).toEqual([T0 + 4, T0 + 3]);
+    expect((await store.listAudit())[0]!.data).toMatchObject({ name: "billing sync", role: "billing_reader", prefix: "sk_live_" });
   });
 
-  it.each([0, -1, 1.5, 10_001])("refuses a limit of %s as invalid", (limit) => {
-    expect(storeError(() => openStore().listAudit({ limit })).kind).toBe("invalid");
+  it.each([0, -1, 1.5, 10_001])("refuses a limit of %s as invalid", async (limit) => {
+    expect((await storeErrorAsync(() => openStore().listAudit({ limit }))).kind).toBe("invalid");
   });
 });
 
@@ -320,10 +320,10 @@ describe("TokenStore against an in-memory model", () => {
     fc.record({ kind: fc.constant("tick" as const) }),
   );
 
-  it("agrees with a Map model over random create, revoke and find sequences", () => {
+  it("agrees with a Map model over random create, revoke and find sequences", async () => {
     let run = 0;
-    fc.assert(
-      fc.property(fc.array(command, { maxLength: 30 }), (commands: Command[]) => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(command, { maxLength: 30 }), async (commands: Command[]) => {
         const store = openStore({ dataDir: path.join(dir, `run-${run++}`), secret: randomBytes(32) });
         const model = new Map<string, { token: string; tenant: string; revokedAtMs: number | null }>();
         let events = 0;
@@ -331,7 +331,7 @@ describe("TokenStore against an in-memory model", () => {
           if (step.kind === "tick") clockMs += 1000;
           else if (step.kind === "create") {
             const tenant = `t${step.tenant}`;
-            const { token, record } = store.create({ ...SERVICE, tenant });
+            const { token, record } = await store.create({ ...SERVICE, tenant });
             model.set(record.id, { token, tenant, revokedAtMs: null });
             events++;
           } else {
@@ -339,9 +339,9 @@ describe("TokenStore against an in-memory model", () => {
             const id = ids.length === 0 ? "tok_none" : ids[step.pick % ids.length]!;
             const entry = model.get(id);
             if (entry === undefined) {
-              expect(storeError(() => store.revoke(id, "usr_admin")).kind).toBe("not_found");
+              expect((await storeErrorAsync(async () => await store.revoke(id, "usr_admin"))).kind).toBe("not_found");
             } else {
-              expect(store.revoke(id, "usr_admin").revokedAtMs).toBe(entry.revokedAtMs ?? clockMs);
+              expect((await store.revoke(id, "usr_admin")).revokedAtMs).toBe(entry.revokedAtMs ?? clockMs);
               if (entry.revokedAtMs === null) events++;
               entry.revokedAtMs ??= clockMs;
             }
@@ -351,13 +351,13 @@ describe("TokenStore against an in-memory model", () => {
           }
         }
         const active = [...model].filter(([, entry]) => entry.revokedAtMs === null).map(([id]) => id);
-        expect(store.list().map((listing) => listing.id).sort()).toEqual(active.sort());
-        expect(store.list({ includeRevoked: true })).toHaveLength(model.size);
+        expect((await store.list()).map((listing) => listing.id).sort()).toEqual(active.sort());
+        expect(await store.list({ includeRevoked: true })).toHaveLength(model.size);
         for (const tenant of ["t0", "t1", "t2"]) {
           const expected = [...model.values()].filter((entry) => entry.tenant === tenant).length;
-          expect(store.list({ tenant, includeRevoked: true })).toHaveLength(expected);
+          expect(await store.list({ tenant, includeRevoked: true })).toHaveLength(expected);
         }
-        expect(store.listAudit({ limit: 10_000 })).toHaveLength(events);
+        expect(await store.listAudit({ limit: 10_000 })).toHaveLength(events);
         store.close();
       }),
       { numRuns: 40 },

@@ -27,17 +27,17 @@ function schemaFourDatabase(): void {
 }
 
 describe("the workspace restriction mode step", () => {
-  it("migrates a restriction made before modes existed to mode writes, and keeps its reason", () => {
+  it("migrates a restriction made before modes existed to mode writes, and keeps its reason", async () => {
     schemaFourDatabase();
     const store = TokenStore.open({ dataDir: dir, now: () => RESTRICTED_AT + 1 });
     try {
-      expect(store.listRestrictedWorkspaces()).toEqual([
+      expect(await store.listRestrictedWorkspaces()).toEqual([
         { tenant: "acme", workspace: "main", restrictedAtMs: RESTRICTED_AT, restrictedBy: "cli:ops", reason: "incident 42", mode: "writes" },
       ]);
       expect(store.readAdministrativeState().restrictedWorkspaces).toEqual(new Map([["acme/main", "writes"]]));
       // a second workspace in the other mode next to the migrated one
-      expect(store.restrictWorkspace("acme", "vault", { actor: "cli:ops", mode: "all" })).toBe(true);
-      expect(store.listRestrictedWorkspaces().map((w) => [w.workspace, w.mode])).toEqual([
+      expect(await store.restrictWorkspace("acme", "vault", { actor: "cli:ops", mode: "all" })).toBe(true);
+      expect((await store.listRestrictedWorkspaces()).map((w) => [w.workspace, w.mode])).toEqual([
         ["main", "writes"],
         ["vault", "all"],
       ]);

@@ -74,7 +74,7 @@ async function startTlsServer(mutual: boolean): Promise<{ files: TlsTestFiles; t
   const files = makeTlsTestFiles();
   const t = await startTestServer(undefined, { tls: { certFile: files.certFile, keyFile: files.keyFile, ...(mutual ? { clientCaFile: files.caFile } : {}) } });
   const fields = { tenant: "acme", workspace: "main", environment: "production", type: "service" as const, actor: "test", name: "tls", role: "tenant_operator" };
-  return { files, t, token: createToken(t.server.store, t.server.policy(), fields, Date.now()).token };
+  return { files, t, token: (await createToken(t.server.store, t.server.policy(), fields, Date.now())).token };
 }
 
 async function stopTlsServer(t: TestServer | undefined, files: TlsTestFiles | undefined): Promise<void> {

@@ -280,13 +280,28 @@ export class SqliteStore implements Store {
     return () => this.administrativeListeners.delete(listener);
   }
 
-  /** Closes the database at once (synchronously); later calls fail with `unavailable`. Safe to call twice. */
+  /**
+   * Closes the database once the transactions already queued on its file have
+   * ended (the last batch of use stamps, say); later calls fail with
+   * `unavailable`. Safe to call twice.
+   */
   close(): Promise<void> {
+    this.closed = true;
+    const pending = transactionQueues.get(this.file);
+    // why: with nothing queued the file is closed before this returns, as callers that do not await expect
+    if (pending === undefined) {
+      this.closeNow();
+      return Promise.resolve();
+    }
+    return pending.then(() => this.closeNow());
+  }
+
+  /** Closes the database at once, rolling back a transaction still open; for callers that awaited their own work. */
+  closeNow(): void {
     this.closed = true;
     const connection = this.connection;
     this.connection = null;
     if (connection?.db.open === true) connection.db.close();
-    return Promise.resolve();
   }
 }
 

@@ -27,7 +27,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { create, type JsonObject } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { DecisionCode } from "../engine/codes.js";
-import { effectiveScopes, holdsScope } from "../engine/scope.js";
+import { effectiveScopes } from "../engine/scope.js";
 import type { AuthzInput, Decision, Identity, TokenControls, TokenRecord } from "../engine/types.js";
 import {
   CreateTokenResponseSchema,
@@ -56,11 +56,16 @@ import {
   type UpdateTokenControlsResponse,
 } from "../gen/portcullis/v1/token_service_pb.js";
 import type { CompiledPolicySet, CompiledTokenRules } from "../policy/types.js";
-import { isLockBusy, transientStoreError } from "../store/store-error.js";
-import { StoreError, type TokenListing, type TokenStore } from "../store/token-store.js";
+import { filterHasField, selectEmergencyRevocations, selectTokens, type TokenFilter } from "../lifecycle/emergency.js";
+import { clip, escalationProblem } from "../lifecycle/escalation.js";
+import { overlapProblem } from "../lifecycle/rotation.js";
+import type { TokenLifecycle } from "../lifecycle/token-lifecycle.js";
+import { tokenStatus } from "../lifecycle/token-status.js";
+import { isLockBusy, StoreError, transientStoreError } from "../store/store-error.js";
+import type { TokenListing } from "../store/store-interfaces.js";
 import { parseToken } from "../token/index.js";
-import type { Authorizer } from "./authorize.js";
-import { createToken, TokenRequestError, updateTokenControls } from "./tokens.js";
+import type { Authorizer } from "../service/authorize.js";
+import { createToken, TokenRequestError, updateTokenControls } from "../service/tokens.js";
 
 /** What a transport knows about one call. */
 export interface CallContext {
@@ -85,7 +90,8 @@ export const GUARD_ROUTES = {
 
 /** Everything {@link createTokenService} reads from the world. */
 export interface TokenServiceDeps {
-  readonly store: TokenStore;
+  /** The token lifecycle over the store in use. */
+  readonly lifecycle: TokenLifecycle;
   /** The policy set in force, or `null` when none is loaded (every call is then `unavailable`). */
   readonly policy: () => CompiledPolicySet | null;
   /** Judges the caller's token; the same authorizer every transport serves. */
@@ -105,16 +111,6 @@ export interface TokenServiceImpl {
   emergencyRevoke(request: EmergencyRevokeRequest, call: CallContext): Promise<EmergencyRevokeResponse>;
   /** Whether the caller may manage tokens (the `createToken` guard lets it through): who may have decision explanations. */
   mayManageTokens(call: CallContext): Promise<boolean>;
-}
-
-/** A token filter as the API and the CLI share it; every field given must match. */
-export interface TokenFilter {
-  readonly tenant?: string;
-  readonly serviceLabel?: string;
-  readonly environment?: string;
-  /** A scope the token holds under the policy set in force. */
-  readonly scope?: string;
-  readonly ids?: readonly string[];
 }
 
 /** Who is calling, once the guard let them through. */
@@ -159,23 +155,23 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
   };
 
   /** The token `id` when the caller's tenant owns it; `not_found` otherwise, whoever owns it. */
-  const owned = (caller: Caller, id: string): TokenListing => {
-    const listing = TOKEN_ID.test(id) ? deps.store.getListing(id) : undefined;
+  const owned = async (caller: Caller, id: string): Promise<TokenListing> => {
+    const listing = TOKEN_ID.test(id) ? await deps.lifecycle.getListing(id) : undefined;
     if (listing === undefined || listing.tenant !== caller.identity.tenant) {
       throw new ConnectError(`no token with id \`${clip(id)}\``, Code.NotFound);
     }
     return listing;
   };
 
-  const message = (caller: Caller, id: string): Token => {
+  const message = async (caller: Caller, id: string): Promise<Token> => {
     // INVARIANT: called right after a write to a row the caller owns.
-    return tokenMessage(deps.store.getListing(id)!, caller.policy, caller.nowMs);
+    return tokenMessage((await deps.lifecycle.getListing(id))!, caller.policy, caller.nowMs);
   };
 
   return {
     async createToken(request, call) {
       const caller = await guard("createToken", call);
-      return translateWrite(() => {
+      return translateWrite(async () => {
         const { identity, policy, nowMs } = caller;
         const type = request.type === "" ? "service" : request.type;
         if (type !== "user" && type !== "service") throw new ConnectError(`token type must be \`user\` or \`service\`, got \`${clip(type)}\``, Code.InvalidArgument);
@@ -201,16 +197,11 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
           successorId: null,
           overlapEndsAtMs: null,
         };
-        // A token manages its own environment only: a sandbox key must never mint production keys.
-        if (candidate.environment !== identity.environment) {
-          throw new ConnectError(
-            `a \`${identity.environment}\` token cannot create tokens for the \`${clip(candidate.environment)}\` environment`,
-            Code.PermissionDenied,
-          );
-        }
-        refuseEscalation(candidate, identity, policy);
-        const { token, record } = createToken(
-          deps.store,
+        // A token manages its own environment only, and mints nothing beyond what it holds.
+        const escalation = escalationProblem(candidate, identity, policy);
+        if (escalation !== null) throw new ConnectError(escalation, Code.PermissionDenied);
+        const { token, record } = await createToken(
+          deps.lifecycle,
           policy,
           {
             tenant: candidate.tenant,
@@ -230,19 +221,19 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
           },
           nowMs,
         );
-        return create(CreateTokenResponseSchema, { token: message(caller, record.id), plaintext: token });
+        return create(CreateTokenResponseSchema, { token: await message(caller, record.id), plaintext: token });
       });
     },
 
     async getToken(request, call) {
       const caller = await guard("getToken", call, request.id);
-      return translate(() => create(GetTokenResponseSchema, { token: tokenMessage(owned(caller, request.id), caller.policy, caller.nowMs) }));
+      return translate(async () => create(GetTokenResponseSchema, { token: tokenMessage(await owned(caller, request.id), caller.policy, caller.nowMs) }));
     },
 
     async listTokens(request, call) {
       const caller = await guard("listTokens", call);
-      return translate(() => {
-        const rows = deps.store.list({
+      return translate(async () => {
+        const rows = await deps.lifecycle.list({
           tenant: caller.identity.tenant,
           workspace: request.workspace === "" ? undefined : request.workspace,
           includeRevoked: request.includeRevoked,
@@ -253,36 +244,36 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
 
     async updateTokenControls(request, call) {
       const caller = await guard("updateTokenControls", call, request.id);
-      owned(caller, request.id);
-      return translateWrite(() => {
-        updateTokenControls(deps.store, caller.policy, request.id, controlsOf(request.controls), caller.actor);
-        return create(UpdateTokenControlsResponseSchema, { token: message(caller, request.id) });
+      await owned(caller, request.id);
+      return translateWrite(async () => {
+        await updateTokenControls(deps.lifecycle, caller.policy, request.id, controlsOf(request.controls), caller.actor);
+        return create(UpdateTokenControlsResponseSchema, { token: await message(caller, request.id) });
       });
     },
 
     async rotateToken(request, call) {
       const caller = await guard("rotateToken", call, request.id);
-      owned(caller, request.id);
-      return translateWrite(() => {
+      await owned(caller, request.id);
+      return translateWrite(async () => {
         const rules = caller.policy.tokens;
         const overlapMs = request.overlapSeconds === undefined ? rules.defaultOverlapMs : Number(request.overlapSeconds) * 1_000;
         checkOverlap(overlapMs, rules);
         // The store tells the token cache about every changed token, so this node's next decision sees the change.
-        const rotated = deps.store.rotate(request.id, { overlapMs, actor: caller.actor, nowMs: caller.nowMs });
+        const rotated = await deps.lifecycle.rotate(request.id, { overlapMs, actor: caller.actor, nowMs: caller.nowMs });
         return create(RotateTokenResponseSchema, {
-          token: message(caller, rotated.record.id),
+          token: await message(caller, rotated.record.id),
           plaintext: rotated.token,
-          predecessor: message(caller, request.id),
+          predecessor: await message(caller, request.id),
         });
       });
     },
 
     async revokeToken(request, call) {
       const caller = await guard("revokeToken", call, request.id);
-      owned(caller, request.id);
-      return translateWrite(() => {
-        deps.store.revoke(request.id, caller.actor, request.reason === "" ? undefined : request.reason);
-        return create(RevokeTokenResponseSchema, { token: message(caller, request.id) });
+      await owned(caller, request.id);
+      return translateWrite(async () => {
+        await deps.lifecycle.revoke(request.id, caller.actor, request.reason === "" ? undefined : request.reason);
+        return create(RevokeTokenResponseSchema, { token: await message(caller, request.id) });
       });
     },
 
@@ -298,22 +289,19 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
 
     async emergencyRevoke(request, call) {
       const caller = await guard("emergencyRevoke", call);
-      return translateWrite(() => {
+      return translateWrite(async () => {
         const { target } = request;
         const tenant = caller.identity.tenant;
         const reason = `emergency${request.reason === "" ? "" : `: ${request.reason}`}`;
         let ids: string[];
         if (target.case === "lineageOf") {
-          const listing = owned(caller, target.value);
-          ids = deps.store
-            .lineageOf(listing.id)
-            .filter((row) => row.revokedAtMs === null && row.tenant === tenant)
-            .map((row) => row.id);
-          if (!request.dryRun) ids = deps.store.emergencyRevoke({ lineageOf: listing.id }, { tenant, actor: caller.actor, reason });
+          const listing = await owned(caller, target.value);
+          ids = selectEmergencyRevocations(await deps.lifecycle.lineageOf(listing.id), tenant).map((row) => row.id);
+          if (!request.dryRun) ids = await deps.lifecycle.emergencyRevoke({ lineageOf: listing.id }, { tenant, actor: caller.actor, reason });
         } else if (target.case === "filter") {
           const filter = filterFromMessage(target.value, tenant);
-          ids = selectTokens(deps.store.list({ tenant, includeRevoked: false }), filter, caller.policy).map((row) => row.id);
-          if (!request.dryRun && ids.length > 0) ids = deps.store.emergencyRevoke({ ids }, { tenant, actor: caller.actor, reason });
+          ids = selectTokens(await deps.lifecycle.list({ tenant, includeRevoked: false }), filter, caller.policy).map((row) => row.id);
+          if (!request.dryRun && ids.length > 0) ids = await deps.lifecycle.emergencyRevoke({ ids }, { tenant, actor: caller.actor, reason });
         } else {
           throw new ConnectError("emergency revoke needs `lineage_of` or a `filter`", Code.InvalidArgument);
         }
@@ -321,38 +309,6 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       });
     },
   };
-}
-
-/**
- * The tokens a filter selects: every field given must match, and a filter with
- * no field selects nothing (an emergency revoke of everything is refused by the
- * callers, not guessed at here). `scope` matches tokens that hold it under the
- * policy set in force, whatever granted it (role, key level or explicit scopes).
- */
-export function selectTokens<T extends TokenListing>(rows: readonly T[], filter: TokenFilter, policy: CompiledPolicySet): T[] {
-  if (!filterHasField(filter)) return [];
-  const ids = filter.ids === undefined || filter.ids.length === 0 ? null : new Set(filter.ids);
-  return rows.filter(
-    (row) =>
-      (filter.tenant === undefined || row.tenant === filter.tenant) &&
-      (filter.serviceLabel === undefined || row.service === filter.serviceLabel) &&
-      (filter.environment === undefined || row.environment === filter.environment) &&
-      (filter.scope === undefined || holdsScope(row, policy, filter.scope)) &&
-      (ids === null || ids.has(row.id)),
-  );
-}
-
-/** Whether a filter names anything besides the tenant. */
-export function filterHasField(filter: TokenFilter): boolean {
-  return filter.serviceLabel !== undefined || filter.environment !== undefined || filter.scope !== undefined || (filter.ids !== undefined && filter.ids.length > 0);
-}
-
-/** `revoked`, `expired`, `rotated` (its window ended), `rotating` (inside its window) or `active`; the first that holds wins. */
-export function tokenStatus(row: TokenRecord, nowMs: number): "active" | "rotating" | "rotated" | "revoked" | "expired" {
-  if (row.revokedAtMs !== null) return "revoked";
-  if (row.expiresAtMs !== null && nowMs >= row.expiresAtMs) return "expired";
-  if (row.overlapEndsAtMs != null) return nowMs >= row.overlapEndsAtMs ? "rotated" : "rotating";
-  return "active";
 }
 
 /** The API's view of a stored token: never the plaintext or the hash. */
@@ -394,34 +350,6 @@ export function tokenMessage(row: TokenListing, policy: CompiledPolicySet, nowMs
 export function checkOverlap(overlapMs: number, rules: CompiledTokenRules): void {
   const problem = overlapProblem(overlapMs, rules);
   if (problem !== null) throw new ConnectError(problem, Code.InvalidArgument);
-}
-
-/** Why a requested overlap is refused, or `null`; shared by the API and the CLI. */
-export function overlapProblem(overlapMs: number, rules: CompiledTokenRules): string | null {
-  if (!Number.isSafeInteger(overlapMs) || overlapMs < 0) return "overlap must be zero or a positive duration";
-  if (overlapMs > rules.maxOverlapMs) return `overlap of ${formatDuration(overlapMs)} exceeds the policy set's maximum of ${formatDuration(rules.maxOverlapMs)}`;
-  return null;
-}
-
-/** `90d`, `12h`, `30m` or `45s`: the largest unit that divides the duration. */
-export function formatDuration(ms: number): string {
-  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000]] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${Math.round(ms / 1_000)}s`;
-}
-
-/** Refuses a token that would hold a scope the caller does not: no one mints more than they have. */
-function refuseEscalation(candidate: TokenRecord, caller: Identity, policy: CompiledPolicySet): void {
-  const held = new Set(caller.scopes);
-  const beyond = effectiveScopes(candidate, policy).filter((scope) => !held.has(scope));
-  if (beyond.length > 0) {
-    const shown = beyond.slice(0, 5).map((scope) => `\`${scope}\``).join(", ");
-    throw new ConnectError(
-      `the new token would hold ${beyond.length === 1 ? "a scope" : `${beyond.length} scopes`} the calling token does not: ${shown}${beyond.length > 5 ? ", ..." : ""}`,
-      Code.PermissionDenied,
-    );
-  }
 }
 
 /** A `google.protobuf.Struct` of controls; an empty or absent one clears them. The store and the policy check their shape. */
@@ -500,9 +428,9 @@ function assertNeverCode(code: never): never {
 }
 
 /** Runs a read and turns the store's and the token rules' refusals into RPC errors. */
-function translate<T>(run: () => T): T {
+async function translate<T>(run: () => Promise<T>): Promise<T> {
   try {
-    return run();
+    return await run();
   } catch (error) {
     throw toConnectError(error);
   }
@@ -519,11 +447,11 @@ const WRITE_RETRY_MAX_PAUSE_MS = 100;
  * flowing meanwhile. Past the budget the answer is `unavailable`, to retry.
  * A failed attempt rolled its transaction back, so running `run` again is safe.
  */
-async function translateWrite<T>(run: () => T): Promise<T> {
+async function translateWrite<T>(run: () => Promise<T>): Promise<T> {
   const startMs = performance.now();
   for (let attempt = 0; ; attempt++) {
     try {
-      return run();
+      return await run();
     } catch (error) {
       if (!isLockBusy(error) || performance.now() - startMs >= WRITE_RETRY_BUDGET_MS) throw toConnectError(error);
     }
@@ -563,9 +491,4 @@ export function toConnectError(error: unknown): ConnectError {
 
 function assertNeverKind(kind: never): never {
   throw new Error(`unhandled store error kind: ${String(kind)}`);
-}
-
-/** Ids echoed in messages are user input: shown short. */
-function clip(value: string): string {
-  return value.length > 64 ? `${value.slice(0, 64)}...` : value;
 }
