@@ -12,12 +12,13 @@ import { createAuthorizer, type Authorizer } from "./service/authorize.js";
 import { createDecisionExplainer } from "./service/explain-decision.js";
 import { createServerMetrics } from "./service/metrics.js";
 import { installFastTextEncoding } from "./transport/text-encoding.js";
-import { createTenantStateCache } from "./service/tenant-state-cache.js";
-import { createTokenCache, type TokenCache } from "./service/token-cache.js";
+import type { TokenCache } from "./service/token-cache.js";
+import { createDecisionReads } from "./service/decision-reads.js";
 import { createTokenService } from "./transport/token-service.js";
 import { createUsageRecorder, type UsageRecorder } from "./service/usage-recorder.js";
 import { createTokenLifecycle, type TokenLifecycle } from "./lifecycle/token-lifecycle.js";
-import { SqliteStore } from "./store/sqlite/sqlite-store.js";
+import { openStore } from "./store/open-store.js";
+import { StoreError } from "./store/store-error.js";
 import { watchStoreFile } from "./service/watch-store-file.js";
 import { createGrpcServer } from "./transport/grpc.js";
 import { Health } from "./transport/health.js";
@@ -63,32 +64,50 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   // Read before the store opens, so that unusable TLS files refuse the start like a bad policy does.
   const tls = config.tls === undefined ? undefined : loadTlsFiles(config.tls);
   // why: busy timeout 0, so no write on the event loop ever waits for another process's lock (see SqliteStoreOptions)
-  const store = SqliteStore.open({
+  const opened = await openStore({
+    storeUrl: config.storeUrl,
     dataDir: config.dataDir,
     busyTimeoutMs: 0,
     onCreated: ({ databaseFile, secretFile }) =>
       log.warn({ databaseFile, secretFile }, `created a new token store in ${config.dataDir}${secretFile === null ? "" : " with a new server secret (tokens verify only with the secret they were hashed with: back it up)"}`),
+    changeFeed: {
+      onConnectionEvent: (event) =>
+        event.kind === "lost"
+          ? log.warn({ err: event.error }, "lost the PostgreSQL change feed; reconnecting (decisions that need a token answer unavailable once it has been away for 1 s)")
+          : event.reconnect && log.info("the PostgreSQL change feed is back; caches dropped"),
+    },
+    onIdleError: (error) => log.warn({ err: error }, "a pooled PostgreSQL connection failed"),
   });
-  const lifecycle = createTokenLifecycle({ store, secret: store.secret, now: Date.now });
-  const tokenCache = createTokenCache({ find: (token) => lifecycle.findByToken(token) });
-  // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
-  store.onTokensChanged((tokenIds) => tokenCache.evictTokenIds(tokenIds));
+  const store = opened.store;
+  if (opened.kind === "postgres") log.info({ store: opened.description, schema: opened.store.migration }, `token store: PostgreSQL at ${opened.description}`);
+  const lifecycle = createTokenLifecycle({ store, secret: opened.secret, now: Date.now });
+  let reads: Awaited<ReturnType<typeof createDecisionReads>>;
+  try {
+    reads = await createDecisionReads(opened, lifecycle, { onRefreshError: (error) => log.warn({ err: error }, "cannot reread tenant and workspace state from PostgreSQL; retrying") });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const { tokenCache, tenantState } = reads;
   const metrics = createServerMetrics();
   metrics.policyLoaded(policy);
   const usage = createUsageRecorder(lifecycle, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
-  const tenantState = createTenantStateCache({
-    readAdministrativeState: () => store.tenantState.readAdministrativeState(),
-    get administrativeStateVersion() {
-      return store.administrativeStateVersion;
-    },
-  });
+  // why: a blind replica refuses every token decision; one log line a second says so, not one per request
+  let lastRefusalLoggedAt = 0;
   const authorize = createAuthorizer({
     policy: () => policy,
-    tokens: tokenCache,
+    tokens: reads.tokens,
     // why: suspensions made through `store` are seen by the next decision; the CLI's within 1 s
     tenantState,
     now: Date.now,
-    onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
+    onError: (error, requestId) => {
+      if (error instanceof StoreError && error.kind === "unavailable") {
+        const nowMs = Date.now();
+        if (nowMs - lastRefusalLoggedAt < 1_000) return;
+        lastRefusalLoggedAt = nowMs;
+      }
+      log.error({ err: error, requestId }, "decision failed; answered unavailable");
+    },
     usage,
     observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
   });
@@ -112,7 +131,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let ready = false;
   const httpServer = createHttpServer({
     authorize,
-    ready: () => ready && store.available,
+    ready: () => ready && store.available && reads.isLive(),
     extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
     tokenService,
     metrics: () => metrics.render(),
@@ -146,11 +165,12 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     await grpcServer.close(0);
     httpServer.close();
     await usage.close();
+    reads.close();
     await store.close();
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
-  const stopWatchingStore = watchStoreFile(store, {
+  const stopWatchingStore = opened.kind === "postgres" ? watchFleetLiveness() : watchStoreFile(opened.store, {
     onReopened: () => {
       tokenCache.clear();
       log.warn(`the token store file was replaced; reading the new one`);
@@ -202,9 +222,28 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.
       await usage.close();
+      reads.close();
       await store.close();
     },
   };
+
+  /**
+   * PostgreSQL: reports the replica not serving over gRPC health while it is
+   * blind (`/readyz` asks {@link DecisionReads.isLive} itself), checked ten
+   * times a second, and says so in the log once per change.
+   */
+  function watchFleetLiveness(): () => void {
+    let live = true;
+    const timer = setInterval(() => {
+      if (reads.isLive() === live) return;
+      live = !live;
+      health.setStatus("", live ? "SERVING" : "NOT_SERVING");
+      if (live) log.info("PostgreSQL changes are confirmed again; deciding");
+      else log.error("PostgreSQL changes cannot be confirmed for over 1 s; every decision that needs a token is unavailable until they are");
+    }, 100);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
 
   /** Puts a loaded set in force, or keeps the one in force when it did not load. */
   function applyPolicy(next: ReturnType<typeof loadPolicySet>): { ok: true } | { ok: false; error: PolicyLoadError } {

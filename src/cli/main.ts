@@ -4,7 +4,7 @@
  * to stderr; every refusal is one line and a non-zero exit.
  */
 import { Command, CommanderError, Option } from "commander";
-import { ConfigError, resolvePaths, resolveServeConfig, type ServeFlags } from "../config/config.js";
+import { ConfigError, resolvePaths, resolveServeConfig, storeUrl, type ServeFlags } from "../config/config.js";
 import type { TokenRecord } from "../engine/types.js";
 import { startServer } from "../main.js";
 import { PolicyLoadError, formatPolicyErrors } from "../policy/errors.js";
@@ -19,7 +19,9 @@ import { createLogger } from "./logger.js";
 import { checkHealth } from "./healthcheck.js";
 import { PolicyUsageError, registerPolicyAuthorCommands } from "./policy-commands.js";
 import { registerStoreCommands } from "./store-commands.js";
-import { StoreError, TokenStore } from "../store/token-store.js";
+import { StoreError } from "../store/token-store.js";
+import { createTokenLifecycle, type TokenLifecycle } from "../lifecycle/token-lifecycle.js";
+import { openStore } from "../store/open-store.js";
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -179,6 +181,8 @@ export function buildProgram(): Command {
 interface StoreFlags {
   readonly policies?: string;
   readonly dataDir?: string;
+  /** `--store`: a postgres:// url instead of the SQLite store in the data folder. */
+  readonly store?: string;
 }
 
 interface CreateFlags extends StoreFlags, ControlFlags {
@@ -206,7 +210,8 @@ interface ListFlags extends StoreFlags {
 function withStoreOptions(command: Command): Command {
   return command
     .option("--policies <dir>", "policy set folder (env PORTCULLIS_POLICY_DIR, default policies)")
-    .option("--data-dir <dir>", "store folder (env PORTCULLIS_DATA_DIR, default data)");
+    .option("--data-dir <dir>", "store folder (env PORTCULLIS_DATA_DIR, default data)")
+    .option("--store <url>", "postgres://… url of a shared token store (env PORTCULLIS_STORE_URL, default none: sqlite in the data folder)");
 }
 
 async function serve(flags: ServeFlags): Promise<void> {
@@ -232,8 +237,9 @@ async function serve(flags: ServeFlags): Promise<void> {
  * create`) may create a missing store; every other one refuses it, so that a
  * mistyped `--data-dir` is an error and not an empty new store with a new secret.
  */
-async function withStore(flags: StoreFlags, run: (store: TokenStore) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
-  const store = TokenStore.open({
+async function withStore(flags: StoreFlags, run: (store: TokenLifecycle) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
+  const opened = await openStore({
+    ...storeUrl(flags),
     dataDir: resolvePaths(flags).dataDir,
     mustExist: options.mayCreate !== true,
     onCreated: ({ databaseFile, secretFile }) => {
@@ -242,19 +248,19 @@ async function withStore(flags: StoreFlags, run: (store: TokenStore) => void | P
     },
   });
   try {
-    await run(store);
+    await run(createTokenLifecycle({ store: opened.store, secret: opened.secret, now: Date.now }));
   } finally {
-    store.close();
+    await opened.store.close();
   }
 }
 
-async function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
+async function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenLifecycle) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
   const loaded = loadPolicySet(resolvePaths(flags).policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
   return withStore(flags, (store) => run(loaded.policy, store), options);
 }
 
-async function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags): Promise<void> {
+async function create(policy: CompiledPolicySet, store: TokenLifecycle, flags: CreateFlags): Promise<void> {
   let expiresAtMs: number | null = null;
   const now = Date.now();
   if (flags.expiresIn !== undefined) {
@@ -291,7 +297,7 @@ async function create(policy: CompiledPolicySet, store: TokenStore, flags: Creat
   process.stdout.write(token + "\n");
 }
 
-async function list(store: TokenStore, flags: ListFlags): Promise<void> {
+async function list(store: TokenLifecycle, flags: ListFlags): Promise<void> {
   const rows = await store.list({ tenant: flags.tenant, includeRevoked: flags.all === true });
   if (flags.json) {
     process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
