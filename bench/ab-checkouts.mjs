@@ -43,7 +43,8 @@ async function serve(dir) {
     pino({ level: "silent" }),
   );
   const fields = { tenant: "acme", workspace: "main", environment: "production", type: "service", actor: "ab", name: "ab", role: "tenant_operator" };
-  const { token } = createToken(server.store, server.policy(), fields, Date.now());
+  // why: await, so that checkouts from before and after token creation became asynchronous both work
+  const { token } = await createToken(server.store, server.policy(), fields, Date.now());
   process.stdout.write(`${JSON.stringify({ port: server.grpcPort, token })}\n`);
   readline.createInterface({ input: process.stdin }).on("line", () => {
     const usage = process.cpuUsage();

@@ -2,8 +2,9 @@
  * Composition root: config, policy set, store and servers. The only module that
  * wires everything together; everything else receives what it needs.
  */
+import cluster from "node:cluster";
 import type { Logger } from "pino";
-import type { ServeConfig } from "./config/config.js";
+import { DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS, DEFAULT_GRPC_MAX_CONNECTION_AGE_MS, type ServeConfig } from "./config/config.js";
 import { loadPolicySet } from "./policy/load.js";
 import { PolicyLoadError } from "./policy/errors.js";
 import type { CompiledPolicySet } from "./policy/types.js";
@@ -12,7 +13,7 @@ import { createAuthorizer, type Authorizer } from "./service/authorize.js";
 import { createDecisionExplainer } from "./service/explain-decision.js";
 import { createServerMetrics } from "./service/metrics.js";
 import { installFastTextEncoding } from "./transport/text-encoding.js";
-import type { TokenCache } from "./service/token-cache.js";
+import { createTokenCache, type TokenCache } from "./service/token-cache.js";
 import { createDecisionReads } from "./service/decision-reads.js";
 import { createTokenService } from "./transport/token-service.js";
 import { createUsageRecorder, type UsageRecorder } from "./service/usage-recorder.js";
@@ -28,6 +29,13 @@ import { buildTrustedProxyMatcher } from "./transport/trusted-proxies.js";
 import { checkPortsFree, listenErrorOf, servePorts } from "./config/check-ports.js";
 import { createPolicyExplorerHandler } from "./transport/policy-explorer-http.js";
 import { loadTlsFiles, watchTlsFiles } from "./transport/tls-files.js";
+import { createRedisQuotaCounter, type RedisQuotaCounter } from "./quota/redis-quota-counter.js";
+import { createJwtCredentials } from "./jwt/jwt-credentials.js";
+import { openKeyRing, type KeyRing } from "./jwt/key-ring.js";
+import { openSqliteSigningKeyStore } from "./jwt/sqlite-signing-key-store.js";
+import { createTokenExchange } from "./jwt/token-exchange.js";
+import { createMemoryQuotaCounter } from "./quota/memory-quota-counter.js";
+import { createTokenExchangeHttpHandler } from "./transport/token-exchange-http.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -37,6 +45,8 @@ export interface RunningServer {
   /** The token lifecycle over the server's store: what the token API and the CLI run. */
   readonly store: TokenLifecycle;
   readonly tokenCache: TokenCache;
+  /** JWT signing keys in memory (src/jwt/key-ring.ts). */
+  readonly keyRing: KeyRing;
   /** Last-used stamps waiting for their batch; `flush()` writes them now. */
   readonly usage: UsageRecorder;
   /** The policy set in force. */
@@ -55,7 +65,8 @@ export interface RunningServer {
 export async function startServer(config: ServeConfig, log: Logger): Promise<RunningServer> {
   installFastTextEncoding();
   // A busy port is refused before the policy set and the store are loaded, naming the flag to change.
-  await checkPortsFree(config.host, servePorts(config));
+  // why: in a worker of `serve --workers` the ports are the primary's, bound already (it checked them before forking)
+  if (!cluster.isWorker) await checkPortsFree(config.host, servePorts(config));
   const loaded = loadPolicySet(config.policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
   let policy = loaded.policy;
@@ -89,11 +100,31 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     throw error;
   }
   const { tokenCache, tenantState } = reads;
-  const metrics = createServerMetrics();
+  // JWTs are judged as the token they were exchanged for, read by id through a cache of its own with the same 1 s bound.
+  const tokensById = createTokenCache({ find: (id) => lifecycle.get(id) });
+  store.onTokensChanged((tokenIds) => tokensById.evictTokenIds(tokenIds));
+  // why: on PostgreSQL, what was cached while the change feed was away may be stale, and a blind replica decides nothing
+  if (opened.kind === "postgres") opened.store.onFeedReset(() => tokensById.clear());
+  const jwtTokens = { find: (id: string) => reads.guard(() => tokensById.find(id)) };
+  const signingKeys = openSqliteSigningKeyStore(config.dataDir);
+  const keyRing = await openKeyRing({
+    store: signingKeys,
+    secret: opened.secret,
+    now: Date.now,
+    onError: (error) => log.warn({ err: error }, "jwt signing keys not reloaded; the keys in memory stay"),
+  }).catch((error: unknown) => {
+    signingKeys.close();
+    reads.close();
+    void store.close();
+    throw error;
+  });
+  const jwt = createJwtCredentials({ ring: keyRing, tokensById: jwtTokens });
+  const metrics = createServerMetrics(cluster.isWorker && cluster.worker !== undefined ? { worker: { id: cluster.worker.id, pid: process.pid } } : {});
   metrics.policyLoaded(policy);
   const usage = createUsageRecorder(lifecycle, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
   // why: a blind replica refuses every token decision; one log line a second says so, not one per request
   let lastRefusalLoggedAt = 0;
+  const quotaStore = config.quotaStoreUrl === undefined ? undefined : await openQuotaStore(config.quotaStoreUrl, config.quotaKeyPrefix, log);
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: reads.tokens,
@@ -110,6 +141,18 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     },
     usage,
     observe: (decision, seconds) => metrics.observeDecision(decision, seconds),
+    ...(quotaStore === undefined ? {} : { quota: quotaStore }),
+    jwt,
+  });
+  const tokenExchange = createTokenExchange({
+    policy: () => policy,
+    tokens: tokenCache,
+    tenantState,
+    ring: keyRing,
+    quota: createMemoryQuotaCounter(),
+    now: Date.now,
+    onError: (error, requestId) => log.error({ err: error, requestId }, "token exchange failed; answered unavailable"),
+    observe: (decision) => decision.identity !== null && usage.record(decision.identity.tokenId, Date.now()),
   });
   const tokenService = createTokenService({ lifecycle, policy: () => policy, authorize, now: Date.now });
   // why: explanations name controls and scopes, so only callers who may manage tokens get them
@@ -126,17 +169,25 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     tokenService,
     onError: (error, path) => log.error({ err: error, path }, "gRPC call failed; answered INTERNAL"),
     explain,
+    tokenExchange,
     ...(tls === undefined ? {} : { tls }),
+    ...maxConnectionAgeOf(config),
   });
+  metrics.countGrpcConnections(() => grpcServer.connectionsAccepted());
   let ready = false;
   const httpServer = createHttpServer({
     authorize,
     ready: () => ready && store.available && reads.isLive(),
+    // why: only tokens with a quota need Redis, so its absence is reported, not made unready (docs/controls/quota.md)
+    ...(quotaStore === undefined
+      ? {}
+      : { readinessNotes: () => [quotaStore.reachable() ? "quota store: reachable" : "quota store: unreachable (requests with a quota answer 503 unavailable)"] }),
     extAuthz: { prefix: config.extAuthzPrefix ?? DEFAULT_EXT_AUTHZ_PREFIX, trustedProxies, onError: onTransportError },
     tokenService,
     metrics: () => metrics.render(),
     explain,
     ...(config.policyExplorer === true ? { policyExplorer: createPolicyExplorerHandler(() => policy) } : {}),
+    tokenExchange: { exchange: tokenExchange, http: createTokenExchangeHttpHandler({ exchange: tokenExchange, ring: keyRing, trustedProxies, now: Date.now }) },
     ...(tls === undefined ? {} : { tls }),
   });
   const stopWatchingTls =
@@ -166,18 +217,23 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     httpServer.close();
     await usage.close();
     reads.close();
+    keyRing.close();
+    signingKeys.close();
     await store.close();
+    await quotaStore?.close();
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
   const stopWatchingStore = opened.kind === "postgres" ? watchFleetLiveness() : watchStoreFile(opened.store, {
     onReopened: () => {
       tokenCache.clear();
+      tokensById.clear();
       log.warn(`the token store file was replaced; reading the new one`);
     },
     onMissing: () => {
       // why: cached records would keep allowing what the missing store can no longer confirm
       tokenCache.clear();
+      tokensById.clear();
       health.setStatus("", "NOT_SERVING");
       log.error(`the token store file is missing or unreadable; every decision is unavailable until it is back`);
     },
@@ -208,6 +264,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     authorize,
     store: lifecycle,
     tokenCache,
+    keyRing,
     usage,
     policy: () => policy,
     reloadPolicy() {
@@ -223,7 +280,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       // Stamps of the last decisions are written before the store closes.
       await usage.close();
       reads.close();
+      keyRing.close();
+      signingKeys.close();
       await store.close();
+      await quotaStore?.close();
     },
   };
 
@@ -255,9 +315,43 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     }
     policy = next.policy;
     tokenCache.clear();
+    tokensById.clear();
+    jwt.clear();
     metrics.policyReload("ok");
     metrics.policyLoaded(policy);
     log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);
     return { ok: true };
   }
+}
+
+/**
+ * Connects the Redis quota store and waits briefly for it, so that a start
+ * beside a healthy Redis does not answer its first quota requests with 503;
+ * an unreachable one does not stop the start (it is retried in the background).
+ */
+async function openQuotaStore(url: string, keyPrefix: string | undefined, log: Logger): Promise<RedisQuotaCounter> {
+  // why: the URL may carry a password; the log names only where it points
+  const where = redisLocation(url);
+  const counter = createRedisQuotaCounter({
+    url,
+    ...(keyPrefix === undefined ? {} : { keyPrefix }),
+    onReachableChange: (reachable, error) => {
+      if (reachable) log.info({ quotaStore: where }, `quota store ${where} reachable`);
+      else log.error({ quotaStore: where, err: error }, `quota store ${where} unreachable; requests with a quota answer 503 unavailable until it is back`);
+    },
+  });
+  if (!(await counter.waitReachable(2_000))) log.error({ quotaStore: where }, `quota store ${where} not reachable at start; requests with a quota answer 503 unavailable until it is`);
+  return counter;
+}
+
+function redisLocation(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.protocol}//${parsed.host}${parsed.pathname === "/" ? "" : parsed.pathname}`;
+}
+
+/** The gRPC connection age as configured; 0 never retires a connection. */
+function maxConnectionAgeOf(config: ServeConfig): { maxConnectionAge?: { ageMs: number; graceMs: number } } {
+  const ageMs = config.grpcMaxConnectionAgeMs ?? DEFAULT_GRPC_MAX_CONNECTION_AGE_MS;
+  if (ageMs === 0) return {};
+  return { maxConnectionAge: { ageMs, graceMs: config.grpcMaxConnectionAgeGraceMs ?? DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS } };
 }

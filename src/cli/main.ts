@@ -3,8 +3,10 @@
  * server and the tests use. Output meant for scripts goes to stdout, the rest
  * to stderr; every refusal is one line and a non-zero exit.
  */
+import cluster from "node:cluster";
 import { Command, CommanderError, Option } from "commander";
-import { ConfigError, resolvePaths, resolveServeConfig, storeUrl, type ServeFlags } from "../config/config.js";
+import type { Logger } from "pino";
+import { ConfigError, resolvePaths, resolveServeConfig, storeUrl, type ServeConfig, type ServeFlags } from "../config/config.js";
 import type { TokenRecord } from "../engine/types.js";
 import { startServer } from "../main.js";
 import { PolicyLoadError, formatPolicyErrors } from "../policy/errors.js";
@@ -15,7 +17,10 @@ import { createToken, TokenRequestError, updateTokenControls } from "../service/
 import { tokenStatus } from "../lifecycle/token-status.js";
 import { controlsFromFlags, registerAdminCommands, withControlOptions, type ControlFlags } from "./admin.js";
 import { registerLifecycleCommands } from "./lifecycle.js";
+import { registerKeyCommands } from "./keys.js";
 import { createLogger } from "./logger.js";
+import { superviseWorkers, WORKER_LISTENING } from "./workers.js";
+import { checkPortsFree, servePorts } from "../config/check-ports.js";
 import { checkHealth } from "./healthcheck.js";
 import { PolicyUsageError, registerPolicyAuthorCommands } from "./policy-commands.js";
 import { registerStoreCommands } from "./store-commands.js";
@@ -84,6 +89,14 @@ export function buildProgram(): Command {
     .option("--tls-client-ca <file>", "PEM CA bundle: both ports require a client certificate from it (env PORTCULLIS_TLS_CLIENT_CA, default none)")
     .option("--no-watch-policies", "do not reload the policy folder when its files change; SIGHUP still reloads (env PORTCULLIS_WATCH_POLICIES, true or false, default true)")
     .option("--policy-explorer", "serve the read-only policy explorer at /policy on the HTTP port (env PORTCULLIS_POLICY_EXPLORER, true or false, default false)")
+    .option("--quota-store <url>", "redis:// or rediss:// URL of the Redis that every replica counts quotas in, exactly; prefer the env for a password (env PORTCULLIS_QUOTA_STORE_URL, default none: in memory, per process)")
+    .option("--quota-key-prefix <prefix>", "prefix of the quota store's keys, one per token id (env PORTCULLIS_QUOTA_KEY_PREFIX, default portcullis:quota:)")
+    .option(
+      "--grpc-max-connection-age <duration>",
+      "age (±10%) at which a gRPC connection is sent GOAWAY so its client reconnects and load spreads over replicas, 0s for never (env PORTCULLIS_GRPC_MAX_CONNECTION_AGE, default 10m)",
+    )
+    .option("--grpc-max-connection-age-grace <duration>", "after that GOAWAY, how long open calls may run before the connection is cut (env PORTCULLIS_GRPC_MAX_CONNECTION_AGE_GRACE, default 30s)")
+    .option("--workers <n>", "processes sharing the ports (node:cluster), or auto for one per core; 1 serves in this process (env PORTCULLIS_WORKERS, default 1)")
     .action(async (flags: ServeFlags) => serve(flags));
 
   program
@@ -161,6 +174,7 @@ export function buildProgram(): Command {
 
   registerAdminCommands(program, { withStoreOptions, withStore, actor });
   registerStoreCommands(program);
+  registerKeyCommands(program);
   registerLifecycleCommands(program, tokens, { withStoreOptions, withStore, withPolicyAndStore, actor, usageError: (message) => new UsageError(message) });
 
   const policy = program.command("policy").description("check policy sets");
@@ -216,18 +230,42 @@ function withStoreOptions(command: Command): Command {
 
 async function serve(flags: ServeFlags): Promise<void> {
   const config = resolveServeConfig(flags);
-  const log = createLogger(config.logLevel);
+  const workers = config.workers ?? 1;
+  if (workers > 1 && cluster.isPrimary) {
+    // why: in a cluster, every listen(0) of a process shares one port, so the two ports would be the same
+    if (config.grpcPort === 0 || config.httpPort === 0) throw new ConfigError("--workers above 1 needs fixed ports: --grpc-port and --http-port cannot be 0");
+    await checkPortsFree(config.host, servePorts(config));
+    process.exitCode = await superviseWorkers(workers, createLogger(config.logLevel));
+    return;
+  }
+  const base = createLogger(config.logLevel);
+  const log = cluster.isWorker && cluster.worker !== undefined ? base.child({ worker: cluster.worker.id }) : base;
+  try {
+    await serveUntilStopped(config, log);
+  } finally {
+    // why: a worker's channel to the primary would keep it alive once its servers closed, or when it failed to start
+    if (cluster.worker?.isConnected() === true) cluster.worker.disconnect();
+  }
+}
+
+async function serveUntilStopped(config: ServeConfig, log: Logger): Promise<void> {
   const server = await startServer(config, log);
+  if (cluster.isWorker) process.send?.(WORKER_LISTENING);
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info(`${signal} received; shutting down`);
+    let stopping = false;
+    const stop = (reason: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info(`${reason}; shutting down`);
       process.off("SIGHUP", reload);
       server.close().then(resolve, resolve);
     };
     const reload = () => void server.reloadPolicy();
-    process.once("SIGINT", () => stop("SIGINT"));
-    process.once("SIGTERM", () => stop("SIGTERM"));
+    process.once("SIGINT", () => stop("SIGINT received"));
+    process.once("SIGTERM", () => stop("SIGTERM received"));
     process.on("SIGHUP", reload);
+    // A worker whose primary is gone has nobody to hand it connections or restart it.
+    cluster.worker?.once("disconnect", () => stop("the primary process is gone"));
   });
   log.info("stopped");
 }

@@ -3,6 +3,8 @@
  * and validated once at start into one typed {@link ServeConfig}.
  */
 
+import { availableParallelism } from "node:os";
+import { parseDuration } from "../policy/duration.js";
 import type { TlsFiles } from "../transport/tls-files.js";
 import { isTrustedProxyEntry } from "../transport/trusted-proxies.js";
 
@@ -69,7 +71,44 @@ export interface ServeConfig {
    * --tls-key /etc/portcullis/tls.key`.
    */
   readonly tls?: TlsFiles;
+  /**
+   * Where quota counters live: `redis://[user:password@]host:port[/db]` (or
+   * `rediss://` for TLS) shares exact counts across every replica that names
+   * the same Redis; without it each process counts in its own memory
+   * (`--quota-store`; env `PORTCULLIS_QUOTA_STORE_URL`, better for a URL with a
+   * password, which `ps` would show on a command line). Default none (in memory),
+   * e.g. `--quota-store redis://redis.internal:6379`. See docs/controls/quota.md.
+   */
+  readonly quotaStoreUrl?: string;
+  /**
+   * Prefix of the quota store's keys (`<prefix><token id>`), so that several
+   * fleets can share one Redis. Default `portcullis:quota:` (`--quota-key-prefix`;
+   * env `PORTCULLIS_QUOTA_KEY_PREFIX`); used only with `quotaStoreUrl`.
+   */
+  readonly quotaKeyPrefix?: string;
+  /**
+   * Age at which a gRPC connection is sent GOAWAY so that its client
+   * reconnects, varied by ±10% per connection; 0 never retires one. Envoy keeps
+   * its connections for hours, so without it a replica added behind a Service
+   * gets no load until the old connections break (docs/fleet.md). Default 10
+   * minutes (`--grpc-max-connection-age`; env `PORTCULLIS_GRPC_MAX_CONNECTION_AGE`);
+   * optional like `trustedProxies`, absent is the default.
+   */
+  readonly grpcMaxConnectionAgeMs?: number;
+  /** After that GOAWAY, how long calls still open may run before the connection is cut. Default 30 s (`--grpc-max-connection-age-grace`; env `PORTCULLIS_GRPC_MAX_CONNECTION_AGE_GRACE`). */
+  readonly grpcMaxConnectionAgeGraceMs?: number;
+  /**
+   * Processes serving the two ports: 1 serves in this process; more forks that
+   * many workers (node:cluster) sharing the ports, each with its own caches, and
+   * the first process supervises them. Default 1 (`--workers`, a number or
+   * `auto` for one per core; env `PORTCULLIS_WORKERS`).
+   */
+  readonly workers?: number;
 }
+
+/** Defaults of the connection age settings, also used when a config built in code leaves them out. */
+export const DEFAULT_GRPC_MAX_CONNECTION_AGE_MS = 10 * 60_000;
+export const DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS = 30_000;
 
 /** Flags as the CLI parsed them; `undefined` when not given. */
 export interface ServeFlags {
@@ -87,6 +126,11 @@ export interface ServeFlags {
   readonly tlsCert?: string;
   readonly tlsKey?: string;
   readonly tlsClientCa?: string;
+  readonly quotaStore?: string;
+  readonly quotaKeyPrefix?: string;
+  readonly grpcMaxConnectionAge?: string;
+  readonly grpcMaxConnectionAgeGrace?: string;
+  readonly workers?: string;
 }
 
 /**
@@ -128,7 +172,48 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     watchPolicies: flags.watchPolicies === false ? false : booleanEnv(env.PORTCULLIS_WATCH_POLICIES, "PORTCULLIS_WATCH_POLICIES", true),
     policyExplorer: flags.policyExplorer === true || booleanEnv(env.PORTCULLIS_POLICY_EXPLORER, "PORTCULLIS_POLICY_EXPLORER", false),
     ...tlsFiles(flags.tlsCert ?? env.PORTCULLIS_TLS_CERT, flags.tlsKey ?? env.PORTCULLIS_TLS_KEY, flags.tlsClientCa ?? env.PORTCULLIS_TLS_CLIENT_CA),
+    ...quotaStore(flags.quotaStore ?? env.PORTCULLIS_QUOTA_STORE_URL, flags.quotaKeyPrefix ?? env.PORTCULLIS_QUOTA_KEY_PREFIX),
+    grpcMaxConnectionAgeMs: durationSetting(flags.grpcMaxConnectionAge ?? env.PORTCULLIS_GRPC_MAX_CONNECTION_AGE, "--grpc-max-connection-age", "PORTCULLIS_GRPC_MAX_CONNECTION_AGE", DEFAULT_GRPC_MAX_CONNECTION_AGE_MS),
+    grpcMaxConnectionAgeGraceMs: durationSetting(
+      flags.grpcMaxConnectionAgeGrace ?? env.PORTCULLIS_GRPC_MAX_CONNECTION_AGE_GRACE,
+      "--grpc-max-connection-age-grace",
+      "PORTCULLIS_GRPC_MAX_CONNECTION_AGE_GRACE",
+      DEFAULT_GRPC_MAX_CONNECTION_AGE_GRACE_MS,
+    ),
+    workers: workers(flags.workers ?? env.PORTCULLIS_WORKERS ?? "1"),
   };
+}
+
+function quotaStore(url: string | undefined, keyPrefix: string | undefined): { quotaStoreUrl?: string; quotaKeyPrefix?: string } {
+  const prefix = keyPrefix === undefined || keyPrefix === "" ? {} : { quotaKeyPrefix: keyPrefix };
+  if (url === undefined || url.trim() === "") return prefix;
+  let parsed: URL | undefined;
+  try {
+    parsed = new URL(url.trim());
+  } catch {
+    parsed = undefined;
+  }
+  if (parsed === undefined || (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") || parsed.hostname === "") {
+    // why: the URL may hold a password, so the message does not repeat it
+    throw new ConfigError("invalid --quota-store (PORTCULLIS_QUOTA_STORE_URL): expected a url such as redis://127.0.0.1:6379 or rediss://user:password@host:6380");
+  }
+  return { quotaStoreUrl: url.trim(), ...prefix };
+}
+
+function durationSetting(value: string | undefined, flag: string, envName: string, fallback: number): number {
+  if (value === undefined || value.trim() === "") return fallback;
+  const ms = parseDuration(value);
+  // Beyond setTimeout's range (about 24.8 days) a timer would fire at once.
+  if (ms === null || ms > 2 ** 31 - 1) throw new ConfigError(`invalid ${flag} (${envName}) \`${value}\`: expected a duration such as 30s, 10m or 2h, at most 24d (0s: never)`);
+  return ms;
+}
+
+function workers(value: string): number {
+  const trimmed = value.trim();
+  if (trimmed === "auto") return availableParallelism();
+  const parsed = /^\d{1,3}$/.test(trimmed) ? Number(trimmed) : NaN;
+  if (!(parsed >= 1 && parsed <= 256)) throw new ConfigError(`invalid --workers (PORTCULLIS_WORKERS) \`${value}\`: expected a number of processes from 1 to 256, or auto (one per core)`);
+  return parsed;
 }
 
 function tlsFiles(certFile: string | undefined, keyFile: string | undefined, clientCaFile: string | undefined): { tls?: TlsFiles } {

@@ -154,7 +154,11 @@ export type UnauthenticatedReason =
   /** A token was passed in the URL query, where it leaks into logs. */
   | "token_in_query"
   /** The request carries more than one `Authorization` header. */
-  | "duplicate_header";
+  | "duplicate_header"
+  /** A JWT whose signature, algorithm, key, issuer, audience or claims do not verify. */
+  | "jwt_invalid"
+  /** A JWT used before its `nbf` or `iat`, beyond the allowed clock skew. */
+  | "jwt_not_yet_valid";
 
 /** Compile-time exhaustiveness check for switches over unions. */
 export function assertNever(value: never): never {

@@ -134,7 +134,8 @@ export function unavailable(message: string): Decision {
   return deny("unavailable", "internal_error", message, "unavailable", {});
 }
 
-function unauthenticated(failure: AuthFailure, policy: CompiledPolicySet): Decision {
+/** The `unauthenticated` (401) decision for a credential failure, with its RFC 6750 challenge. */
+export function unauthenticated(failure: AuthFailure, policy: CompiledPolicySet): Decision {
   // RFC 6750 §3: no error attribute when the request carried no credential at all.
   const challenge = failure.presented
     ? `Bearer realm="${policy.name}", error="invalid_token", error_description="${failure.message.replace(/["\\]/g, "")}"`
@@ -142,7 +143,8 @@ function unauthenticated(failure: AuthFailure, policy: CompiledPolicySet): Decis
   return deny("unauthenticated", failure.reason, failure.message, "authentication", {}, [["www-authenticate", challenge]]);
 }
 
-function deny(
+/** A denial with every field filled; `principal` when the token is known. */
+export function deny(
   code: Exclude<DecisionCode, "ok">,
   reason: string,
   message: string,
@@ -182,7 +184,7 @@ function rotationWarning(token: TokenRecord): Warning | null {
 }
 
 /** The identity of a token and what forwards it upstream, as the policy set chose. */
-interface Principal {
+export interface Principal {
   readonly identity: Identity;
   readonly upstreamHeaders: readonly HeaderField[];
   readonly upstreamMetadata: readonly MetadataEntry[];
@@ -195,7 +197,7 @@ const principals = new WeakMap<TokenRecord, { policy: CompiledPolicySet; princip
  * stale, and an allow does not rebuild the same scope list and headers each
  * time. The lists are frozen: transports key their encodings on them.
  */
-function principalOf(token: TokenRecord, policy: CompiledPolicySet): Principal {
+export function principalOf(token: TokenRecord, policy: CompiledPolicySet): Principal {
   const cached = principals.get(token);
   if (cached !== undefined && cached.policy === policy) return cached.principal;
   const scopeSet = scopeSetOf(token, policy);

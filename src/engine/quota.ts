@@ -69,3 +69,31 @@ export function quotaExceeded(allow: Decision, charge: ChargeResult): Decision {
     quota: null,
   };
 }
+
+/**
+ * The `unavailable` (503) decision for an allow whose quota could not be
+ * counted (the shared quota store did not answer in time): it fails closed, as
+ * an uncounted request could exceed the limit. Reason `quota_store_unavailable`,
+ * the quota's rule id, `retry-after: 1` (the store reconnects by itself), and
+ * the allow's identity, so that the audit trail names the token. Nothing goes upstream.
+ */
+export function quotaStoreUnavailable(allow: Decision): Decision {
+  // INVARIANT: only called for an allow that named a quota (see chargeQuota).
+  const quota = allow.quota!;
+  return {
+    allowed: false,
+    code: "unavailable",
+    httpStatus: httpStatusOf("unavailable"),
+    reason: "quota_store_unavailable",
+    message: "the quota store cannot count this request; retry shortly",
+    ruleId: quota.ruleId,
+    auditEvent: auditEventOf("unavailable"),
+    details: {},
+    responseHeaders: [["retry-after", "1"]],
+    upstreamHeaders: [],
+    upstreamMetadata: allow.upstreamMetadata,
+    identity: allow.identity,
+    warnings: allow.warnings,
+    quota: null,
+  };
+}

@@ -11,6 +11,8 @@ import { buildPathPatternMatcher } from "./path-pattern-matcher.js";
 import { compileUpstream } from "./upstream.js";
 import type {
   CompiledTokenRules,
+  CompiledTokenExchange,
+  TokenExchangeSpec,
   TokensSpec,
   CompiledControlEntry,
   CompiledControlSelector,
@@ -354,6 +356,7 @@ export function compilePolicySet(
       protect: merged.workspaceRestriction?.value.protect === undefined ? null : buildPathPatternMatcher(merged.workspaceRestriction.value.protect),
     }),
     tokens: compileTokenRules(merged.tokens?.value),
+    tokenExchange: compileTokenExchange(settings.tokenExchange),
     routeTable: Object.freeze([
       ...merged.operations.map(({ value: op }) => Object.freeze({ method: op.method, path: op.path, scope: op.scope, ruleId: operationRuleId(op) })),
       ...merged.endpointGroups.flatMap(({ value: group }) => {
@@ -383,5 +386,30 @@ export function compileTokenRules(spec: TokensSpec | undefined): CompiledTokenRu
     maxOverlapMs,
     userTokensPerCreator: spec?.limits?.userTokensPerCreator ?? null,
     serviceTokensPerTenant: spec?.limits?.serviceTokensPerTenant ?? null,
+  });
+}
+
+/** The longest JWT lifetime, and the default: DESIGN.md caps exchanged JWTs at 15 minutes. */
+export const MAX_JWT_LIFETIME_MS = 15 * 60_000;
+
+/** Exchanges per token per minute when the policy set names no number, as Enkryptify's API allows. */
+export const DEFAULT_EXCHANGES_PER_MINUTE = 10;
+
+/** Where the plain HTTP exchange answers when the policy set names no path. */
+export const DEFAULT_EXCHANGE_PATH = "/v1/auth/exchange";
+
+/**
+ * Applies the `tokenExchange` section's defaults; `null` (exchange off) without it.
+ * INVARIANT: the section passed the schema and the cross-check (a lifetime of 1 s to 15 min).
+ */
+export function compileTokenExchange(spec: TokenExchangeSpec | undefined): CompiledTokenExchange | null {
+  if (spec === undefined) return null;
+  const perMinute = spec.exchangesPerMinute ?? DEFAULT_EXCHANGES_PER_MINUTE;
+  return Object.freeze({
+    issuer: spec.issuer,
+    audiences: Object.freeze(typeof spec.audience === "string" ? [spec.audience] : [...spec.audience]),
+    maxLifetimeMs: spec.maxLifetime === undefined ? MAX_JWT_LIFETIME_MS : parseDuration(spec.maxLifetime)!,
+    quota: Object.freeze({ ruleId: "token_exchange", limitPerMinute: perMinute, limitPerDay: null, policyHeader: `${perMinute};w=60` }),
+    path: spec.path ?? DEFAULT_EXCHANGE_PATH,
   });
 }

@@ -7,6 +7,7 @@ import { compileControls } from "./controls.js";
 import { parseDuration } from "./duration.js";
 import {
   DEFAULT_OVERLAP_MS,
+  MAX_JWT_LIFETIME_MS,
   compileSelector,
   selectorLevel,
   selectorsOverlap,
@@ -341,6 +342,15 @@ export function crossCheckPolicySet(
     const maxMs = rotation?.maxOverlap === undefined ? DEFAULT_OVERLAP_MS : parseDuration(rotation.maxOverlap);
     if (defaultMs != null && maxMs != null && defaultMs > maxMs) {
       report(merged.tokens, "/rotation/defaultOverlap", `default overlap \`${rotation!.defaultOverlap}\` exceeds the maximum overlap \`${rotation?.maxOverlap ?? "90d"}\``, "lower `defaultOverlap` or raise `maxOverlap`");
+    }
+  }
+
+  // Token exchange: DESIGN.md caps an exchanged JWT at 15 minutes, and a JWT that expires as it is issued is useless.
+  const exchangeLifetime = merged.policySet.value.tokenExchange?.maxLifetime;
+  if (exchangeLifetime !== undefined) {
+    const lifetimeMs = parseDuration(exchangeLifetime);
+    if (lifetimeMs !== null && (lifetimeMs < 1_000 || lifetimeMs > MAX_JWT_LIFETIME_MS)) {
+      report(merged.policySet, "/tokenExchange/maxLifetime", `jwt lifetime \`${exchangeLifetime}\` is outside \`1s\` to \`15m\``, "exchanged jwts live at most 15 minutes");
     }
   }
 

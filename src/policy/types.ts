@@ -82,6 +82,22 @@ export interface PolicySetSettings {
   upstream?: UpstreamSpec;
   /** PEM files of CA certificates, relative to the policy folder, through which client certificates' issuers are found. */
   trustedCas?: string[];
+  /** Exchanging API tokens for short-lived JWTs; off when absent. See {@link TokenExchangeSpec}. */
+  tokenExchange?: TokenExchangeSpec;
+}
+
+/** The `tokenExchange` settings, as a policy file writes them. See docs/jwt.md. */
+export interface TokenExchangeSpec {
+  /** `iss` of every JWT, e.g. `https://api.example.com`. */
+  issuer: string;
+  /** `aud` of every JWT: one audience or several. */
+  audience: string | string[];
+  /** Longest lifetime a JWT gets, and the lifetime when the request names none; default and at most `15m`. */
+  maxLifetime?: string;
+  /** Exchanges one token may make per UTC minute; default 10. */
+  exchangesPerMinute?: number;
+  /** Path of the plain HTTP exchange endpoint on the HTTP port; default `/v1/auth/exchange`. */
+  path?: string;
 }
 
 /** An identity field a policy set can send upstream. */
@@ -316,8 +332,21 @@ export interface CompiledPolicySet {
   readonly workspaceRestriction: CompiledWorkspaceRestriction;
   /** Rotation overlap and token limits. */
   readonly tokens: CompiledTokenRules;
+  /** JWT exchange settings; `null` when the policy set has no `tokenExchange` (exchange off, JWTs not accepted). */
+  readonly tokenExchange: CompiledTokenExchange | null;
   /** Every route as written, operations then endpoint groups: for `policy diff` and the explorer, never for decisions. */
   readonly routeTable: readonly RouteTableEntry[];
+}
+
+/** {@link TokenExchangeSpec} with defaults applied. */
+export interface CompiledTokenExchange {
+  readonly issuer: string;
+  /** At least one. */
+  readonly audiences: readonly string[];
+  readonly maxLifetimeMs: number;
+  /** The exchange's own rate limit, charged per token id on a counter of its own. */
+  readonly quota: CompiledQuota;
+  readonly path: string;
 }
 
 /** {@link UpstreamSpec} with defaults applied; both lists in a fixed field order. */

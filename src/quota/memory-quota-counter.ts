@@ -2,12 +2,10 @@
  * The in-memory {@link QuotaCounter}: fixed windows aligned to the UTC minute
  * and the UTC day, one entry per token id, in this process only. A fleet of N
  * replicas therefore allows up to N times a limit (less with sticky routing);
- * a shared backend (Redis and the like) behind the same interface is future work.
+ * the Redis counter (redis-quota-counter.ts) shares exact counts across them.
  */
-import type { ChargeResult, QuotaCounter, QuotaLimits, QuotaWindow } from "./quota-counter.js";
-
-const MINUTE_MS = 60_000;
-const DAY_MS = 86_400_000;
+import { chargeResultOf, DAY_MS, MINUTE_MS } from "./charge-report.js";
+import type { ChargeResult, QuotaCounter, QuotaLimits } from "./quota-counter.js";
 
 /** Default bound on tracked keys: about 100 MB at worst. */
 export const DEFAULT_MAX_QUOTA_KEYS = 1_000_000;
@@ -98,24 +96,12 @@ export function createMemoryQuotaCounter(options: MemoryQuotaCounterOptions = {}
       }
       const minuteEndMs = entry.minuteStartMs + MINUTE_MS;
       const dayEndMs = entry.dayStartMs + DAY_MS;
-      const minuteSpent = limitPerMinute !== null && entry.minuteCount >= limitPerMinute;
-      const daySpent = limitPerDay !== null && entry.dayCount >= limitPerDay;
-
-      let result: ChargeResult;
-      if (minuteSpent || daySpent) {
-        const window: QuotaWindow = daySpent ? "per_day" : "per_minute";
-        const resetSeconds = secondsUntil(daySpent ? dayEndMs : minuteEndMs, nowMs);
-        result = { allowed: false, window, limit: (daySpent ? limitPerDay : limitPerMinute)!, remaining: 0, resetSeconds, retryAfterSeconds: resetSeconds };
-      } else {
+      const allowed = !(limitPerMinute !== null && entry.minuteCount >= limitPerMinute) && !(limitPerDay !== null && entry.dayCount >= limitPerDay);
+      if (allowed) {
         if (limitPerMinute !== null) entry.minuteCount++;
         if (limitPerDay !== null) entry.dayCount++;
-        const minuteLeft = limitPerMinute === null ? Infinity : limitPerMinute - entry.minuteCount;
-        const dayLeft = limitPerDay === null ? Infinity : limitPerDay - entry.dayCount;
-        result =
-          dayLeft <= minuteLeft
-            ? { allowed: true, window: "per_day", limit: limitPerDay!, remaining: dayLeft, resetSeconds: secondsUntil(dayEndMs, nowMs), retryAfterSeconds: 0 }
-            : { allowed: true, window: "per_minute", limit: limitPerMinute!, remaining: minuteLeft, resetSeconds: secondsUntil(minuteEndMs, nowMs), retryAfterSeconds: 0 };
       }
+      const result = chargeResultOf(allowed, limits, entry, nowMs);
       entry.expiresAtMs = Math.max(limitPerMinute === null ? 0 : minuteEndMs, limitPerDay === null ? 0 : dayEndMs);
       entries.set(key, entry);
       if (entries.size > maxKeys) {
@@ -125,9 +111,4 @@ export function createMemoryQuotaCounter(options: MemoryQuotaCounterOptions = {}
       return result;
     },
   };
-}
-
-/** Whole seconds from `nowMs` to `endMs`, rounded up, at least 1 (`Retry-After: 0` would invite a retry storm). */
-function secondsUntil(endMs: number, nowMs: number): number {
-  return Math.max(1, Math.ceil((endMs - nowMs) / 1000));
 }

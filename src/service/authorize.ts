@@ -3,7 +3,8 @@
  * call the pure engine, render the answer. Every transport calls this and only this.
  */
 import { randomUUID } from "node:crypto";
-import { decide, readRequest, unavailable } from "../engine/decide.js";
+import { decide, readRequest, unauthenticated, unavailable } from "../engine/decide.js";
+import type { JwtCredentials, JwtResolution } from "../jwt/jwt-credentials.js";
 import type { AuthzInput, Decision, TokenRecord } from "../engine/types.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import { createMemoryQuotaCounter } from "../quota/memory-quota-counter.js";
@@ -50,6 +51,11 @@ export interface AuthorizerDeps {
    * in-memory counter per authorizer (per process; see docs/controls/quota.md).
    */
   readonly quota?: QuotaCounter;
+  /**
+   * Exchanged JWTs as bearer credentials (src/jwt/): verified once, then judged
+   * as the token they were exchanged for. Absent: a JWT is `unauthenticated`.
+   */
+  readonly jwt?: JwtCredentials;
 }
 
 /**
@@ -107,17 +113,18 @@ function decideWith(deps: AuthorizerDeps): Authorizer {
     return answer(decision, policy, requestId);
   };
   // The quota comes last and counts only what decide() allowed.
-  const finish = (token: TokenRecord | undefined, reading: Reading, policy: CompiledPolicySet, requestId: string): MaybePromise<AuthorizeResult> => {
+  const finish = (token: TokenRecord | undefined, reading: Reading, policy: CompiledPolicySet, requestId: string, nowMs = deps.now()): MaybePromise<AuthorizeResult> => {
     const facts: Facts = {
       token,
       tenantSuspended: token !== undefined && deps.tenantState.tenantSuspended(token.tenant),
       workspaceRestricted: token !== undefined && deps.tenantState.workspaceRestricted(token.tenant, token.workspace),
     };
-    const nowMs = deps.now();
     const charged = chargeQuota(decide(reading.request, reading.credential, policy, facts, nowMs), quota, nowMs);
     if (isPromise(charged)) return charged.then((decision) => stamp(decision, nowMs, policy, requestId));
     return stamp(charged, nowMs, policy, requestId);
   };
+  const judgeJwt = (resolved: JwtResolution, reading: Reading, policy: CompiledPolicySet, requestId: string, nowMs: number): MaybePromise<AuthorizeResult> =>
+    resolved.ok ? finish(resolved.token, reading, policy, requestId, nowMs) : answer(unauthenticated(resolved.failure, policy), policy, requestId);
   return (input) => {
     const given = input.headers.get("x-request-id");
     const requestId = given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
@@ -126,6 +133,12 @@ function decideWith(deps: AuthorizerDeps): Authorizer {
     try {
       const reading = readRequest(input, policy);
       if (reading.done) return answer(reading.decision, policy, requestId);
+      if (reading.credential.jwt === true) {
+        const nowMs = deps.now();
+        const resolved = deps.jwt === undefined ? NO_JWTS : deps.jwt.find(reading.credential.token, policy, nowMs);
+        const result = isPromise(resolved) ? resolved.then((settled) => judgeJwt(settled, reading, policy, requestId, nowMs)) : judgeJwt(resolved, reading, policy, requestId, nowMs);
+        return isPromise(result) ? result.catch((error: unknown) => fail(error, policy, requestId)) : result;
+      }
       const token = deps.tokens.find(reading.credential.token);
       if (isPromise(token)) {
         return token.then((found) => finish(found, reading, policy, requestId)).catch((error: unknown) => fail(error, policy, requestId));
@@ -137,6 +150,8 @@ function decideWith(deps: AuthorizerDeps): Authorizer {
     }
   };
 }
+
+const NO_JWTS: JwtResolution = { ok: false, failure: { reason: "jwt_invalid", message: "this service does not accept jwts", presented: true } };
 
 /** A request `readRequest` could not decide alone: it needs the stored token. */
 type Reading = Extract<ReturnType<typeof readRequest>, { done: false }>;

@@ -8,6 +8,7 @@
  */
 import type { TokenLifecycle } from "../lifecycle/token-lifecycle.js";
 import type { OpenedStore } from "../store/open-store.js";
+import { StoreError } from "../store/store-error.js";
 import { createFleetReads } from "./fleet-reads.js";
 import { createTenantStateCache, type TenantStateLookup } from "./tenant-state-cache.js";
 import { createTokenCache, type TokenCache, type TokenLookup } from "./token-cache.js";
@@ -20,6 +21,11 @@ export interface DecisionReads {
   readonly tenantState: TenantStateLookup;
   /** `false` while decisions that need a token are refused (a blind PostgreSQL replica); always `true` on SQLite. */
   isLive(): boolean;
+  /**
+   * Runs a read another credential needs (a JWT's token, by id) only while
+   * {@link isLive}; else throws the same `unavailable` refusal as {@link tokens}.
+   */
+  guard<T>(read: () => T): T;
   close(): void;
 }
 
@@ -50,7 +56,13 @@ export async function createDecisionReads(opened: OpenedStore, lifecycle: Pick<T
     } finally {
       clearTimeout(timer);
     }
-    return reads;
+    return {
+      ...reads,
+      guard(read) {
+        if (!reads.isLive()) throw new StoreError("unavailable", "PostgreSQL changes cannot be confirmed; refusing until they are");
+        return read();
+      },
+    };
   }
   const store = opened.store;
   const tokenCache = createTokenCache({ find: (token) => lifecycle.findByToken(token) });
@@ -62,5 +74,5 @@ export async function createDecisionReads(opened: OpenedStore, lifecycle: Pick<T
       return store.administrativeStateVersion;
     },
   });
-  return { tokens: tokenCache, tokenCache, tenantState, isLive: () => true, close: () => void stop() };
+  return { tokens: tokenCache, tokenCache, tenantState, isLive: () => true, guard: (read) => read(), close: () => void stop() };
 }

@@ -16,6 +16,8 @@ export interface ServerMetrics {
   policyLoaded(policy: CompiledPolicySet): void;
   /** Counts a reload attempt. */
   policyReload(result: "ok" | "refused"): void;
+  /** Reports the gRPC connections accepted so far, read at each scrape (their rate shows the max connection age at work). */
+  countGrpcConnections(read: () => number): void;
   /** The Prometheus text exposition. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -23,8 +25,8 @@ export interface ServerMetrics {
 // Decisions take microseconds; the upper buckets catch a slow store or a stalled event loop.
 const LATENCY_BUCKETS_SECONDS = [0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.05];
 
-/** Creates the metrics of one server, with Node's default process metrics. */
-export function createServerMetrics(): ServerMetrics {
+/** Creates the metrics of one server, with Node's default process metrics; `worker` names the process among `serve --workers`. */
+export function createServerMetrics(options: { worker?: { id: number; pid: number } } = {}): ServerMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: "portcullis_" });
   const decisions = new Counter({
@@ -60,6 +62,18 @@ export function createServerMetrics(): ServerMetrics {
   }
   reloads.labels("ok").inc(0);
   reloads.labels("refused").inc(0);
+  const grpcConnections = new Counter({
+    name: "portcullis_grpc_connections_total",
+    help: "gRPC connections accepted; with a max connection age, clients reconnect about once per age.",
+    registers: [registry],
+  });
+  let readGrpcConnections = (): number => 0;
+  if (options.worker !== undefined) {
+    // why: with --workers, a scrape through the shared port reaches one worker; this says which
+    new Gauge({ name: "portcullis_worker_info", help: "The worker process that answered this scrape (serve --workers).", labelNames: ["worker", "pid"] as const, registers: [registry] })
+      .labels(String(options.worker.id), String(options.worker.pid))
+      .set(1);
+  }
 
   return {
     observeDecision(decision, seconds) {
@@ -73,7 +87,12 @@ export function createServerMetrics(): ServerMetrics {
     policyReload(result) {
       reloads.labels(result).inc();
     },
+    countGrpcConnections(read) {
+      readGrpcConnections = read;
+    },
     async render() {
+      grpcConnections.reset();
+      grpcConnections.inc(readGrpcConnections());
       return { contentType: registry.contentType, body: await registry.metrics() };
     },
   };

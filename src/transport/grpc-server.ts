@@ -101,6 +101,21 @@ export interface GrpcServerOptions {
   readonly tls?: tls.SecureContextOptions & { readonly requestCert?: boolean };
   /** Told about an exception a handler threw that was not a {@link GrpcError} (answered INTERNAL without its text). */
   readonly onError?: (error: unknown, path: string) => void;
+  /** Retire each connection at an age, so that a client reconnects and a load balancer can move it; never when absent. */
+  readonly maxConnectionAge?: MaxConnectionAge;
+}
+
+/**
+ * When a connection is retired, as grpc-go's and grpc-js's `MaxConnectionAge`
+ * and `MaxConnectionAgeGrace` do. Envoy and grpc clients keep an HTTP/2
+ * connection for as long as it lives, so without an age every replica added
+ * behind a Service or a TCP balancer stays idle while the old ones keep the load.
+ */
+export interface MaxConnectionAge {
+  /** Age at which the connection is sent GOAWAY (no new calls; calls in flight go on), varied by ±10% per connection so that a fleet's connections do not all reconnect at once. */
+  readonly ageMs: number;
+  /** After the GOAWAY, how long calls still open may run before the connection is cut (they end UNAVAILABLE). */
+  readonly graceMs: number;
 }
 
 export interface GrpcServer {
@@ -116,6 +131,8 @@ export interface GrpcServer {
   setSecureContext(options: tls.SecureContextOptions): void;
   /** Bytes of unfinished requests held right now, over every connection (for tests and metrics). */
   bufferedBytes(): number;
+  /** Connections accepted since the server started (for tests and metrics). */
+  connectionsAccepted(): number;
 }
 
 const SUPPORTED_ENCODINGS = "identity,gzip,deflate";
@@ -136,10 +153,16 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
   const streamingCalls = new Set<() => void>();
   const reads = new MessageReads(limits);
   let closing = false;
+  let accepted = 0;
 
   server.on("session", (session) => {
+    accepted += 1;
     sessions.add(session);
-    session.once("close", () => sessions.delete(session));
+    const stopAging = options.maxConnectionAge === undefined ? ignore : retireAtAge(session, options.maxConnectionAge);
+    session.once("close", () => {
+      sessions.delete(session);
+      stopAging();
+    });
     if (closing) session.close();
   });
   // A malformed connection or stream, or a failed TLS handshake, is the peer's problem; node:http2 already answered it.
@@ -283,6 +306,33 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
       if (server instanceof tls.Server) server.setSecureContext(context);
     },
     bufferedBytes: () => reads.bufferedBytes,
+    connectionsAccepted: () => accepted,
+  };
+}
+
+/**
+ * Retires a connection at its age: a graceful close, which sends GOAWAY naming
+ * the last call received (the client opens no new call here, and those after it
+ * are refused unprocessed, so safe to retry: grpc-js retries them by itself) and
+ * ends the connection when its last call ends; then the cut once the grace has
+ * passed. Not grpc-go's first GOAWAY naming every stream id: nghttp2 ignores any
+ * stream that arrives after a GOAWAY it sent, so a call in that race would hang
+ * until the cut instead of being refused at once (seen in the test). Returns what
+ * cancels the timers.
+ */
+function retireAtAge(session: http2.ServerHttp2Session, { ageMs, graceMs }: MaxConnectionAge): () => void {
+  let grace: NodeJS.Timeout | undefined;
+  const jitter = ageMs * 0.1 * (2 * Math.random() - 1);
+  const age = setTimeout(() => {
+    if (session.closed || session.destroyed) return;
+    grace = setTimeout(() => session.destroy(), graceMs);
+    grace.unref();
+    attempt(() => session.close());
+  }, Math.min(MAX_TIMER_MS, Math.max(0, ageMs + jitter)));
+  age.unref();
+  return () => {
+    clearTimeout(age);
+    clearTimeout(grace);
   };
 }
 

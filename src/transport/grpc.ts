@@ -12,10 +12,12 @@ import type { TokenServiceImpl } from "./token-service.js";
 import type { AuthorizeExplainer } from "../service/explain-decision.js";
 import { answerAuthorize } from "./authorize-messages.js";
 import { envoyAuthorizationMethods, type EnvoyCheckOptions } from "./envoy.js";
-import { createGrpcServer as createServer, GrpcError, GrpcStatus, type GrpcMethod, type GrpcServer } from "./grpc-server.js";
+import { createGrpcServer as createServer, GrpcError, GrpcStatus, type GrpcMethod, type GrpcServer, type MaxConnectionAge } from "./grpc-server.js";
 import type { Health } from "./health.js";
 // A cycle (it uses decodeRequest), safe because both sides only use function declarations.
 import { callContextOf, tokenServiceMethods } from "./token-service-grpc.js";
+import type { TokenExchange } from "../jwt/token-exchange.js";
+import { tokenExchangeGrpcMethods } from "./token-exchange-rpc.js";
 import type { TlsServerOptions } from "./tls-files.js";
 import { buildTrustedProxyMatcher } from "./trusted-proxies.js";
 
@@ -37,6 +39,10 @@ export interface GrpcServerOptions {
   readonly explain?: AuthorizeExplainer;
   /** Serve gRPC over TLS; `setSecureContext` replaces the certificate. */
   readonly tls?: TlsServerOptions;
+  /** Retire connections at an age (GOAWAY, then a grace for open calls); never when absent. */
+  readonly maxConnectionAge?: MaxConnectionAge;
+  /** `TokenService.ExchangeToken`; answered `unimplemented` when absent. */
+  readonly tokenExchange?: TokenExchange;
 }
 
 /** Creates the gRPC server with every service; `listen` binds it. */
@@ -56,6 +62,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     ],
     ...envoyAuthorizationMethods({ trustedProxies: buildTrustedProxyMatcher([]), ...options.envoy, authorize }),
     ...(options.tokenService === undefined ? [] : tokenServiceMethods(options.tokenService)),
+    ...(options.tokenExchange === undefined ? [] : tokenExchangeGrpcMethods(options.tokenExchange)),
     ...options.health.methods(),
   ]);
   return createServer({
@@ -63,6 +70,7 @@ export function createGrpcServer(options: GrpcServerOptions): GrpcServer {
     maxMessageBytes: MAX_GRPC_MESSAGE_BYTES,
     ...(options.onError === undefined ? {} : { onError: options.onError }),
     ...(options.tls === undefined ? {} : { tls: options.tls }),
+    ...(options.maxConnectionAge === undefined ? {} : { maxConnectionAge: options.maxConnectionAge }),
   });
 }
 

@@ -11,6 +11,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Authorizer } from "../service/authorize.js";
 import type { AuthorizeExplainer } from "../service/explain-decision.js";
 import type { TokenServiceImpl } from "./token-service.js";
+import type { TokenExchange } from "../jwt/token-exchange.js";
 import { registerAuthorizationService } from "./connect.js";
 import { peerAddressKey, registerTokenService } from "./token-service-connect.js";
 import { createExtAuthzHandler, type ExtAuthzOptions } from "./ext-authz-http.js";
@@ -19,6 +20,11 @@ export interface HttpServerOptions {
   readonly authorize: Authorizer;
   /** Whether policies are loaded and the store is open: `/readyz` answers 200 only then. */
   readonly ready: () => boolean;
+  /**
+   * Lines `/readyz` adds to its body without changing its status, e.g. the
+   * quota store's reachability: a dependency only some requests need. None when absent.
+   */
+  readonly readinessNotes?: () => readonly string[];
   /** The HTTP ext-authz endpoints (Envoy HTTP service, nginx `auth_request`, Traefik ForwardAuth); none when absent. */
   readonly extAuthz?: ExtAuthzOptions;
   /** `portcullis.v1.TokenService` (token management, guarded by Portcullis itself); not served when absent. */
@@ -33,6 +39,8 @@ export interface HttpServerOptions {
   readonly limits?: Partial<HttpLimits>;
   /** Serve HTTPS instead of HTTP; `setSecureContext` on the server replaces the certificate for new connections. */
   readonly tls?: TlsServerOptions;
+  /** JWT exchange: `ExchangeToken` on Connect, and the plain HTTP exchange endpoint and JWKS (`createTokenExchangeHttpHandler`); neither when absent. */
+  readonly tokenExchange?: { readonly exchange: TokenExchange; readonly http: (request: http.IncomingMessage, response: http.ServerResponse) => boolean };
 }
 
 /**
@@ -69,7 +77,7 @@ export function createHttpServer(options: HttpServerOptions): HttpPortServer {
   const connect = connectNodeAdapter({
     routes: (router) => {
       registerAuthorizationService(router, options.authorize, options.explain);
-      if (options.tokenService !== undefined) registerTokenService(router, options.tokenService);
+      if (options.tokenService !== undefined) registerTokenService(router, options.tokenService, options.tokenExchange?.exchange);
     },
     // The token service's guard judges the caller's own address, as its token's IP allowlist asks.
     contextValues: (request) => createContextValues().set(peerAddressKey, request.socket.remoteAddress ?? ""),
@@ -79,9 +87,14 @@ export function createHttpServer(options: HttpServerOptions): HttpPortServer {
   const extAuthz = options.extAuthz === undefined ? null : createExtAuthzHandler(options.authorize, options.extAuthz);
   const handle = (request: http.IncomingMessage, response: http.ServerResponse): void => {
     if (extAuthz !== null && extAuthz(request, response)) return;
+    if (options.tokenExchange !== undefined && options.tokenExchange.http(request, response)) return;
     const path = request.url ?? "/";
     if (path === "/healthz") return plain(response, 200, "ok\n");
-    if (path === "/readyz") return options.ready() ? plain(response, 200, "ready\n") : plain(response, 503, "not ready\n");
+    if (path === "/readyz") {
+      const notes = options.readinessNotes?.() ?? [];
+      const lines = notes.length === 0 ? "" : `${notes.join("\n")}\n`;
+      return options.ready() ? plain(response, 200, `ready\n${lines}`) : plain(response, 503, `not ready\n${lines}`);
+    }
     if (path === "/metrics" && options.metrics !== undefined) return void serveMetrics(response, options.metrics);
     if (options.policyExplorer !== undefined && options.policyExplorer(request, response)) return;
     const announced = announcedBodyBytes(request);

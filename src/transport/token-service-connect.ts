@@ -5,7 +5,9 @@
  */
 import { createContextKey, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import { TokenService } from "../gen/portcullis/v1/token_service_pb.js";
+import type { TokenExchange } from "../jwt/token-exchange.js";
 import type { CallContext, TokenServiceImpl } from "./token-service.js";
+import { exchangeTokenCall } from "./token-exchange-rpc.js";
 import { unmapPeerAddress } from "./trusted-proxies.js";
 
 /**
@@ -15,8 +17,8 @@ import { unmapPeerAddress } from "./trusted-proxies.js";
  */
 export const peerAddressKey = createContextKey<string>("", { description: "remote address of the http connection" });
 
-/** Registers every `TokenService` method on a Connect router. */
-export function registerTokenService(router: ConnectRouter, service: TokenServiceImpl): void {
+/** Registers every `TokenService` method on a Connect router; `ExchangeToken` answers `unimplemented` without `exchange`. */
+export function registerTokenService(router: ConnectRouter, service: TokenServiceImpl, exchange?: TokenExchange): void {
   router.service(TokenService, {
     createToken: (request, context) => service.createToken(request, callContextOf(context)),
     getToken: (request, context) => service.getToken(request, callContextOf(context)),
@@ -25,6 +27,7 @@ export function registerTokenService(router: ConnectRouter, service: TokenServic
     rotateToken: (request, context) => service.rotateToken(request, callContextOf(context)),
     revokeToken: (request, context) => service.revokeToken(request, callContextOf(context)),
     emergencyRevoke: (request, context) => service.emergencyRevoke(request, callContextOf(context)),
+    ...(exchange === undefined ? {} : { exchangeToken: (request, context) => exchangeTokenCall(exchange, request, callContextOf(context)) }),
   });
 }
 
