@@ -106,7 +106,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   // why: on PostgreSQL, what was cached while the change feed was away may be stale, and a blind replica decides nothing
   if (opened.kind === "postgres") opened.store.onFeedReset(() => tokensById.clear());
   const jwtTokens = { find: (id: string) => reads.guard(() => tokensById.find(id)) };
-  const signingKeys = openSqliteSigningKeyStore(config.dataDir);
+  // why: on PostgreSQL the keys are the fleet's, so a JWT signed by one replica verifies on every other
+  const signingKeys = opened.kind === "postgres" ? opened.store.signingKeys : openSqliteSigningKeyStore(config.dataDir);
   const keyRing = await openKeyRing({
     store: signingKeys,
     secret: opened.secret,

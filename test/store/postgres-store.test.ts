@@ -158,6 +158,15 @@ describe.skipIf(unavailable !== null)("PostgreSQL store across replicas", () => 
     }
   });
 
+  it("shares JWT signing keys between replicas; a retirement is kept from the first time", async () => {
+    const key = { kid: "k1", algorithm: "EdDSA" as const, publicJwk: { kty: "OKP", crv: "Ed25519", x: "abc" } as never, sealedPrivateKey: "sealed", createdAtMs: 10, retiredAtMs: null };
+    await a.signingKeys.addKey(key);
+    expect(await b.signingKeys.listKeys()).toEqual([key]);
+    await b.signingKeys.retireKey("k1", 20);
+    await a.signingKeys.retireKey("k1", 30);
+    expect(await a.signingKeys.listKeys()).toEqual([{ ...key, retiredAtMs: 20 }]);
+  });
+
   it("refuses a replica whose token secret differs from the store's", async () => {
     const error = await PostgresStore.open({ url: database.url, secret: randomBytes(32) }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(StoreError);

@@ -87,6 +87,18 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     value TEXT NOT NULL
   );
   `,
+  // 2: JWT signing keys, shared so that a JWT signed by one replica verifies on
+  // every other (src/jwt/signing-key-store.ts); private keys sealed with the secret.
+  `
+  CREATE TABLE signing_keys (
+    kid                TEXT PRIMARY KEY,
+    algorithm          TEXT NOT NULL CHECK (algorithm IN ('EdDSA')),
+    public_jwk         TEXT NOT NULL,
+    sealed_private_key TEXT NOT NULL,
+    created_at         BIGINT NOT NULL,
+    retired_at         BIGINT
+  );
+  `,
 ];
 
 /**

@@ -34,6 +34,7 @@ import type {
 import { workspaceKey } from "../store-interfaces.js";
 import { ChangeFeed, notifyChange, type ChangeFeedOptions, type StoreChange } from "./change-feed.js";
 import { migratePostgres, type PostgresMigrationResult } from "./migrations.js";
+import { postgresSigningKeyStore } from "./postgres-signing-key-store.js";
 import { createPostgresPool, inTransaction, redactPostgresUrl, transientPostgresError } from "./pool.js";
 import {
   RECORD_COLUMNS,
@@ -93,6 +94,8 @@ export class PostgresStore implements Store {
   readonly tokens: TokenRepository;
   readonly audit: AuditLog;
   readonly tenantState: TenantStateRepository;
+  /** JWT signing keys, shared by the fleet; closed with the store. */
+  readonly signingKeys: ReturnType<typeof postgresSigningKeyStore>;
   /** The change feed this replica listens to, or `null` when opened without one. */
   readonly feed: ChangeFeed | null;
   private readonly tokenListeners = new Set<(tokenIds: readonly string[]) => void>();
@@ -110,6 +113,7 @@ export class PostgresStore implements Store {
     readonly migration: PostgresMigrationResult,
   ) {
     const tracked = trackFailures(pool, (failed) => (this.lastQueryFailed = failed));
+    this.signingKeys = postgresSigningKeyStore(tracked);
     this.tokens = tokenRepository(tracked, pool);
     this.audit = auditLog(tracked);
     this.tenantState = tenantStateRepository(tracked);
