@@ -13,12 +13,13 @@ import { createAuthorizer, type Authorizer } from "./service/authorize.js";
 import { createDecisionExplainer } from "./service/explain-decision.js";
 import { createServerMetrics } from "./service/metrics.js";
 import { installFastTextEncoding } from "./transport/text-encoding.js";
-import { createTenantStateCache } from "./service/tenant-state-cache.js";
 import { createTokenCache, type TokenCache } from "./service/token-cache.js";
+import { createDecisionReads } from "./service/decision-reads.js";
 import { createTokenService } from "./transport/token-service.js";
 import { createUsageRecorder, type UsageRecorder } from "./service/usage-recorder.js";
 import { createTokenLifecycle, type TokenLifecycle } from "./lifecycle/token-lifecycle.js";
-import { SqliteStore } from "./store/sqlite/sqlite-store.js";
+import { openStore } from "./store/open-store.js";
+import { StoreError } from "./store/store-error.js";
 import { watchStoreFile } from "./service/watch-store-file.js";
 import { createGrpcServer } from "./transport/grpc.js";
 import { Health } from "./transport/health.js";
@@ -76,57 +77,81 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   // Read before the store opens, so that unusable TLS files refuse the start like a bad policy does.
   const tls = config.tls === undefined ? undefined : loadTlsFiles(config.tls);
   // why: busy timeout 0, so no write on the event loop ever waits for another process's lock (see SqliteStoreOptions)
-  const store = SqliteStore.open({
+  const opened = await openStore({
+    storeUrl: config.storeUrl,
     dataDir: config.dataDir,
     busyTimeoutMs: 0,
     onCreated: ({ databaseFile, secretFile }) =>
       log.warn({ databaseFile, secretFile }, `created a new token store in ${config.dataDir}${secretFile === null ? "" : " with a new server secret (tokens verify only with the secret they were hashed with: back it up)"}`),
+    changeFeed: {
+      onConnectionEvent: (event) =>
+        event.kind === "lost"
+          ? log.warn({ err: event.error }, "lost the PostgreSQL change feed; reconnecting (decisions that need a token answer unavailable once it has been away for 1 s)")
+          : event.reconnect && log.info("the PostgreSQL change feed is back; caches dropped"),
+    },
+    onIdleError: (error) => log.warn({ err: error }, "a pooled PostgreSQL connection failed"),
   });
-  const lifecycle = createTokenLifecycle({ store, secret: store.secret, now: Date.now });
-  const tokenCache = createTokenCache({ find: (token) => lifecycle.findByToken(token) });
-  // why: a change made through this process (the token API, or anything holding `store`) is seen by its next decision; other processes' within the cache's 1 s
-  store.onTokensChanged((tokenIds) => tokenCache.evictTokenIds(tokenIds));
+  const store = opened.store;
+  if (opened.kind === "postgres") log.info({ store: opened.description, schema: opened.store.migration }, `token store: PostgreSQL at ${opened.description}`);
+  const lifecycle = createTokenLifecycle({ store, secret: opened.secret, now: Date.now });
+  let reads: Awaited<ReturnType<typeof createDecisionReads>>;
+  try {
+    reads = await createDecisionReads(opened, lifecycle, { onRefreshError: (error) => log.warn({ err: error }, "cannot reread tenant and workspace state from PostgreSQL; retrying") });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const { tokenCache, tenantState } = reads;
   // JWTs are judged as the token they were exchanged for, read by id through a cache of its own with the same 1 s bound.
   const tokensById = createTokenCache({ find: (id) => lifecycle.get(id) });
   store.onTokensChanged((tokenIds) => tokensById.evictTokenIds(tokenIds));
-  const signingKeys = openSqliteSigningKeyStore(config.dataDir);
+  // why: on PostgreSQL, what was cached while the change feed was away may be stale, and a blind replica decides nothing
+  if (opened.kind === "postgres") opened.store.onFeedReset(() => tokensById.clear());
+  const jwtTokens = { find: (id: string) => reads.guard(() => tokensById.find(id)) };
+  // why: on PostgreSQL the keys are the fleet's, so a JWT signed by one replica verifies on every other
+  const signingKeys = opened.kind === "postgres" ? opened.store.signingKeys : openSqliteSigningKeyStore(config.dataDir);
   const keyRing = await openKeyRing({
     store: signingKeys,
-    secret: store.secret,
+    secret: opened.secret,
     now: Date.now,
     onError: (error) => log.warn({ err: error }, "jwt signing keys not reloaded; the keys in memory stay"),
   }).catch((error: unknown) => {
     signingKeys.close();
+    reads.close();
     void store.close();
     throw error;
   });
-  const jwt = createJwtCredentials({ ring: keyRing, tokensById });
+  const jwt = createJwtCredentials({ ring: keyRing, tokensById: jwtTokens });
   const metrics = createServerMetrics(cluster.isWorker && cluster.worker !== undefined ? { worker: { id: cluster.worker.id, pid: process.pid } } : {});
   metrics.policyLoaded(policy);
   const usage = createUsageRecorder(lifecycle, { onError: (error) => log.warn({ err: error }, "last-used stamps not written; retrying with the next batch") });
-  const tenantState = createTenantStateCache({
-    readAdministrativeState: () => store.tenantState.readAdministrativeState(),
-    get administrativeStateVersion() {
-      return store.administrativeStateVersion;
-    },
-  });
+  // why: a blind replica refuses every token decision; one log line a second says so, not one per request
+  let lastRefusalLoggedAt = 0;
   const quotaStore = config.quotaStoreUrl === undefined ? undefined : await openQuotaStore(config.quotaStoreUrl, config.quotaKeyPrefix, log);
   metrics.watchTokenCache(() => tokenCache.stats());
   const observers = openDecisionObservers(config.decisionLog, { policy: () => policy, metrics, log });
   const authorize = createAuthorizer({
     policy: () => policy,
-    tokens: tokenCache,
+    tokens: reads.tokens,
     // why: suspensions made through `store` are seen by the next decision; the CLI's within 1 s
     tenantState,
     now: Date.now,
-    onError: (error, requestId) => log.error({ err: error, requestId }, "decision failed; answered unavailable"),
+    onError: (error, requestId) => {
+      if (error instanceof StoreError && error.kind === "unavailable") {
+        const nowMs = Date.now();
+        if (nowMs - lastRefusalLoggedAt < 1_000) return;
+        lastRefusalLoggedAt = nowMs;
+      }
+      log.error({ err: error, requestId }, "decision failed; answered unavailable");
+    },
     usage,
     ...(quotaStore === undefined ? {} : { quota: quotaStore }),
     jwt,
   });
   const tokenExchange = createTokenExchange({
     policy: () => policy,
-    tokens: tokenCache,
+    // why: the same guarded reads as decisions, so a blind replica exchanges nothing
+    tokens: reads.tokens,
     tenantState,
     ring: keyRing,
     quota: createMemoryQuotaCounter(),
@@ -138,7 +163,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const authorizeAs = (transport: Transport): Authorizer => observeDecisions(authorize, transport, observers);
   const tokenService = createTokenService({ lifecycle, policy: () => policy, authorize: authorizeAs("token_service"), now: Date.now });
   // why: explanations name controls and scopes, so only callers who may manage tokens get them
-  const explain = createDecisionExplainer({ policy: () => policy, tokens: tokenCache, tenantState, now: Date.now }, (call) => tokenService.mayManageTokens(call));
+  const explain = createDecisionExplainer({ policy: () => policy, tokens: reads.tokens, tenantState, now: Date.now }, (call) => tokenService.mayManageTokens(call));
 
   const health = new Health({ "": "NOT_SERVING", [`portcullis.v1.AuthorizationService`]: "NOT_SERVING" });
   // Parsed once: every request's forwarding headers are judged against these.
@@ -159,7 +184,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let ready = false;
   const httpServer = createHttpServer({
     authorize: authorizeAs("connect"),
-    ready: () => ready && store.available,
+    ready: () => ready && store.available && reads.isLive(),
     readinessNotes: () => [
       `policy revision: ${policy.revision}`,
       // why: only tokens with a quota need Redis, so its absence is reported, not made unready (docs/controls/quota.md)
@@ -204,6 +229,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     await grpcServer.close(0);
     httpServer.close();
     await usage.close();
+    reads.close();
     keyRing.close();
     signingKeys.close();
     await store.close();
@@ -212,7 +238,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
-  const stopWatchingStore = watchStoreFile(store, {
+  const stopWatchingStore = opened.kind === "postgres" ? watchFleetLiveness() : watchStoreFile(opened.store, {
     onReopened: () => {
       tokenCache.clear();
       tokensById.clear();
@@ -267,6 +293,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       await Promise.all([grpcServer.close(graceMs), closeHttp(httpServer, graceMs)]);
       // Stamps of the last decisions are written before the store closes.
       await usage.close();
+      reads.close();
       keyRing.close();
       signingKeys.close();
       await store.close();
@@ -275,6 +302,24 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       await observers.close();
     },
   };
+
+  /**
+   * PostgreSQL: reports the replica not serving over gRPC health while it is
+   * blind (`/readyz` asks {@link DecisionReads.isLive} itself), checked ten
+   * times a second, and says so in the log once per change.
+   */
+  function watchFleetLiveness(): () => void {
+    let live = true;
+    const timer = setInterval(() => {
+      if (reads.isLive() === live) return;
+      live = !live;
+      health.setStatus("", live ? "SERVING" : "NOT_SERVING");
+      if (live) log.info("PostgreSQL changes are confirmed again; deciding");
+      else log.error("PostgreSQL changes cannot be confirmed for over 1 s; every decision that needs a token is unavailable until they are");
+    }, 100);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
 
   /** Puts a loaded set in force, or keeps the one in force when it did not load. */
   function applyPolicy(next: ReturnType<typeof loadPolicySet>): { ok: true } | { ok: false; error: PolicyLoadError } {

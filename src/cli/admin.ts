@@ -8,7 +8,7 @@ import { Option, type Command } from "commander";
 import type { TokenControls } from "../engine/types.js";
 import { WORKSPACE_RESTRICTION_MODES, type WorkspaceRestrictionMode } from "../engine/workspace-restriction-mode.js";
 import { TokenRequestError } from "../service/tokens.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { TokenLifecycle } from "../lifecycle/token-lifecycle.js";
 
 /** Flags that set a token's own controls. */
 export interface ControlFlags {
@@ -90,7 +90,7 @@ function readText(file: string): string {
 /** What the admin commands need from `main.ts`. */
 export interface AdminCommandDeps {
   readonly withStoreOptions: (command: Command) => Command;
-  readonly withStore: (flags: { policies?: string; dataDir?: string }, run: (store: TokenStore) => Promise<void>) => Promise<void>;
+  readonly withStore: (flags: { policies?: string; dataDir?: string; store?: string }, run: (store: TokenLifecycle) => Promise<void>) => Promise<void>;
   readonly actor: () => string;
 }
 

@@ -9,13 +9,13 @@ import { parseDuration } from "../policy/duration.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import { filterHasField, selectEmergencyRevocations, selectTokens, type TokenFilter } from "../lifecycle/emergency.js";
 import { formatDuration, overlapProblem } from "../lifecycle/rotation.js";
-import type { TokenStore } from "../store/token-store.js";
+import type { TokenLifecycle } from "../lifecycle/token-lifecycle.js";
 
 /** What `main.ts` lends the lifecycle commands. */
 export interface LifecycleCommandHelpers {
   withStoreOptions(command: Command): Command;
-  withStore(flags: StoreFlags, run: (store: TokenStore) => Promise<void>): Promise<void>;
-  withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => Promise<void>): Promise<void>;
+  withStore(flags: StoreFlags, run: (store: TokenLifecycle) => Promise<void>): Promise<void>;
+  withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenLifecycle) => Promise<void>): Promise<void>;
   actor(): string;
   /** An error that exits 2, for a command line that cannot be run. */
   usageError(message: string): Error;

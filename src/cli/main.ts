@@ -6,7 +6,7 @@
 import cluster from "node:cluster";
 import { Command, CommanderError, Option } from "commander";
 import type { Logger } from "pino";
-import { ConfigError, resolvePaths, resolveServeConfig, type ServeConfig, type ServeFlags } from "../config/config.js";
+import { ConfigError, resolvePaths, resolveServeConfig, storeUrl, type ServeConfig, type ServeFlags } from "../config/config.js";
 import type { TokenRecord } from "../engine/types.js";
 import { startServer } from "../main.js";
 import { PolicyLoadError, formatPolicyErrors } from "../policy/errors.js";
@@ -23,7 +23,10 @@ import { superviseWorkers, WORKER_LISTENING } from "./workers.js";
 import { checkPortsFree, servePorts } from "../config/check-ports.js";
 import { checkHealth } from "./healthcheck.js";
 import { PolicyUsageError, registerPolicyAuthorCommands } from "./policy-commands.js";
-import { StoreError, TokenStore } from "../store/token-store.js";
+import { registerStoreCommands } from "./store-commands.js";
+import { StoreError } from "../store/token-store.js";
+import { createTokenLifecycle, type TokenLifecycle } from "../lifecycle/token-lifecycle.js";
+import { openStore } from "../store/open-store.js";
 
 /** Runs the CLI with `argv` (as `process.argv`); resolves to the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
@@ -73,6 +76,7 @@ export function buildProgram(): Command {
     .option("--http-port <port>", "HTTP/1.1 port, 0 for any free port (env PORTCULLIS_HTTP_PORT, default 8181)")
     .option("--policies <dir>", "policy set folder (env PORTCULLIS_POLICY_DIR, default policies)")
     .option("--data-dir <dir>", "store and secret folder (env PORTCULLIS_DATA_DIR, default data)")
+    .option("--store <url>", "postgres://… url of a token store shared by replicas, needs PORTCULLIS_TOKEN_SECRET; without it sqlite in the data folder (env PORTCULLIS_STORE_URL, default none)")
     .option("--log-level <level>", "fatal, error, warn, info, debug, trace or silent (env PORTCULLIS_LOG_LEVEL, default info)")
     .option(
       "--trusted-proxy <cidr>",
@@ -175,6 +179,7 @@ export function buildProgram(): Command {
   );
 
   registerAdminCommands(program, { withStoreOptions, withStore, actor });
+  registerStoreCommands(program);
   registerKeyCommands(program);
   registerLifecycleCommands(program, tokens, { withStoreOptions, withStore, withPolicyAndStore, actor, usageError: (message) => new UsageError(message) });
 
@@ -196,6 +201,8 @@ export function buildProgram(): Command {
 interface StoreFlags {
   readonly policies?: string;
   readonly dataDir?: string;
+  /** `--store`: a postgres:// url instead of the SQLite store in the data folder. */
+  readonly store?: string;
 }
 
 interface CreateFlags extends StoreFlags, ControlFlags {
@@ -223,7 +230,8 @@ interface ListFlags extends StoreFlags {
 function withStoreOptions(command: Command): Command {
   return command
     .option("--policies <dir>", "policy set folder (env PORTCULLIS_POLICY_DIR, default policies)")
-    .option("--data-dir <dir>", "store folder (env PORTCULLIS_DATA_DIR, default data)");
+    .option("--data-dir <dir>", "store folder (env PORTCULLIS_DATA_DIR, default data)")
+    .option("--store <url>", "postgres://… url of a shared token store (env PORTCULLIS_STORE_URL, default none: sqlite in the data folder)");
 }
 
 async function serve(flags: ServeFlags): Promise<void> {
@@ -273,8 +281,9 @@ async function serveUntilStopped(config: ServeConfig, log: Logger): Promise<void
  * create`) may create a missing store; every other one refuses it, so that a
  * mistyped `--data-dir` is an error and not an empty new store with a new secret.
  */
-async function withStore(flags: StoreFlags, run: (store: TokenStore) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
-  const store = TokenStore.open({
+async function withStore(flags: StoreFlags, run: (store: TokenLifecycle) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
+  const opened = await openStore({
+    ...storeUrl(flags),
     dataDir: resolvePaths(flags).dataDir,
     mustExist: options.mayCreate !== true,
     onCreated: ({ databaseFile, secretFile }) => {
@@ -283,19 +292,19 @@ async function withStore(flags: StoreFlags, run: (store: TokenStore) => void | P
     },
   });
   try {
-    await run(store);
+    await run(createTokenLifecycle({ store: opened.store, secret: opened.secret, now: Date.now }));
   } finally {
-    store.close();
+    await opened.store.close();
   }
 }
 
-async function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenStore) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
+async function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenLifecycle) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
   const loaded = loadPolicySet(resolvePaths(flags).policyDir);
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
   return withStore(flags, (store) => run(loaded.policy, store), options);
 }
 
-async function create(policy: CompiledPolicySet, store: TokenStore, flags: CreateFlags): Promise<void> {
+async function create(policy: CompiledPolicySet, store: TokenLifecycle, flags: CreateFlags): Promise<void> {
   let expiresAtMs: number | null = null;
   const now = Date.now();
   if (flags.expiresIn !== undefined) {
@@ -332,7 +341,7 @@ async function create(policy: CompiledPolicySet, store: TokenStore, flags: Creat
   process.stdout.write(token + "\n");
 }
 
-async function list(store: TokenStore, flags: ListFlags): Promise<void> {
+async function list(store: TokenLifecycle, flags: ListFlags): Promise<void> {
   const rows = await store.list({ tenant: flags.tenant, includeRevoked: flags.all === true });
   if (flags.json) {
     process.stdout.write(JSON.stringify(rows, null, 2) + "\n");

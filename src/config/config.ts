@@ -25,6 +25,12 @@ export interface ServeConfig {
   readonly policyDir: string;
   /** Folder of the SQLite store and the token secret. Default `data` (env `PORTCULLIS_DATA_DIR`). */
   readonly dataDir: string;
+  /**
+   * The fleet store: a `postgres://` URL (`--store`; env `PORTCULLIS_STORE_URL`),
+   * shared by every replica. Default none: the embedded SQLite store in
+   * `dataDir`. Optional like `trustedProxies`.
+   */
+  readonly storeUrl?: string;
   /** pino level: `fatal`, `error`, `warn`, `info`, `debug`, `trace` or `silent`. Default `info` (env `PORTCULLIS_LOG_LEVEL`). */
   readonly logLevel: string;
   /**
@@ -119,6 +125,7 @@ export interface ServeFlags extends DecisionLogFlags {
   readonly httpPort?: string;
   readonly policies?: string;
   readonly dataDir?: string;
+  readonly store?: string;
   readonly logLevel?: string;
   readonly trustedProxy?: readonly string[];
   readonly extAuthzPrefix?: string;
@@ -165,6 +172,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     httpPort: port(flags.httpPort ?? env.PORTCULLIS_HTTP_PORT ?? "8181", "--http-port", "PORTCULLIS_HTTP_PORT"),
     policyDir: nonEmpty(flags.policies ?? env.PORTCULLIS_POLICY_DIR ?? "policies", "--policies", "PORTCULLIS_POLICY_DIR"),
     dataDir: nonEmpty(flags.dataDir ?? env.PORTCULLIS_DATA_DIR ?? "data", "--data-dir", "PORTCULLIS_DATA_DIR"),
+    ...storeUrl(flags, env),
     logLevel,
     trustedProxies: trustedProxies(flags.trustedProxy, env.PORTCULLIS_TRUSTED_PROXIES),
     extAuthzPrefix: pathPrefix(flags.extAuthzPrefix ?? env.PORTCULLIS_EXT_AUTHZ_PREFIX ?? "/ext-authz"),
@@ -244,6 +252,19 @@ function pathPrefix(value: string): string {
     throw new ConfigError(`invalid --ext-authz-prefix (PORTCULLIS_EXT_AUTHZ_PREFIX) \`${value}\`: expected a path such as /ext-authz`);
   }
   return prefix;
+}
+
+/**
+ * The store URL from `--store` or `PORTCULLIS_STORE_URL`, checked to be a
+ * PostgreSQL URL; absent when neither is given (SQLite in the data folder).
+ */
+export function storeUrl(flags: Pick<ServeFlags, "store">, env: NodeJS.ProcessEnv = process.env): { storeUrl?: string } {
+  const value = (flags.store ?? env.PORTCULLIS_STORE_URL ?? "").trim();
+  if (value === "") return {};
+  if (!/^postgres(ql)?:\/\//.test(value)) {
+    throw new ConfigError(`invalid --store (PORTCULLIS_STORE_URL): expected a postgres:// url, got \`${value.replace(/\/\/[^@/]*@/, "//***@")}\``);
+  }
+  return { storeUrl: value };
 }
 
 /** Policy folder and data folder, for the commands that only need those. */
