@@ -2,8 +2,9 @@
  * Rows of the PostgreSQL store to and from the store interfaces' values. The
  * columns are SQLite's, so damaged JSON reads the same fail-closed way.
  */
-import type { TokenControls, TokenRecord } from "../../engine/types.js";
+import type { TokenRecord } from "../../engine/types.js";
 import type { LifecycleAuditRecord, StoredToken, TenantSuspension, TokenListing, WorkspaceRestriction } from "../store-interfaces.js";
+import { parseControls, parseObject, parseScopes } from "../stored-columns.js";
 
 /** A row of `tokens` as node-postgres returns it (BIGINT parsed as numbers, see pool.ts). */
 export interface TokenRow {
@@ -150,44 +151,3 @@ export function toWorkspaceRestriction(row: {
   return { tenant: row.tenant, workspace: row.workspace, restrictedAtMs: row.restricted_at, restrictedBy: row.restricted_by, reason: row.reason, mode: row.mode };
 }
 
-/**
- * Damaged scopes fail closed: `[]` narrows the token to nothing rather than
- * widening it to the whole role (which `null` would mean).
- */
-function parseScopes(text: string | null): readonly string[] | null {
-  if (text === null) return null;
-  try {
-    const value: unknown = JSON.parse(text);
-    if (Array.isArray(value) && value.every((scope) => typeof scope === "string")) return value as string[];
-  } catch {
-    // fall through to the fail-closed answer
-  }
-  return [];
-}
-
-const NO_CONTROLS: TokenControls = Object.freeze({});
-
-/**
- * Damaged controls fail closed: an empty allowlist, which the engine cannot
- * compile, so every request of the token is answered `unavailable`.
- */
-function parseControls(text: string | null): TokenControls {
-  if (text === null || text === "{}") return NO_CONTROLS;
-  try {
-    const value: unknown = JSON.parse(text);
-    if (typeof value === "object" && value !== null && !Array.isArray(value)) return value as TokenControls;
-  } catch {
-    // fall through to the fail-closed answer
-  }
-  return { ipAllowlist: [] };
-}
-
-function parseObject(text: string): Readonly<Record<string, unknown>> {
-  try {
-    const value: unknown = JSON.parse(text);
-    if (typeof value === "object" && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
-  } catch {
-    // fall through
-  }
-  return {};
-}

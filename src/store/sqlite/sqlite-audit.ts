@@ -2,6 +2,7 @@
 import type Database from "better-sqlite3";
 import type { AdministrativeEvent, LifecycleEvent } from "../../engine/codes.js";
 import type { AuditLog, LifecycleAuditRecord } from "../store-interfaces.js";
+import { parseObject } from "../stored-columns.js";
 
 interface AuditRow {
   id: number;
@@ -45,12 +46,3 @@ export function createSqliteAuditLog(live: () => ReturnType<typeof prepareAuditS
   };
 }
 
-function parseObject(text: string): Readonly<Record<string, unknown>> {
-  try {
-    const value: unknown = JSON.parse(text);
-    if (typeof value === "object" && value !== null && !Array.isArray(value)) return value as Record<string, unknown>;
-  } catch {
-    // An unreadable audit payload is shown as empty rather than hiding the row.
-  }
-  return {};
-}

@@ -3,10 +3,11 @@
  * {@link TokenRepository} over one connection.
  */
 import type Database from "better-sqlite3";
-import type { TokenControls, TokenRecord } from "../../engine/types.js";
+import type { TokenRecord } from "../../engine/types.js";
 import type { ActiveTokenFilter, StoredToken, TokenListFilter, TokenListing, TokenRepository, TokenUse } from "../store-interfaces.js";
 import { constantTimeEqual } from "../../token/hash.js";
 import { StoreError } from "../store-error.js";
+import { parseControls, parseScopes } from "../stored-columns.js";
 
 /** Snake-case row of `tokens`, as SQLite returns it. */
 interface TokenRow {
@@ -235,41 +236,6 @@ function toRow(token: StoredToken): TokenRow {
     overlap_ends_at: token.overlapEndsAtMs,
     revoked_reason: token.revokedReason,
   };
-}
-
-/**
- * Reads the scopes column. Damaged JSON fails closed: `[]` narrows the token to
- * nothing rather than widening it to the whole role (which `null` would mean),
- * and the request path never throws on it.
- */
-function parseScopes(text: string | null): readonly string[] | null {
-  if (text === null) return null;
-  try {
-    const value: unknown = JSON.parse(text);
-    if (Array.isArray(value) && value.every((scope) => typeof scope === "string")) return value as string[];
-  } catch {
-    // Fall through to the fail-closed answer.
-  }
-  return [];
-}
-
-const NO_CONTROLS: TokenControls = Object.freeze({});
-
-/**
- * Reads the controls column. Damaged JSON fails closed: an empty allowlist,
- * which the engine cannot compile, so every request of the token is answered
- * `unavailable` (and logged) instead of passing without its controls.
- */
-function parseControls(text: string | null): TokenControls {
-  // Most tokens carry none: one shared frozen object instead of a parse and an object per look-up.
-  if (text === null || text === "{}") return NO_CONTROLS;
-  try {
-    const value: unknown = JSON.parse(text);
-    if (typeof value === "object" && value !== null && !Array.isArray(value)) return value as TokenControls;
-  } catch {
-    // Fall through to the fail-closed answer.
-  }
-  return { ipAllowlist: [] };
 }
 
 export function sqliteCode(error: unknown): string | undefined {
