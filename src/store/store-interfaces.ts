@@ -207,6 +207,10 @@ export function mergeSecurityEventCounts(batch: readonly SecurityEventCount[]): 
 /** Which audit rows {@link AuditLog.list} returns. */
 export interface AuditFilter {
   readonly tenant?: string;
+  /** Only rows of this event. */
+  readonly event?: string;
+  /** Only rows at or after this time (ms since the epoch). */
+  readonly sinceMs?: number;
   /** At most this many rows; the lifecycle checks its range (1 to 10,000) before asking. */
   readonly limit: number;
 }

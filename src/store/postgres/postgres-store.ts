@@ -413,10 +413,10 @@ function auditLog(db: Queryable): AuditLog {
       ]);
     },
     async list(filter: AuditFilter): Promise<LifecycleAuditRecord[]> {
-      const { rows } = await db.query<AuditRow>("SELECT * FROM audit_events WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2", [
-        filter.tenant ?? null,
-        filter.limit,
-      ]);
+      const { rows } = await db.query<AuditRow>(
+        "SELECT * FROM audit_events WHERE ($1::text IS NULL OR tenant = $1) AND ($3::text IS NULL OR event = $3) AND ($4::bigint IS NULL OR at >= $4) ORDER BY id DESC LIMIT $2",
+        [filter.tenant ?? null, filter.limit, filter.event ?? null, filter.sinceMs ?? null],
+      );
       return rows.map(toAuditRecord);
     },
   };
