@@ -64,11 +64,12 @@ export function openDecisionObservers(
         const nowMs = Date.now();
         if (nowMs - lastSecurityWarnedMs < WRITE_ERROR_LOG_INTERVAL_MS) return;
         lastSecurityWarnedMs = nowMs;
-        deps.log.warn({ err: error, denials }, "security event counts not stored; dropped (this warning repeats at most once a minute)");
+        deps.log.warn({ err: error, denials }, "security event counts not stored; dropped and counted in portcullis_security_events_total{outcome=\"write_failed\"} (this warning repeats at most once a minute)");
       },
     });
   }
   const security = securityEvents;
+  if (security !== null) deps.metrics.watchSecurityEvents(() => security.stats());
   // Reported when the log is off too (all zero), so that dashboards and alerts find the series.
   deps.metrics.watchDecisionLog(() => opened?.stats() ?? NO_RECORDS);
   return {

@@ -113,6 +113,10 @@ describe("stored security events", () => {
     expect(await run("audit", "list", "--json", "--event", "auth.api_token_ip_allowlist_blocked", "--since", new Date(Date.now() + 60_000).toISOString())).toBe(0);
     expect(JSON.parse(io.out)).toEqual([]);
     expect(await run("audit", "list", "--since", "yesterday")).toBe(2);
+
+    const metrics = await (await fetch(`${t.httpUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^portcullis_security_events_total\{outcome="stored"\} 50$/m);
+    expect(metrics).toMatch(/^portcullis_security_events_total\{outcome="write_failed"\} 0$/m);
   });
 
   it("stores every kind of denial beside the lifecycle trail, merged newest first", async () => {
