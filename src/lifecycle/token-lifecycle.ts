@@ -209,8 +209,6 @@ export function createTokenLifecycle(deps: TokenLifecycleDeps): TokenLifecycle {
         }
         await tx.tokens.insert(row);
         await audit(tx, "api_token.created", spec.actor ?? spec.creator ?? "system", row, data, nowMs);
-        // why: a cache that remembered this token as unknown must forget that at once
-        tx.tokensChanged([id]);
       });
       return { token, record };
     },

@@ -120,6 +120,21 @@ export function createTokenCache(store: TokenLookup, options: TokenCacheOptions 
     unknown.delete(token);
     return record;
   };
+  /**
+   * Settles a read from a store that answers later. A change announced while
+   * it was on the wire (a revocation, or only a creation elsewhere) may or may
+   * not be in what it read, so it is read once more rather than cached; past
+   * that it is answered uncached, as a request concurrent with the change.
+   */
+  const settleLater = (token: string, read: Promise<TokenRecord | undefined>, retries: number): Promise<TokenRecord | undefined> => {
+    const startedAt = generation;
+    return read.then((found) => {
+      if (generation === startedAt) return settle(token, found);
+      if (retries === 0) return found;
+      const again = store.find(token);
+      return isPromise(again) ? settleLater(token, again, retries - 1) : settle(token, again);
+    });
+  };
   return {
     find(token) {
       const hit = cache.get(token);
@@ -137,10 +152,9 @@ export function createTokenCache(store: TokenLookup, options: TokenCacheOptions 
       if (inFlight !== undefined) return inFlight;
       const fresh = store.find(token);
       if (!isPromise(fresh)) return settle(token, fresh);
-      const startedAt = generation;
-      const read = fresh
-        .then((found) => (generation === startedAt ? settle(token, found) : found))
-        .finally(() => pending.delete(token));
+      const read = settleLater(token, fresh, 1).finally(() => {
+        if (pending.get(token) === read) pending.delete(token);
+      });
       pending.set(token, read);
       return read;
     },
