@@ -129,7 +129,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   let lastRefusalLoggedAt = 0;
   const quotaStore = config.quotaStoreUrl === undefined ? undefined : await openQuotaStore(config.quotaStoreUrl, config.quotaKeyPrefix, log);
   metrics.watchTokenCache(() => tokenCache.stats());
-  const observers = openDecisionObservers(config.decisionLog, { policy: () => policy, metrics, log });
+  const observers = openDecisionObservers(config.decisionLog, { policy: () => policy, metrics, log, securityEvents: store.securityEvents });
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: reads.tokens,
@@ -296,10 +296,10 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       reads.close();
       keyRing.close();
       signingKeys.close();
+      // Records and security event counts of the last decisions are written before the store closes.
+      await observers.close();
       await store.close();
       await quotaStore?.close();
-      // Records of the last decisions are written before the server reports closed.
-      await observers.close();
     },
   };
 

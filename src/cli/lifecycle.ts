@@ -10,6 +10,7 @@ import type { CompiledPolicySet } from "../policy/types.js";
 import { filterHasField, selectEmergencyRevocations, selectTokens, type TokenFilter } from "../lifecycle/emergency.js";
 import { formatDuration, overlapProblem } from "../lifecycle/rotation.js";
 import type { TokenLifecycle } from "../lifecycle/token-lifecycle.js";
+import type { LifecycleAuditRecord, SecurityEventCount } from "../store/store-interfaces.js";
 
 /** What `main.ts` lends the lifecycle commands. */
 export interface LifecycleCommandHelpers {
@@ -43,6 +44,8 @@ interface EmergencyFlags extends StoreFlags {
 
 interface AuditFlags extends StoreFlags {
   readonly tenant?: string;
+  readonly event?: string;
+  readonly since?: string;
   readonly limit?: string;
   readonly json?: boolean;
 }
@@ -129,31 +132,72 @@ export function registerLifecycleCommands(program: Command, tokens: Command, hel
     }),
   );
 
-  const audit = program.command("audit").description("read the token lifecycle audit trail");
+  const audit = program.command("audit").description("read the token lifecycle audit trail and the stored security events");
   withStoreOptions(
     audit
       .command("list")
-      .description("list lifecycle audit events, newest first: time, event, actor, tenant, token id (never the token)")
+      .description(
+        "list lifecycle audit events and security events (denials, counted per token, event and minute) merged newest first: time, event, actor, tenant, token id (never the token), count",
+      )
       .option("--tenant <tenant>", "only this tenant")
-      .option("--limit <n>", "at most this many events, 1 to 10000", "100")
+      .option("--event <name>", "only this event, e.g. auth.api_token_ip_allowlist_blocked or api_token.revoked")
+      .option("--since <time>", "only events at or after this ISO 8601 time, or this long ago (e.g. 1h, 30m, 7d)")
+      .option("--limit <n>", "at most this many rows, 1 to 10000", "100")
       .option("--json", "print JSON"),
   ).action((flags: AuditFlags) =>
     withStore(flags, async (store) => {
       const limit = Number(flags.limit ?? "100");
       if (!/^\d+$/.test(flags.limit ?? "100") || limit < 1 || limit > 10_000) throw usageError(`invalid --limit \`${flags.limit}\`: expected a whole number from 1 to 10000`);
-      const rows = await store.listAudit({ ...(flags.tenant === undefined ? {} : { tenant: flags.tenant }), limit });
+      const sinceMs = flags.since === undefined ? undefined : parseSince(flags.since, Date.now());
+      if (sinceMs === null) throw usageError(`invalid --since \`${flags.since}\`: expected an ISO 8601 time (2026-12-04T18:00:00Z) or a duration (1h, 30m, 7d)`);
+      const filter = {
+        ...(flags.tenant === undefined ? {} : { tenant: flags.tenant }),
+        ...(flags.event === undefined ? {} : { event: flags.event }),
+        ...(sinceMs === undefined ? {} : { sinceMs }),
+        limit,
+      };
+      const [lifecycleRows, securityRows] = await Promise.all([store.listAudit(filter), store.listSecurityEvents(filter)]);
+      const rows = mergeAuditRows(lifecycleRows, securityRows, limit);
       if (flags.json) {
         process.stdout.write(JSON.stringify(rows, null, 2) + "\n");
         return;
       }
-      const table = [["TIME", "EVENT", "ACTOR", "TENANT", "TOKEN", "DETAILS"]];
+      const table = [["TIME", "EVENT", "ACTOR", "TENANT", "TOKEN", "COUNT", "DETAILS"]];
       for (const row of rows) {
-        table.push([new Date(row.atMs).toISOString().slice(0, 19) + "Z", row.event, row.actor, row.tenant ?? "-", row.tokenId ?? "-", JSON.stringify(row.data)]);
+        if (row.kind === "lifecycle") {
+          table.push([isoSeconds(row.atMs), row.event, row.actor, row.tenant ?? "-", row.tokenId ?? "-", "1", JSON.stringify(row.data)]);
+        } else {
+          table.push([isoSeconds(row.lastAtMs), row.event, "-", row.tenant ?? "-", row.tokenId ?? "-", String(row.count), JSON.stringify({ minute: isoSeconds(row.minuteMs) })]);
+        }
       }
       const widths = table[0]!.map((_, column) => Math.max(...table.map((line) => line[column]!.length)));
       for (const line of table) process.stdout.write(line.map((cell, column) => cell.padEnd(widths[column]!)).join("  ").trimEnd() + "\n");
     }),
   );
+}
+
+/** A row of `audit list`: a lifecycle event, or a security event row (denials of one token, event and minute, counted). */
+export type AuditListRow = ({ readonly kind: "lifecycle" } & LifecycleAuditRecord) | ({ readonly kind: "security" } & SecurityEventCount);
+
+/** Both lists merged newest first (a security row by its latest denial), at most `limit`. */
+export function mergeAuditRows(lifecycle: readonly LifecycleAuditRecord[], security: readonly SecurityEventCount[], limit: number): AuditListRow[] {
+  const rows: AuditListRow[] = [...lifecycle.map((row) => ({ kind: "lifecycle" as const, ...row })), ...security.map((row) => ({ kind: "security" as const, ...row }))];
+  const timeOf = (row: AuditListRow): number => (row.kind === "lifecycle" ? row.atMs : row.lastAtMs);
+  // why: a stable sort keeps each store's own newest-first order among rows of equal time
+  return rows.sort((a, b) => timeOf(b) - timeOf(a)).slice(0, limit);
+}
+
+/** `--since`: a duration back from `nowMs`, or an ISO 8601 time; `null` when it is neither. */
+export function parseSince(value: string, nowMs: number): number | null {
+  const duration = parseDuration(value);
+  if (duration !== null) return nowMs - duration;
+  if (!/^\d{4}-\d{2}-\d{2}([T ]|$)/.test(value)) return null;
+  const ms = Date.parse(value);
+  return Number.isNaN(ms) ? null : ms;
+}
+
+function isoSeconds(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 19) + "Z";
 }
 
 function count(n: number): string {

@@ -20,7 +20,7 @@ export function registerStoreCommands(program: Command): void {
       if (!isPostgresUrl(flags.to)) throw new StoreError("invalid", `--to must be a postgres:// url, got \`${flags.to}\``);
       const result = await copySqliteToPostgres({ dataDir: flags.from, url: flags.to });
       process.stderr.write(
-        `copied ${result.tokens} tokens (${result.lineages} lineages, ${result.useStamps} with use stamps), ${result.auditEvents} audit events, ` +
+        `copied ${result.tokens} tokens (${result.lineages} lineages, ${result.useStamps} with use stamps), ${result.auditEvents} audit events, ${result.securityEvents} security event rows, ` +
           `${result.suspendedTenants} suspended tenants and ${result.restrictedWorkspaces} restricted workspaces into ${redactPostgresUrl(flags.to)}\n`,
       );
       process.stderr.write(

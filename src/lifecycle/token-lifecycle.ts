@@ -11,6 +11,7 @@ import { StoreError } from "../store/store-error.js";
 import type {
   ActiveTokenFilter,
   LifecycleAuditRecord,
+  SecurityEventCount,
   MaybePromise,
   Store,
   StoredToken,
@@ -101,7 +102,9 @@ export interface TokenLifecycle {
   /** Applies a batch of use stamps (forward-only, unknown ids skipped). */
   recordUse(batch: ReadonlyMap<string, TokenUse>): Promise<void>;
   /** Audit rows, newest first; `limit` default 100, from 1 to 10,000. */
-  listAudit(filter?: { tenant?: string; limit?: number }): Promise<LifecycleAuditRecord[]>;
+  listAudit(filter?: { tenant?: string; event?: string; sinceMs?: number; limit?: number }): Promise<LifecycleAuditRecord[]>;
+  /** Stored security events (denials counted per token, event and minute), newest first; `limit` as {@link listAudit}'s. */
+  listSecurityEvents(filter?: { tenant?: string; event?: string; sinceMs?: number; limit?: number }): Promise<SecurityEventCount[]>;
   /** Suspends a tenant (`tenant_suspended` for its tokens). @returns whether this call suspended it */
   suspendTenant(tenant: string, options: { actor: string; reason?: string | null }): Promise<boolean>;
   /** @returns whether the tenant was suspended */
@@ -320,7 +323,15 @@ export function createTokenLifecycle(deps: TokenLifecycleDeps): TokenLifecycle {
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_LIMIT) {
         throw new StoreError("invalid", `audit limit must be a whole number from 1 to ${MAX_AUDIT_LIMIT}, got \`${limit}\``);
       }
-      return store.audit.list({ ...(filter.tenant === undefined ? {} : { tenant: filter.tenant }), limit });
+      return store.audit.list({ ...auditFilterOf(filter), limit });
+    },
+
+    async listSecurityEvents(filter = {}) {
+      const limit = filter.limit ?? DEFAULT_AUDIT_LIMIT;
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_LIMIT) {
+        throw new StoreError("invalid", `audit limit must be a whole number from 1 to ${MAX_AUDIT_LIMIT}, got \`${limit}\``);
+      }
+      return store.securityEvents.list({ ...auditFilterOf(filter), limit });
     },
 
     async suspendTenant(tenant, options) {
@@ -394,5 +405,14 @@ export function recordOf(row: TokenRecord): TokenRecord {
     lineageId: row.lineageId,
     successorId: row.successorId,
     overlapEndsAtMs: row.overlapEndsAtMs,
+  };
+}
+
+/** The optional filters that were given, without `undefined` members (exactOptionalPropertyTypes). */
+function auditFilterOf(filter: { tenant?: string; event?: string; sinceMs?: number }): { tenant?: string; event?: string; sinceMs?: number } {
+  return {
+    ...(filter.tenant === undefined ? {} : { tenant: filter.tenant }),
+    ...(filter.event === undefined ? {} : { event: filter.event }),
+    ...(filter.sinceMs === undefined ? {} : { sinceMs: filter.sinceMs }),
   };
 }

@@ -17,6 +17,7 @@ import { isPromise } from "../service/maybe-promise.js";
 import { context } from "@opentelemetry/api";
 import type { Span } from "@opentelemetry/api";
 import type { DecisionLog } from "./decision-log.js";
+import type { SecurityEventRecorder } from "./security-events.js";
 import type { DecisionTracer } from "./tracing.js";
 
 /** The transports, as metrics label them and the decision log names them. */
@@ -43,6 +44,8 @@ export interface DecisionObservers {
   readonly log: DecisionLog | null;
   /** `null` when tracing is not wired at all (a test, an embedder); otherwise it turns itself on when an SDK is registered. */
   readonly tracer: DecisionTracer | null;
+  /** Counts denials into the store's security events; absent or `null` when not stored. */
+  readonly securityEvents?: SecurityEventRecorder | null;
   /** The policy set in force: its masking rules apply to the records queued now. */
   readonly policy: () => CompiledPolicySet | null;
   /** Milliseconds since the epoch, for record times. Default `Date.now`. */
@@ -54,7 +57,8 @@ export function observeDecisions(authorize: Authorizer, transport: Transport, ob
   const count = observers.metricsOf?.(transport) ?? null;
   const { log, tracer, policy } = observers;
   const nowMs = observers.nowMs ?? Date.now;
-  if (count === null && log === null && tracer === null) return authorize;
+  const security = observers.securityEvents ?? null;
+  if (count === null && log === null && tracer === null && security === null) return authorize;
 
   const observe = (input: AuthzInput, result: AuthorizeResult, startMs: number): void => {
     const seconds = (performance.now() - startMs) / 1_000;
@@ -62,6 +66,7 @@ export function observeDecisions(authorize: Authorizer, transport: Transport, ob
     if (log !== null && log.wants(result.decision.allowed)) {
       log.offer({ timeMs: nowMs(), transport, input, result, latencySeconds: seconds, policy: policy() });
     }
+    if (security !== null && !result.decision.allowed) security.offer(result.decision, nowMs());
   };
 
   // why: a span needs a closure and a context per decision, so it is taken only when an SDK records spans

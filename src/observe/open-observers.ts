@@ -10,11 +10,13 @@ import { createDecisionLog, type DecisionLog } from "./decision-log.js";
 import type { DecisionLogSettings } from "./decision-log-settings.js";
 import { createFdSink, createFileSink } from "./decision-log-sink.js";
 import type { DecisionObservers } from "./observe-decisions.js";
+import { createSecurityEventRecorder, type SecurityEventRecorder } from "./security-events.js";
+import type { SecurityEventLog } from "../store/store-interfaces.js";
 import { createDecisionTracer } from "./tracing.js";
 
 /** Observers with the one resource that needs closing. */
 export interface OpenDecisionObservers extends DecisionObservers {
-  /** Writes the records still queued, then closes the sink. */
+  /** Writes the records still queued and the security event counts, then closes the sink; call it before the store closes. */
   close(): Promise<void>;
 }
 
@@ -26,7 +28,13 @@ const WRITE_ERROR_LOG_INTERVAL_MS = 60_000;
 /** Opens the observers; the decision log's file is opened with its first batch, so a bad path is reported then, not at start. */
 export function openDecisionObservers(
   settings: DecisionLogSettings | undefined,
-  deps: { readonly policy: () => CompiledPolicySet | null; readonly metrics: ServerMetrics; readonly log: Logger },
+  deps: {
+    readonly policy: () => CompiledPolicySet | null;
+    readonly metrics: ServerMetrics;
+    readonly log: Logger;
+    /** Where denials are counted as security events; none stored when absent. */
+    readonly securityEvents?: SecurityEventLog;
+  },
 ): OpenDecisionObservers {
   let decisionLog: DecisionLog | null = null;
   if (settings !== undefined) {
@@ -47,14 +55,31 @@ export function openDecisionObservers(
     deps.log.info({ decisionLog: settings.sink.kind === "stdout" ? "stdout" : settings.sink.path, mode: settings.mode }, `decision log: ${settings.mode} to ${settings.sink.kind === "stdout" ? "stdout" : settings.sink.path}`);
   }
   const opened = decisionLog;
+  let securityEvents: SecurityEventRecorder | null = null;
+  if (deps.securityEvents !== undefined) {
+    let lastSecurityWarnedMs = -Infinity;
+    securityEvents = createSecurityEventRecorder({
+      log: deps.securityEvents,
+      onWriteError: (error, denials) => {
+        const nowMs = Date.now();
+        if (nowMs - lastSecurityWarnedMs < WRITE_ERROR_LOG_INTERVAL_MS) return;
+        lastSecurityWarnedMs = nowMs;
+        deps.log.warn({ err: error, denials }, "security event counts not stored; dropped and counted in portcullis_security_events_total{outcome=\"write_failed\"} (this warning repeats at most once a minute)");
+      },
+    });
+  }
+  const security = securityEvents;
+  if (security !== null) deps.metrics.watchSecurityEvents(() => security.stats());
   // Reported when the log is off too (all zero), so that dashboards and alerts find the series.
   deps.metrics.watchDecisionLog(() => opened?.stats() ?? NO_RECORDS);
   return {
     metricsOf: (transport) => deps.metrics.decisionsOf(transport),
     log: opened,
     tracer: createDecisionTracer(),
+    securityEvents: security,
     policy: deps.policy,
     close: async () => {
+      await security?.close();
       await opened?.close();
     },
   };

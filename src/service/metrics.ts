@@ -12,6 +12,7 @@ import { DECISION_CODES_BY_PRECEDENCE, type DecisionCode } from "../engine/codes
 import type { Decision } from "../engine/types.js";
 import type { CompiledPolicySet } from "../policy/types.js";
 import type { DecisionLogStats } from "../observe/decision-log.js";
+import type { SecurityEventStats } from "../observe/security-events.js";
 
 /** What the server reports, and how `/metrics` renders it. */
 export interface ServerMetrics {
@@ -33,6 +34,8 @@ export interface ServerMetrics {
   watchTokenCache(stats: () => { readonly hits: number; readonly misses: number }): void;
   /** Reports the decision log's queue depth, writes and drops, read on each scrape. */
   watchDecisionLog(stats: () => DecisionLogStats): void;
+  /** Reports the security event counts pending, stored and dropped, read on each scrape. */
+  watchSecurityEvents(stats: () => SecurityEventStats): void;
   /** The Prometheus text exposition. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -157,6 +160,32 @@ export function createServerMetrics(options: { worker?: { id: number; pid: numbe
           this.labels("queue_full").inc(now.droppedQueueFull - seen.queue_full);
           this.labels("write_failed").inc(now.droppedWriteFailed - seen.write_failed);
           seen.queue_full = now.droppedQueueFull;
+          seen.write_failed = now.droppedWriteFailed;
+        },
+      });
+    },
+    watchSecurityEvents(stats) {
+      new Gauge({
+        name: "portcullis_security_events_pending",
+        help: "Denials counted in memory as security events, not yet stored.",
+        registers: [registry],
+        collect() {
+          this.set(stats().pending);
+        },
+      });
+      const seen = { stored: 0, map_full: 0, write_failed: 0 };
+      new Counter({
+        name: "portcullis_security_events_total",
+        help: "Denials counted as security events, by outcome: stored, map_full (too many distinct tokens within a flush), write_failed (the store refused a batch).",
+        labelNames: ["outcome"] as const,
+        registers: [registry],
+        collect() {
+          const now = stats();
+          this.labels("stored").inc(now.written - seen.stored);
+          this.labels("map_full").inc(now.droppedFull - seen.map_full);
+          this.labels("write_failed").inc(now.droppedWriteFailed - seen.write_failed);
+          seen.stored = now.written;
+          seen.map_full = now.droppedFull;
           seen.write_failed = now.droppedWriteFailed;
         },
       });

@@ -28,6 +28,8 @@ export interface StoreCopyResult {
   /** Tokens with a last-used stamp. */
   readonly useStamps: number;
   readonly auditEvents: number;
+  /** Security event rows (each a count of denials of one token, event and minute). */
+  readonly securityEvents: number;
   readonly suspendedTenants: number;
   readonly restrictedWorkspaces: number;
   /** Where the hashes' secret came from, for the operator to give every replica. */
@@ -88,12 +90,15 @@ export async function copySqliteToPostgres(options: { readonly dataDir: string; 
         audit: source.prepare("SELECT id, at, event, actor, token_id, tenant, data FROM audit_events ORDER BY id").raw(true).all() as unknown[][],
         tenants: source.prepare("SELECT tenant, suspended_at, suspended_by, reason FROM tenants ORDER BY tenant").raw(true).all() as unknown[][],
         workspaces: source.prepare("SELECT tenant, workspace, restricted_at, restricted_by, reason, mode FROM workspaces ORDER BY tenant, workspace").raw(true).all() as unknown[][],
+        securityEvents: source.prepare("SELECT minute, event, token_id, tenant, count, last_at FROM security_events ORDER BY minute, event, token_id").raw(true).all() as unknown[][],
       }));
       const data = read.deferred();
       await insertRows(client, "tokens", ["seq", ...TOKEN_COLUMNS], data.tokens);
       await insertRows(client, "audit_events", ["id", "at", "event", "actor", "token_id", "tenant", "data"], data.audit);
       await insertRows(client, "tenants", ["tenant", "suspended_at", "suspended_by", "reason"], data.tenants);
       await insertRows(client, "workspaces", ["tenant", "workspace", "restricted_at", "restricted_by", "reason", "mode"], data.workspaces);
+      // why: a replica already serving on the empty target may have counted denials (of unknown tokens) into the same rows; the counts add up
+      await insertRows(client, "security_events", ["minute", "event", "token_id", "tenant", "count", "last_at"], data.securityEvents, "ON CONFLICT (minute, event, token_id) DO UPDATE SET count = security_events.count + excluded.count, last_at = GREATEST(security_events.last_at, excluded.last_at)");
       // why: rows came with their own ids; new ones must continue after them, not collide
       for (const [table, column] of [["tokens", "seq"], ["audit_events", "id"]] as const) {
         await client.query(`SELECT setval(pg_get_serial_sequence('${table}', '${column}'), coalesce((SELECT max(${column}) FROM ${table}), 0) + 1, false)`);
@@ -108,6 +113,7 @@ export async function copySqliteToPostgres(options: { readonly dataDir: string; 
         lineages: new Set(data.tokens.map((row) => row[lineageIndex] ?? row[idIndex])).size,
         useStamps: data.tokens.filter((row) => row[lastUsedIndex] !== null).length,
         auditEvents: data.audit.length,
+        securityEvents: data.securityEvents.length,
         suspendedTenants: data.tenants.length,
         restrictedWorkspaces: data.workspaces.length,
         secretSource: secretFromEnv ? "environment" : "file",
@@ -122,7 +128,7 @@ export async function copySqliteToPostgres(options: { readonly dataDir: string; 
   }
 }
 
-async function insertRows(client: { query: (text: string, values: unknown[]) => Promise<unknown> }, table: string, columns: readonly string[], rows: readonly unknown[][]): Promise<void> {
+async function insertRows(client: { query: (text: string, values: unknown[]) => Promise<unknown> }, table: string, columns: readonly string[], rows: readonly unknown[][], onConflict = ""): Promise<void> {
   for (let start = 0; start < rows.length; start += ROWS_PER_INSERT) {
     const chunk = rows.slice(start, start + ROWS_PER_INSERT);
     const values: unknown[] = [];
@@ -133,6 +139,6 @@ async function insertRows(client: { query: (text: string, values: unknown[]) => 
       });
       return `(${placeholders.join(", ")})`;
     });
-    await client.query(`INSERT INTO ${table} (${columns.join(", ")}) VALUES ${tuples.join(", ")}`, values);
+    await client.query(`INSERT INTO ${table} (${columns.join(", ")}) VALUES ${tuples.join(", ")} ${onConflict}`, values);
   }
 }

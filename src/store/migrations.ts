@@ -146,4 +146,21 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE workspaces ADD COLUMN mode TEXT NOT NULL DEFAULT 'writes' CHECK (mode IN ('writes', 'all'));
   `,
+  // 6: security events, aggregated: one row per (minute, event, token) with a
+  // count, so that a flood of denials adds to counts instead of rows. A
+  // denial of no identified token has token_id '' (a primary key column
+  // cannot be NULL); the store reads it back as null.
+  `
+  CREATE TABLE security_events (
+    minute   INTEGER NOT NULL,
+    event    TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    tenant   TEXT,
+    count    INTEGER NOT NULL,
+    last_at  INTEGER NOT NULL,
+    PRIMARY KEY (minute, event, token_id)
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX security_events_event ON security_events (event, minute);
+  CREATE INDEX security_events_tenant ON security_events (tenant, minute);
+  `,
 ];

@@ -16,7 +16,7 @@
  * Stability: this file is what both implementations build against. Change it
  * additively; a changed signature is named in its commit message.
  */
-import type { AdministrativeEvent, LifecycleEvent } from "../engine/codes.js";
+import type { AdministrativeEvent, AuditEvent, LifecycleEvent } from "../engine/codes.js";
 import type { TokenControls, TokenRecord } from "../engine/types.js";
 import type { WorkspaceRestrictionMode } from "../engine/workspace-restriction-mode.js";
 
@@ -149,9 +149,68 @@ export interface LifecycleAuditRecord extends AuditEntry {
   readonly id: number;
 }
 
+/**
+ * Denials of one token (or of no known token), one audit event and one UTC
+ * minute, counted: what {@link SecurityEventLog} stores instead of a row per
+ * denial, so that a flood of denials adds to a count rather than to the table.
+ */
+export interface SecurityEventCount {
+  /** Start of the UTC minute, ms since the epoch (a multiple of 60,000). */
+  readonly minuteMs: number;
+  readonly event: AuditEvent;
+  /** The token judged; `null` when none was identified (an unknown or malformed credential). */
+  readonly tokenId: string | null;
+  readonly tenant: string | null;
+  readonly count: number;
+  /** The latest denial counted in this row. */
+  readonly lastAtMs: number;
+}
+
+/** Which rows {@link SecurityEventLog.list} returns. */
+export interface SecurityEventFilter {
+  readonly event?: string;
+  /** Rows whose latest denial is at or after this time. */
+  readonly sinceMs?: number;
+  readonly tenant?: string;
+  /** At most this many rows. */
+  readonly limit: number;
+}
+
+/** Stored security events, aggregated per (token, event, minute). */
+export interface SecurityEventLog {
+  /**
+   * Adds each count to its (token, event, minute) row, creating it when new,
+   * in one transaction; counts of one key in `batch` are summed. A row's
+   * tenant is the first one named; its `lastAtMs` the latest.
+   */
+  record(batch: readonly SecurityEventCount[]): Promise<void>;
+  /** Rows newest first (by minute, then latest denial). */
+  list(filter: SecurityEventFilter): Promise<SecurityEventCount[]>;
+}
+
+/** Sums the counts of `batch` that share a (token, event, minute) key; first-seen order. */
+export function mergeSecurityEventCounts(batch: readonly SecurityEventCount[]): SecurityEventCount[] {
+  const merged = new Map<string, SecurityEventCount>();
+  for (const row of batch) {
+    const key = `${row.minuteMs}\u0000${row.event}\u0000${row.tokenId ?? ""}`;
+    const seen = merged.get(key);
+    merged.set(
+      key,
+      seen === undefined
+        ? row
+        : { ...seen, tenant: seen.tenant ?? row.tenant, count: seen.count + row.count, lastAtMs: Math.max(seen.lastAtMs, row.lastAtMs) },
+    );
+  }
+  return [...merged.values()];
+}
+
 /** Which audit rows {@link AuditLog.list} returns. */
 export interface AuditFilter {
   readonly tenant?: string;
+  /** Only rows of this event. */
+  readonly event?: string;
+  /** Only rows at or after this time (ms since the epoch). */
+  readonly sinceMs?: number;
   /** At most this many rows; the lifecycle checks its range (1 to 10,000) before asking. */
   readonly limit: number;
 }
@@ -279,6 +338,8 @@ export interface Store {
   readonly tokens: TokenRepository;
   readonly audit: AuditLog;
   readonly tenantState: TenantStateRepository;
+  /** Aggregated security events (denials); not part of transactions, written in batches off the decision path. */
+  readonly securityEvents: SecurityEventLog;
   /**
    * Runs `run` in one transaction: committed when its promise resolves, rolled
    * back when it rejects (the rejection is passed on). Transactions of one

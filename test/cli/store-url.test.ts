@@ -67,6 +67,24 @@ describe.skipIf(unavailable !== null)("CLI commands with --store postgres://…"
     }
   });
 
+  it("lists security events stored in PostgreSQL with audit list --event --since", async () => {
+    process.env.PORTCULLIS_TOKEN_SECRET = SECRET_HEX;
+    const nowMs = Date.now();
+    const store = await PostgresStore.open({ url: database.url });
+    try {
+      await store.securityEvents.record([
+        { minuteMs: nowMs - (nowMs % 60_000), event: "auth.api_token_mtls_required", tokenId: "tok_pg", tenant: "acme", count: 7, lastAtMs: nowMs },
+        { minuteMs: 0, event: "auth.api_token_mtls_required", tokenId: "tok_pg", tenant: "acme", count: 3, lastAtMs: 1_000 },
+      ]);
+    } finally {
+      await store.close();
+    }
+    io.out = "";
+    const common = ["--policies", EXAMPLE_POLICY_DIR, "--data-dir", dir, "--store", database.url];
+    expect(await run("audit", "list", "--json", "--event", "auth.api_token_mtls_required", "--since", "1h", ...common)).toBe(0);
+    expect(JSON.parse(io.out)).toEqual([expect.objectContaining({ kind: "security", tokenId: "tok_pg", count: 7 })]);
+  });
+
   it("refuses a store url that is not postgres://", async () => {
     expect(await run("tokens", "list", "--store", "mysql://localhost/db", "--data-dir", dir)).toBe(2);
     expect(io.err).toMatch(/invalid --store \(PORTCULLIS_STORE_URL\): expected a postgres:\/\/ url/);

@@ -224,6 +224,35 @@ export function runStoreContract(name: string, target: ContractTarget): void {
       expect(all[2]!.data).toMatchObject({ name: "billing", type: "service", prefix: "sk_live_", role: "reader", controls: {} });
     });
 
+    it("aggregates security events per (token, event, minute), summing batches and across store objects", async () => {
+      const minute = 1_750_000_020_000 - (1_750_000_020_000 % 60_000);
+      const blocked = "auth.api_token_ip_allowlist_blocked" as const;
+      await store.securityEvents.record([
+        { minuteMs: minute, event: blocked, tokenId: "tok_a", tenant: "acme", count: 20, lastAtMs: minute + 5_000 },
+        { minuteMs: minute, event: blocked, tokenId: "tok_a", tenant: "acme", count: 10, lastAtMs: minute + 7_000 },
+        { minuteMs: minute, event: "auth.api_token_unauthenticated", tokenId: null, tenant: null, count: 3, lastAtMs: minute + 1_000 },
+      ]);
+      const other = (await open()).store;
+      await other.securityEvents.record([{ minuteMs: minute, event: blocked, tokenId: "tok_a", tenant: "acme", count: 20, lastAtMs: minute + 6_000 }]);
+      await store.securityEvents.record([
+        { minuteMs: minute + 60_000, event: blocked, tokenId: "tok_a", tenant: "acme", count: 1, lastAtMs: minute + 61_000 },
+        { minuteMs: minute, event: "auth.api_token_quota_exceeded", tokenId: "tok_b", tenant: "globex", count: 4, lastAtMs: minute + 2_000 },
+      ]);
+      await store.securityEvents.record([]);
+
+      expect(await store.securityEvents.list({ limit: 10 })).toEqual([
+        { minuteMs: minute + 60_000, event: blocked, tokenId: "tok_a", tenant: "acme", count: 1, lastAtMs: minute + 61_000 },
+        { minuteMs: minute, event: blocked, tokenId: "tok_a", tenant: "acme", count: 50, lastAtMs: minute + 7_000 },
+        { minuteMs: minute, event: "auth.api_token_quota_exceeded", tokenId: "tok_b", tenant: "globex", count: 4, lastAtMs: minute + 2_000 },
+        { minuteMs: minute, event: "auth.api_token_unauthenticated", tokenId: null, tenant: null, count: 3, lastAtMs: minute + 1_000 },
+      ]);
+      expect((await store.securityEvents.list({ event: blocked, limit: 10 })).map((row) => row.count)).toEqual([1, 50]);
+      expect((await store.securityEvents.list({ event: blocked, sinceMs: minute + 60_000, limit: 10 })).map((row) => row.count)).toEqual([1]);
+      expect((await store.securityEvents.list({ sinceMs: minute + 6_500, limit: 10 })).map((row) => row.count)).toEqual([1, 50]);
+      expect((await store.securityEvents.list({ tenant: "globex", limit: 10 })).map((row) => row.tokenId)).toEqual(["tok_b"]);
+      expect(await other.securityEvents.list({ limit: 2 })).toHaveLength(2);
+    });
+
     it("keeps tenant and workspace state, with one audit row per change", async () => {
       expect(await lifecycle.suspendTenant("acme", { actor: "ops", reason: "unpaid" })).toBe(true);
       expect(await lifecycle.suspendTenant("acme", { actor: "ops" })).toBe(false);

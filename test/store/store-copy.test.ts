@@ -9,6 +9,8 @@ import path from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../src/cli/main.js";
 import { PostgresStore } from "../../src/store/postgres/postgres-store.js";
+import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import type { SecurityEventCount } from "../../src/store/store-interfaces.js";
 import { TokenStore } from "../../src/store/token-store.js";
 import { hashToken } from "../../src/token/hash.js";
 import { captureCliOutput } from "../support/cli-output.js";
@@ -26,6 +28,7 @@ describe.skipIf(unavailable !== null)("portcullis store copy", () => {
     audit: Awaited<ReturnType<TokenStore["listAudit"]>>;
     tenants: Awaited<ReturnType<TokenStore["listSuspendedTenants"]>>;
     workspaces: Awaited<ReturnType<TokenStore["listRestrictedWorkspaces"]>>;
+    securityEvents: SecurityEventCount[];
   };
 
   beforeAll(async () => {
@@ -47,8 +50,16 @@ describe.skipIf(unavailable !== null)("portcullis store copy", () => {
       audit: await store.listAudit({ limit: 1_000 }),
       tenants: await store.listSuspendedTenants(),
       workspaces: await store.listRestrictedWorkspaces(),
+      securityEvents: [],
     };
     store.close();
+    const embedded = SqliteStore.open({ dataDir: dir });
+    await embedded.securityEvents.record([
+      { minuteMs: 1_700_000_040_000, event: "auth.api_token_ip_allowlist_blocked", tokenId: service.record.id, tenant: "acme", count: 50, lastAtMs: 1_700_000_041_000 },
+      { minuteMs: 1_700_000_040_000, event: "auth.api_token_unauthenticated", tokenId: null, tenant: null, count: 3, lastAtMs: 1_700_000_040_500 },
+    ]);
+    sqlite.securityEvents = await embedded.securityEvents.list({ limit: 1_000 });
+    await embedded.close();
   });
 
   afterAll(async () => {
@@ -63,7 +74,7 @@ describe.skipIf(unavailable !== null)("portcullis store copy", () => {
   it("copies tokens, lineages, use stamps, the audit trail and tenant state, which read back the same", async () => {
     expect(await main(["node", "portcullis", "store", "copy", "--from", dir, "--to", database.url])).toBe(0);
     expect(io.err).toContain("copied 4 tokens (3 lineages, 1 with use stamps), ");
-    expect(io.err).toContain("1 suspended tenants and 1 restricted workspaces");
+    expect(io.err).toContain("2 security event rows, 1 suspended tenants and 1 restricted workspaces");
     expect(io.err).toMatch(/secret\.key: give every replica its contents as PORTCULLIS_TOKEN_SECRET/);
 
     const secret = Buffer.from(fs.readFileSync(path.join(dir, "secret.key"), "utf8").trim(), "hex");
@@ -73,6 +84,8 @@ describe.skipIf(unavailable !== null)("portcullis store copy", () => {
       expect(await store.audit.list({ limit: 1_000 })).toEqual(sqlite.audit);
       expect(await store.tenantState.listSuspendedTenants()).toEqual(sqlite.tenants);
       expect(await store.tenantState.listRestrictedWorkspaces({})).toEqual(sqlite.workspaces);
+      expect(sqlite.securityEvents).toHaveLength(2);
+      expect(await store.securityEvents.list({ limit: 1_000 })).toEqual(sqlite.securityEvents);
       for (const plaintext of plaintexts) {
         const record = await store.tokens.findByHash(hashToken(secret, plaintext));
         expect(sqlite.listing.map((listing) => listing.id)).toContain(record?.id);

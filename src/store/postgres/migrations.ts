@@ -99,6 +99,21 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     retired_at         BIGINT
   );
   `,
+  // 3: security events, aggregated as on SQLite (its step 6): one row per
+  // (minute, event, token) with a count; '' for no identified token.
+  `
+  CREATE TABLE security_events (
+    minute   BIGINT NOT NULL,
+    event    TEXT NOT NULL,
+    token_id TEXT NOT NULL,
+    tenant   TEXT,
+    count    BIGINT NOT NULL,
+    last_at  BIGINT NOT NULL,
+    PRIMARY KEY (minute, event, token_id)
+  );
+  CREATE INDEX security_events_event ON security_events (event, minute);
+  CREATE INDEX security_events_tenant ON security_events (tenant, minute);
+  `,
 ];
 
 /**

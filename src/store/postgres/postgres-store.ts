@@ -20,6 +20,7 @@ import type {
   LifecycleAuditRecord,
   Revocation,
   RotationMark,
+  SecurityEventLog,
   Store,
   StoredToken,
   StoreTransaction,
@@ -34,6 +35,7 @@ import type {
 import { workspaceKey } from "../store-interfaces.js";
 import { ChangeFeed, notifyChange, type ChangeFeedOptions, type StoreChange } from "./change-feed.js";
 import { migratePostgres, type PostgresMigrationResult } from "./migrations.js";
+import { postgresSecurityEventLog } from "./postgres-security-events.js";
 import { postgresSigningKeyStore } from "./postgres-signing-key-store.js";
 import { createPostgresPool, inTransaction, redactPostgresUrl, transientPostgresError } from "./pool.js";
 import {
@@ -94,6 +96,7 @@ export class PostgresStore implements Store {
   readonly tokens: TokenRepository;
   readonly audit: AuditLog;
   readonly tenantState: TenantStateRepository;
+  readonly securityEvents: SecurityEventLog;
   /** JWT signing keys, shared by the fleet; closed with the store. */
   readonly signingKeys: ReturnType<typeof postgresSigningKeyStore>;
   /** The change feed this replica listens to, or `null` when opened without one. */
@@ -117,6 +120,7 @@ export class PostgresStore implements Store {
     this.tokens = tokenRepository(tracked, pool);
     this.audit = auditLog(tracked);
     this.tenantState = tenantStateRepository(tracked);
+    this.securityEvents = postgresSecurityEventLog(tracked);
     this.feed = feed;
     feed?.subscribe((change) => this.heard(change));
   }
@@ -409,10 +413,10 @@ function auditLog(db: Queryable): AuditLog {
       ]);
     },
     async list(filter: AuditFilter): Promise<LifecycleAuditRecord[]> {
-      const { rows } = await db.query<AuditRow>("SELECT * FROM audit_events WHERE ($1::text IS NULL OR tenant = $1) ORDER BY id DESC LIMIT $2", [
-        filter.tenant ?? null,
-        filter.limit,
-      ]);
+      const { rows } = await db.query<AuditRow>(
+        "SELECT * FROM audit_events WHERE ($1::text IS NULL OR tenant = $1) AND ($3::text IS NULL OR event = $3) AND ($4::bigint IS NULL OR at >= $4) ORDER BY id DESC LIMIT $2",
+        [filter.tenant ?? null, filter.limit, filter.event ?? null, filter.sinceMs ?? null],
+      );
       return rows.map(toAuditRecord);
     },
   };

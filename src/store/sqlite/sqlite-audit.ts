@@ -21,7 +21,8 @@ export function prepareAuditStatements(db: Database.Database) {
       INSERT INTO audit_events (at, event, actor, token_id, tenant, data)
       VALUES (@at, @event, @actor, @tokenId, @tenant, @data)`),
     list: db.prepare(`
-      SELECT * FROM audit_events WHERE (@tenant IS NULL OR tenant = @tenant) ORDER BY id DESC LIMIT @limit`),
+      SELECT * FROM audit_events WHERE (@tenant IS NULL OR tenant = @tenant) AND (@event IS NULL OR event = @event) AND (@since IS NULL OR at >= @since)
+      ORDER BY id DESC LIMIT @limit`),
   };
 }
 
@@ -32,7 +33,7 @@ export function createSqliteAuditLog(live: () => ReturnType<typeof prepareAuditS
       live().insert.run({ at: entry.atMs, event: entry.event, actor: entry.actor, tokenId: entry.tokenId, tenant: entry.tenant, data: JSON.stringify(entry.data) });
     },
     async list(filter) {
-      const rows = live().list.all({ tenant: filter.tenant ?? null, limit: filter.limit }) as AuditRow[];
+      const rows = live().list.all({ tenant: filter.tenant ?? null, event: filter.event ?? null, since: filter.sinceMs ?? null, limit: filter.limit }) as AuditRow[];
       return rows.map((row): LifecycleAuditRecord => ({
         id: row.id,
         atMs: row.at,

@@ -10,8 +10,9 @@ import Database from "better-sqlite3";
 import { MIGRATIONS } from "../migrations.js";
 import { resolveSecret } from "../resolve-secret.js";
 import { StoreError } from "../store-error.js";
-import type { AuditLog, Store, StoreTransaction } from "../store-interfaces.js";
+import type { AuditLog, SecurityEventLog, Store, StoreTransaction } from "../store-interfaces.js";
 import { createSqliteAuditLog, prepareAuditStatements } from "./sqlite-audit.js";
+import { createSqliteSecurityEventLog, prepareSecurityEventStatements } from "./sqlite-security-events.js";
 import { createSqliteTenantStateRepository, prepareTenantStatements, type SqliteTenantStateRepository } from "./sqlite-tenant-state.js";
 import { createSqliteTokenRepository, prepareTokenStatements, sqliteCode, type SqliteTokenRepository } from "./sqlite-tokens.js";
 
@@ -71,6 +72,7 @@ interface Connection {
   readonly tokens: ReturnType<typeof prepareTokenStatements>;
   readonly audit: ReturnType<typeof prepareAuditStatements>;
   readonly tenants: ReturnType<typeof prepareTenantStatements>;
+  readonly securityEvents: ReturnType<typeof prepareSecurityEventStatements>;
   /** Device and inode of the file when it was opened, to notice a replacement. */
   readonly identity: string;
 }
@@ -104,6 +106,7 @@ export class SqliteStore implements Store {
   readonly tokens: SqliteTokenRepository;
   readonly audit: AuditLog;
   readonly tenantState: SqliteTenantStateRepository;
+  readonly securityEvents: SecurityEventLog;
 
   private constructor(
     connection: Connection,
@@ -137,6 +140,12 @@ export class SqliteStore implements Store {
     this.audit = {
       append: (entry) => write((tx) => tx.audit.append(entry)),
       list: (filter) => d.audit.list(filter),
+    };
+    const securityEvents = createSqliteSecurityEventLog(() => this.live.securityEvents);
+    this.securityEvents = {
+      // why: one transaction per batch, so a flush of many rows is one commit
+      record: (batch) => (batch.length === 0 ? Promise.resolve() : write(() => securityEvents.record(batch))),
+      list: (filter) => securityEvents.list(filter),
     };
     this.tenantState = {
       suspendTenant: (s) => write((tx) => tx.tenantState.suspendTenant(s)),
@@ -358,7 +367,7 @@ function openConnection(file: string, busyTimeoutMs: number, mustExist: boolean)
     restrictStoreFiles(file);
     const identity = fileIdentity(file);
     if (identity === null) throw new StoreError("unavailable", `database \`${file}\` vanished while it was opened`);
-    return { db, tokens: prepareTokenStatements(db), audit: prepareAuditStatements(db), tenants: prepareTenantStatements(db), identity };
+    return { db, tokens: prepareTokenStatements(db), audit: prepareAuditStatements(db), tenants: prepareTenantStatements(db), securityEvents: prepareSecurityEventStatements(db), identity };
   } catch (error) {
     db?.close();
     throw translateOpenError(error, file);
