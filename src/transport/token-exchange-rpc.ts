@@ -7,7 +7,6 @@
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { DecisionCode } from "../engine/codes.js";
 import {
   ExchangeTokenRequestSchema,
   ExchangeTokenResponseSchema,
@@ -16,7 +15,7 @@ import {
   type ExchangeTokenResponse,
 } from "../gen/portcullis/v1/token_service_pb.js";
 import type { TokenExchange } from "../jwt/token-exchange.js";
-import type { CallContext } from "./token-service.js";
+import { rpcCodeOf, type CallContext } from "./token-service.js";
 import { decodeRequest } from "./grpc.js";
 import { GrpcError, type GrpcMethod } from "./grpc-server.js";
 import { callContextOf } from "./token-service-grpc.js";
@@ -35,7 +34,7 @@ export async function exchangeTokenCall(exchange: TokenExchange, request: Exchan
   if (outcome.ok) return create(ExchangeTokenResponseSchema, { accessToken: outcome.accessToken, expiresIn: outcome.expiresIn, tokenType: outcome.tokenType });
   const metadata = new Headers();
   for (const [name, value] of outcome.decision.responseHeaders) metadata.append(name, value);
-  throw new ConnectError(outcome.decision.message, codeOf(outcome.decision.code), metadata);
+  throw new ConnectError(outcome.decision.message, rpcCodeOf(outcome.decision.code), metadata);
 }
 
 /** The gRPC port's `ExchangeToken` method, by path. */
@@ -56,29 +55,4 @@ export function tokenExchangeGrpcMethods(exchange: TokenExchange): Map<string, G
       },
     ],
   ]);
-}
-
-function codeOf(code: DecisionCode): Code {
-  switch (code) {
-    case "unauthenticated":
-      return Code.Unauthenticated;
-    case "invalid_request":
-      return Code.InvalidArgument;
-    case "quota_exceeded":
-      return Code.ResourceExhausted;
-    case "unavailable":
-      return Code.Unavailable;
-    case "ok":
-    case "tenant_suspended":
-    case "ip_allowlist_blocked":
-    case "mtls_required":
-    case "conditional_access_blocked":
-    case "scope_denied":
-    case "workspace_restricted":
-      return Code.PermissionDenied;
-    default: {
-      const unhandled: never = code;
-      throw new Error(`unhandled decision code: ${String(unhandled)}`);
-    }
-  }
 }

@@ -397,10 +397,11 @@ function hostForCredential(authorization: string | undefined, policy: CompiledPo
 
 /** The RPC status for a denied guard: the code the decision's HTTP status stands for. */
 function guardError(decision: Decision): ConnectError {
-  return new ConnectError(decision.message, guardCode(decision.code), undefined, undefined, undefined);
+  return new ConnectError(decision.message, rpcCodeOf(decision.code), undefined, undefined, undefined);
 }
 
-function guardCode(code: DecisionCode): Code {
+/** The RPC status a denial's decision code stands for; the token API's guard and the JWT exchange both answer with it. */
+export function rpcCodeOf(code: DecisionCode): Code {
   switch (code) {
     case "unauthenticated":
       return Code.Unauthenticated;
