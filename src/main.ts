@@ -38,6 +38,7 @@ import { createMemoryQuotaCounter } from "./quota/memory-quota-counter.js";
 import { createTokenExchangeHttpHandler } from "./transport/token-exchange-http.js";
 import { openDecisionObservers } from "./observe/open-observers.js";
 import { observeDecisions, type Transport } from "./observe/observe-decisions.js";
+import type { SecurityEventRecorder } from "./observe/security-events.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -51,6 +52,8 @@ export interface RunningServer {
   readonly keyRing: KeyRing;
   /** Last-used stamps waiting for their batch; `flush()` writes them now. */
   readonly usage: UsageRecorder;
+  /** Denials counted as security events, waiting for their batch; `flush()` writes them to the store now. */
+  readonly securityEvents: SecurityEventRecorder;
   /** The policy set in force. */
   policy(): CompiledPolicySet;
   /** Reloads the policy folder; on any error the set in force stays and the errors are returned. */
@@ -280,6 +283,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     tokenCache,
     keyRing,
     usage,
+    // INVARIANT: openDecisionObservers is given the store's security event log, so it always builds a recorder.
+    securityEvents: observers.securityEvents!,
     policy: () => policy,
     reloadPolicy() {
       return applyPolicy(loadPolicySet(config.policyDir));
