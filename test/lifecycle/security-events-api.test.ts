@@ -4,14 +4,13 @@
  * and over gRPC (a grpc-js client), only ever of the caller's tenant, with
  * filters, and with clear refusals of bad input.
  */
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   ListSecurityEventsRequestSchema,
   ListSecurityEventsResponseSchema,
-  type ListSecurityEventsRequest,
   type ListSecurityEventsResponse,
 } from "../../src/gen/portcullis/v1/token_service_pb.js";
 import { unaryMethod } from "../support/grpc-client.js";
@@ -40,7 +39,7 @@ async function rpcError(promise: Promise<unknown>): Promise<ConnectError> {
   throw new Error("expected the call to fail");
 }
 
-function grpcList(token: string, request: Partial<ListSecurityEventsRequest> = {}): Promise<ListSecurityEventsResponse> {
+function grpcList(token: string, request: MessageInitShape<typeof ListSecurityEventsRequestSchema> = {}): Promise<ListSecurityEventsResponse> {
   const client = new grpc.Client(t.grpcAddress, grpc.credentials.createInsecure());
   const method = unaryMethod("/portcullis.v1.TokenService/ListSecurityEvents", ListSecurityEventsRequestSchema, ListSecurityEventsResponseSchema);
   const metadata = new grpc.Metadata();
