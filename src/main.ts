@@ -19,6 +19,7 @@ import { createTokenService } from "./transport/token-service.js";
 import { createUsageRecorder, type UsageRecorder } from "./service/usage-recorder.js";
 import { createTokenLifecycle, type TokenLifecycle } from "./lifecycle/token-lifecycle.js";
 import { openStore } from "./store/open-store.js";
+import type { SecurityEventLog } from "./store/store-interfaces.js";
 import { StoreError } from "./store/store-error.js";
 import { watchStoreFile } from "./service/watch-store-file.js";
 import { createGrpcServer } from "./transport/grpc.js";
@@ -38,6 +39,8 @@ import { createMemoryQuotaCounter } from "./quota/memory-quota-counter.js";
 import { createTokenExchangeHttpHandler } from "./transport/token-exchange-http.js";
 import { openDecisionObservers } from "./observe/open-observers.js";
 import { observeDecisions, type Transport } from "./observe/observe-decisions.js";
+import type { SecurityEventRecorder } from "./observe/security-events.js";
+import { DEFAULT_SECURITY_EVENT_RETENTION_MS, startSecurityEventPruner, type SecurityEventPruner } from "./observe/security-event-retention.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -51,6 +54,10 @@ export interface RunningServer {
   readonly keyRing: KeyRing;
   /** Last-used stamps waiting for their batch; `flush()` writes them now. */
   readonly usage: UsageRecorder;
+  /** Denials counted as security events, waiting for their batch; `flush()` writes them to the store now. */
+  readonly securityEvents: SecurityEventRecorder;
+  /** Deletes stored security events past their retention on a timer; `null` when the retention is 0 (keep every row). */
+  readonly securityEventPruner: SecurityEventPruner | null;
   /** The policy set in force. */
   policy(): CompiledPolicySet;
   /** Reloads the policy folder; on any error the set in force stays and the errors are returned. */
@@ -130,6 +137,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const quotaStore = config.quotaStoreUrl === undefined ? undefined : await openQuotaStore(config.quotaStoreUrl, config.quotaKeyPrefix, log);
   metrics.watchTokenCache(() => tokenCache.stats());
   const observers = openDecisionObservers(config.decisionLog, { policy: () => policy, metrics, log, securityEvents: store.securityEvents });
+  const securityEventPruner = openSecurityEventPruner(config, store.securityEvents, log);
+  if (securityEventPruner !== null) metrics.watchSecurityEventPruning(() => securityEventPruner.stats());
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: reads.tokens,
@@ -235,6 +244,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     await store.close();
     await quotaStore?.close();
     await observers.close();
+    await securityEventPruner?.close();
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
@@ -280,6 +290,9 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     tokenCache,
     keyRing,
     usage,
+    // INVARIANT: openDecisionObservers is given the store's security event log, so it always builds a recorder.
+    securityEvents: observers.securityEvents!,
+    securityEventPruner,
     policy: () => policy,
     reloadPolicy() {
       return applyPolicy(loadPolicySet(config.policyDir));
@@ -298,6 +311,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       signingKeys.close();
       // Records and security event counts of the last decisions are written before the store closes.
       await observers.close();
+      await securityEventPruner?.close();
       await store.close();
       await quotaStore?.close();
     },
@@ -338,6 +352,28 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     log.info({ revision: policy.revision.slice(0, 12) }, `reloaded policy set \`${policy.name}\``);
     return { ok: true };
   }
+}
+
+/**
+ * Starts deleting stored security events past the configured retention, or
+ * nothing when it is 0. Failures are logged at most once an hour: a store
+ * that is away is reported by its own warnings already.
+ */
+function openSecurityEventPruner(config: ServeConfig, securityEvents: SecurityEventLog, log: Logger): SecurityEventPruner | null {
+  const retentionMs = config.securityEventRetentionMs ?? DEFAULT_SECURITY_EVENT_RETENTION_MS;
+  if (retentionMs === 0) return null;
+  let lastWarnedMs = -Infinity;
+  return startSecurityEventPruner({
+    log: securityEvents,
+    retentionMs,
+    now: Date.now,
+    onError: (error) => {
+      const nowMs = Date.now();
+      if (nowMs - lastWarnedMs < 3_600_000) return;
+      lastWarnedMs = nowMs;
+      log.warn({ err: error }, "security events past their retention not deleted; retrying in 10 minutes (this warning repeats at most once an hour)");
+    },
+  });
 }
 
 /**

@@ -11,6 +11,7 @@ import { filterHasField, selectEmergencyRevocations, selectTokens, type TokenFil
 import { formatDuration, overlapProblem } from "../lifecycle/rotation.js";
 import type { TokenLifecycle } from "../lifecycle/token-lifecycle.js";
 import type { LifecycleAuditRecord, SecurityEventCount } from "../store/store-interfaces.js";
+import { parseSince } from "../lifecycle/since.js";
 
 /** What `main.ts` lends the lifecycle commands. */
 export interface LifecycleCommandHelpers {
@@ -188,13 +189,7 @@ export function mergeAuditRows(lifecycle: readonly LifecycleAuditRecord[], secur
 }
 
 /** `--since`: a duration back from `nowMs`, or an ISO 8601 time; `null` when it is neither. */
-export function parseSince(value: string, nowMs: number): number | null {
-  const duration = parseDuration(value);
-  if (duration !== null) return nowMs - duration;
-  if (!/^\d{4}-\d{2}-\d{2}([T ]|$)/.test(value)) return null;
-  const ms = Date.parse(value);
-  return Number.isNaN(ms) ? null : ms;
-}
+export { parseSince } from "../lifecycle/since.js";
 
 function isoSeconds(ms: number): string {
   return new Date(ms).toISOString().slice(0, 19) + "Z";

@@ -103,6 +103,7 @@ export function buildProgram(): Command {
     .option("--decision-log-max-file-bytes <size>", "size past which the file:PATH log is rotated to PATH.1, e.g. 100M (env PORTCULLIS_DECISION_LOG_MAX_FILE_BYTES, default 100M)")
     .option("--decision-log-max-files <count>", "rotated decision log files kept, PATH.1 to PATH.N (env PORTCULLIS_DECISION_LOG_MAX_FILES, default 5)")
     .option("--decision-log-buffer <records>", "records queued at most; past it a record is dropped and counted, never waited for (env PORTCULLIS_DECISION_LOG_BUFFER, default 10000)")
+    .option("--security-event-retention <duration>", "how long stored security events are kept; older rows are deleted in batches every 10 minutes, 0s keeps them all (env PORTCULLIS_SECURITY_EVENT_RETENTION, default 30d)")
     .action(async (flags: ServeFlags) => serve(flags));
 
   program

@@ -9,6 +9,7 @@ import type { TlsFiles } from "../transport/tls-files.js";
 import { isTrustedProxyEntry } from "../transport/trusted-proxies.js";
 // A cycle (it throws ConfigError), safe because both sides use each other only inside functions.
 import { resolveDecisionLogSettings, type DecisionLogFlags, type DecisionLogSettings } from "../observe/decision-log-settings.js";
+import { DEFAULT_SECURITY_EVENT_RETENTION_MS } from "../observe/security-event-retention.js";
 
 /** Everything `portcullis serve` needs. */
 export interface ServeConfig {
@@ -112,6 +113,14 @@ export interface ServeConfig {
    * flags (`--decision-log stdout|file:PATH`, `--decision-log-mode`, …).
    */
   readonly decisionLog?: DecisionLogSettings;
+  /**
+   * How long stored security events are kept: rows of minutes older than this
+   * are deleted every 10 minutes, in batches, off the decision path. 0 keeps
+   * them forever. Default 30 days (`--security-event-retention`; env
+   * `PORTCULLIS_SECURITY_EVENT_RETENTION`), e.g. `--security-event-retention 7d`;
+   * optional like `trustedProxies`, absent is the default.
+   */
+  readonly securityEventRetentionMs?: number;
 }
 
 /** Defaults of the connection age settings, also used when a config built in code leaves them out. */
@@ -139,6 +148,7 @@ export interface ServeFlags extends DecisionLogFlags {
   readonly grpcMaxConnectionAge?: string;
   readonly grpcMaxConnectionAgeGrace?: string;
   readonly workers?: string;
+  readonly securityEventRetention?: string;
 }
 
 /**
@@ -190,6 +200,7 @@ export function resolveServeConfig(flags: ServeFlags, env: NodeJS.ProcessEnv = p
     ),
     workers: workers(flags.workers ?? env.PORTCULLIS_WORKERS ?? "1"),
     ...resolveDecisionLogSettings(flags, env),
+    securityEventRetentionMs: retention(flags.securityEventRetention ?? env.PORTCULLIS_SECURITY_EVENT_RETENTION),
   };
 }
 
@@ -214,6 +225,16 @@ function durationSetting(value: string | undefined, flag: string, envName: strin
   const ms = parseDuration(value);
   // Beyond setTimeout's range (about 24.8 days) a timer would fire at once.
   if (ms === null || ms > 2 ** 31 - 1) throw new ConfigError(`invalid ${flag} (${envName}) \`${value}\`: expected a duration such as 30s, 10m or 2h, at most 24d (0s: never)`);
+  return ms;
+}
+
+function retention(value: string | undefined): number {
+  if (value === undefined || value.trim() === "") return DEFAULT_SECURITY_EVENT_RETENTION_MS;
+  const ms = parseDuration(value.trim());
+  // why: a retention under a minute would delete the rows of the minute being counted
+  if (ms === null || (ms !== 0 && ms < 60_000)) {
+    throw new ConfigError(`invalid --security-event-retention (PORTCULLIS_SECURITY_EVENT_RETENTION) \`${value}\`: expected a duration of at least 1m such as 30d or 12h, or 0s to keep every row`);
+  }
   return ms;
 }
 

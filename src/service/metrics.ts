@@ -36,6 +36,8 @@ export interface ServerMetrics {
   watchDecisionLog(stats: () => DecisionLogStats): void;
   /** Reports the security event counts pending, stored and dropped, read on each scrape. */
   watchSecurityEvents(stats: () => SecurityEventStats): void;
+  /** Reports the security event rows deleted past their retention, read on each scrape. */
+  watchSecurityEventPruning(stats: () => { readonly pruned: number }): void;
   /** The Prometheus text exposition. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -187,6 +189,19 @@ export function createServerMetrics(options: { worker?: { id: number; pid: numbe
           seen.stored = now.written;
           seen.map_full = now.droppedFull;
           seen.write_failed = now.droppedWriteFailed;
+        },
+      });
+    },
+    watchSecurityEventPruning(stats) {
+      let seen = 0;
+      new Counter({
+        name: "portcullis_security_event_rows_pruned_total",
+        help: "Stored security event rows deleted because their minute is older than the retention (--security-event-retention).",
+        registers: [registry],
+        collect() {
+          const now = stats().pruned;
+          this.inc(now - seen);
+          seen = now;
         },
       });
     },

@@ -186,6 +186,13 @@ export interface SecurityEventLog {
   record(batch: readonly SecurityEventCount[]): Promise<void>;
   /** Rows newest first (by minute, then latest denial). */
   list(filter: SecurityEventFilter): Promise<SecurityEventCount[]>;
+  /**
+   * Deletes at most `maxRows` rows whose minute started before `beforeMs`, in
+   * one short statement, and returns how many it deleted; a caller with a
+   * backlog calls again while it gets `maxRows` back. Safe to run from several
+   * replicas at once: each row is deleted once.
+   */
+  prune(beforeMs: number, maxRows: number): Promise<number>;
 }
 
 /** Sums the counts of `batch` that share a (token, event, minute) key; first-seen order. */

@@ -27,6 +27,7 @@ export function registerTokenService(router: ConnectRouter, service: TokenServic
     rotateToken: (request, context) => service.rotateToken(request, callContextOf(context)),
     revokeToken: (request, context) => service.revokeToken(request, callContextOf(context)),
     emergencyRevoke: (request, context) => service.emergencyRevoke(request, callContextOf(context)),
+    listSecurityEvents: (request, context) => service.listSecurityEvents(request, callContextOf(context)),
     ...(exchange === undefined ? {} : { exchangeToken: (request, context) => exchangeTokenCall(exchange, request, callContextOf(context)) }),
   });
 }

@@ -13,6 +13,8 @@ import {
   EmergencyRevokeResponseSchema,
   GetTokenRequestSchema,
   GetTokenResponseSchema,
+  ListSecurityEventsRequestSchema,
+  ListSecurityEventsResponseSchema,
   ListTokensRequestSchema,
   ListTokensResponseSchema,
   RevokeTokenRequestSchema,
@@ -39,6 +41,7 @@ export function tokenServiceMethods(service: TokenServiceImpl): Map<string, Grpc
     [path("RotateToken"), unary(RotateTokenRequestSchema, RotateTokenResponseSchema, (request, call) => service.rotateToken(request, call))],
     [path("RevokeToken"), unary(RevokeTokenRequestSchema, RevokeTokenResponseSchema, (request, call) => service.revokeToken(request, call))],
     [path("EmergencyRevoke"), unary(EmergencyRevokeRequestSchema, EmergencyRevokeResponseSchema, (request, call) => service.emergencyRevoke(request, call))],
+    [path("ListSecurityEvents"), unary(ListSecurityEventsRequestSchema, ListSecurityEventsResponseSchema, (request, call) => service.listSecurityEvents(request, call))],
   ]);
 }
 

@@ -33,6 +33,7 @@ import {
   CreateTokenResponseSchema,
   EmergencyRevokeResponseSchema,
   GetTokenResponseSchema,
+  ListSecurityEventsResponseSchema,
   ListTokensResponseSchema,
   RevokeTokenResponseSchema,
   RotateTokenResponseSchema,
@@ -44,6 +45,8 @@ import {
   type EmergencyRevokeResponse,
   type GetTokenRequest,
   type GetTokenResponse,
+  type ListSecurityEventsRequest,
+  type ListSecurityEventsResponse,
   type ListTokensRequest,
   type ListTokensResponse,
   type RevokeTokenRequest,
@@ -59,6 +62,7 @@ import type { CompiledPolicySet, CompiledTokenRules } from "../policy/types.js";
 import { filterHasField, selectEmergencyRevocations, selectTokens, type TokenFilter } from "../lifecycle/emergency.js";
 import { clip, escalationProblem } from "../lifecycle/escalation.js";
 import { overlapProblem } from "../lifecycle/rotation.js";
+import { parseSince } from "../lifecycle/since.js";
 import type { TokenLifecycle } from "../lifecycle/token-lifecycle.js";
 import { tokenStatus } from "../lifecycle/token-status.js";
 import { isLockBusy, StoreError, transientStoreError } from "../store/store-error.js";
@@ -86,6 +90,7 @@ export const GUARD_ROUTES = {
   rotateToken: { method: "POST", path: "/api/settings/api-tokens/{id}/rotate" },
   revokeToken: { method: "DELETE", path: "/api/settings/api-tokens/{id}" },
   emergencyRevoke: { method: "POST", path: "/api/settings/api-tokens/emergency-revoke" },
+  listSecurityEvents: { method: "GET", path: "/api/settings/api-tokens/security-events" },
 } as const satisfies Record<string, { method: string; path: string }>;
 
 /** Everything {@link createTokenService} reads from the world. */
@@ -109,6 +114,7 @@ export interface TokenServiceImpl {
   rotateToken(request: RotateTokenRequest, call: CallContext): Promise<RotateTokenResponse>;
   revokeToken(request: RevokeTokenRequest, call: CallContext): Promise<RevokeTokenResponse>;
   emergencyRevoke(request: EmergencyRevokeRequest, call: CallContext): Promise<EmergencyRevokeResponse>;
+  listSecurityEvents(request: ListSecurityEventsRequest, call: CallContext): Promise<ListSecurityEventsResponse>;
   /** Whether the caller may manage tokens (the `createToken` guard lets it through): who may have decision explanations. */
   mayManageTokens(call: CallContext): Promise<boolean>;
 }
@@ -277,6 +283,24 @@ export function createTokenService(deps: TokenServiceDeps): TokenServiceImpl {
       });
     },
 
+    async listSecurityEvents(request, call) {
+      const caller = await guard("listSecurityEvents", call);
+      const filter = securityEventFilterOf(request, caller);
+      return translate(async () => {
+        const rows = await deps.lifecycle.listSecurityEvents(filter);
+        return create(ListSecurityEventsResponseSchema, {
+          events: rows.map((row) => ({
+            minuteUnixMs: BigInt(row.minuteMs),
+            event: row.event,
+            tokenId: row.tokenId ?? "",
+            tenant: row.tenant ?? "",
+            count: BigInt(row.count),
+            lastAtUnixMs: BigInt(row.lastAtMs),
+          })),
+        });
+      });
+    },
+
     async mayManageTokens(call) {
       try {
         await guard("createToken", call);
@@ -355,6 +379,35 @@ export function checkOverlap(overlapMs: number, rules: CompiledTokenRules): void
 /** A `google.protobuf.Struct` of controls; an empty or absent one clears them. The store and the policy check their shape. */
 function controlsOf(value: { [key: string]: unknown } | undefined): TokenControls | null {
   return value === undefined || Object.keys(value).length === 0 ? null : (value as TokenControls);
+}
+
+/** Rows {@link TokenServiceImpl.listSecurityEvents} may answer with by default and at most. */
+const DEFAULT_SECURITY_EVENT_LIMIT = 100;
+const MAX_SECURITY_EVENT_LIMIT = 10_000;
+
+/**
+ * The store filter of a security event read: always the caller's tenant (the
+ * request may name it, but no other), a checked `limit` and a parsed `since`.
+ */
+function securityEventFilterOf(request: ListSecurityEventsRequest, caller: Caller): { tenant: string; event?: string; sinceMs?: number; limit: number } {
+  const tenant = caller.identity.tenant;
+  // why: no probing of other tenants, but a clear refusal rather than an empty list that looks like "no denials"
+  if (request.tenant !== "" && request.tenant !== tenant) {
+    throw new ConnectError(`a token of tenant \`${clip(tenant)}\` reads only its own tenant's security events, not \`${clip(request.tenant)}\``, Code.PermissionDenied);
+  }
+  const limit = request.limit === 0 ? DEFAULT_SECURITY_EVENT_LIMIT : request.limit;
+  if (limit < 1 || limit > MAX_SECURITY_EVENT_LIMIT) {
+    throw new ConnectError(`limit must be from 1 to ${MAX_SECURITY_EVENT_LIMIT} (0 for ${DEFAULT_SECURITY_EVENT_LIMIT}), got \`${request.limit}\``, Code.InvalidArgument);
+  }
+  let sinceMs: number | undefined;
+  if (request.since !== "") {
+    const parsed = parseSince(request.since.trim(), caller.nowMs);
+    if (parsed === null) {
+      throw new ConnectError(`invalid since \`${clip(request.since)}\`: expected an ISO 8601 time (2026-12-04T18:00:00Z) or a duration back from now (30m, 1h, 7d)`, Code.InvalidArgument);
+    }
+    sinceMs = parsed;
+  }
+  return { tenant, limit, ...(request.event === "" ? {} : { event: request.event }), ...(sinceMs === undefined ? {} : { sinceMs }) };
 }
 
 function filterFromMessage(message: TokenFilterMessage, tenant: string): TokenFilter {

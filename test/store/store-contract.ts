@@ -253,6 +253,28 @@ export function runStoreContract(name: string, target: ContractTarget): void {
       expect(await other.securityEvents.list({ limit: 2 })).toHaveLength(2);
     });
 
+    it("prunes security event rows of minutes before a bound, at most a batch at a time, once across store objects", async () => {
+      const minute = 1_750_000_020_000 - (1_750_000_020_000 % 60_000);
+      const rows = Array.from({ length: 7 }, (_, i) => ({
+        minuteMs: minute + i * 60_000,
+        event: "auth.api_token_ip_allowlist_blocked" as const,
+        tokenId: `tok_${i}`,
+        tenant: "acme",
+        count: 1,
+        lastAtMs: minute + i * 60_000 + 59_000,
+      }));
+      await store.securityEvents.record(rows);
+      const other = (await open()).store;
+      // the bound is on the minute: rows of the first five minutes are older than minute + 5 min
+      const bound = minute + 5 * 60_000;
+      expect(await store.securityEvents.prune(bound, 2)).toBe(2);
+      expect((await store.securityEvents.list({ limit: 10 })).map((row) => row.tokenId)).toEqual(["tok_6", "tok_5", "tok_4", "tok_3", "tok_2"]);
+      const [a, b] = await Promise.all([store.securityEvents.prune(bound, 2), other.securityEvents.prune(bound, 2)]);
+      expect(a + b).toBe(3);
+      expect(await other.securityEvents.prune(bound, 2)).toBe(0);
+      expect((await store.securityEvents.list({ limit: 10 })).map((row) => row.tokenId)).toEqual(["tok_6", "tok_5"]);
+    });
+
     it("keeps tenant and workspace state, with one audit row per change", async () => {
       expect(await lifecycle.suspendTenant("acme", { actor: "ops", reason: "unpaid" })).toBe(true);
       expect(await lifecycle.suspendTenant("acme", { actor: "ops" })).toBe(false);

@@ -45,6 +45,15 @@ export function postgresSecurityEventLog(db: Queryable): SecurityEventLog {
         ],
       );
     },
+    async prune(beforeMs, maxRows) {
+      // why: a bounded batch holds its row locks briefly; SKIP LOCKED lets replicas pruning at once take different rows instead of waiting on each other
+      const { rowCount } = await db.query(
+        `DELETE FROM security_events WHERE (minute, event, token_id) IN (
+           SELECT minute, event, token_id FROM security_events WHERE minute < $1 ORDER BY minute LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+        [beforeMs, maxRows],
+      );
+      return rowCount ?? 0;
+    },
     async list(filter) {
       const { rows } = await db.query<SecurityEventRow>(
         `SELECT * FROM security_events

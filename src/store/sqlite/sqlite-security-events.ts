@@ -26,6 +26,10 @@ export function prepareSecurityEventStatements(db: Database.Database) {
       SELECT * FROM security_events
       WHERE (@event IS NULL OR event = @event) AND (@since IS NULL OR last_at >= @since) AND (@tenant IS NULL OR tenant = @tenant)
       ORDER BY minute DESC, last_at DESC LIMIT @limit`),
+    // why: the primary key leads with minute, so the oldest rows are found in index order and a batch touches only them
+    prune: db.prepare(`
+      DELETE FROM security_events WHERE (minute, event, token_id) IN (
+        SELECT minute, event, token_id FROM security_events WHERE minute < @before ORDER BY minute LIMIT @maxRows)`),
   };
 }
 
@@ -37,6 +41,9 @@ export function createSqliteSecurityEventLog(live: () => ReturnType<typeof prepa
       for (const row of mergeSecurityEventCounts(batch)) {
         upsert.run({ minute: row.minuteMs, event: row.event, tokenId: row.tokenId ?? "", tenant: row.tenant, count: row.count, lastAt: row.lastAtMs });
       }
+    },
+    async prune(beforeMs, maxRows) {
+      return live().prune.run({ before: beforeMs, maxRows }).changes;
     },
     async list(filter) {
       const rows = live().list.all({ event: filter.event ?? null, since: filter.sinceMs ?? null, tenant: filter.tenant ?? null, limit: filter.limit }) as SecurityEventRow[];

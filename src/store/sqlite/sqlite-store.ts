@@ -146,6 +146,8 @@ export class SqliteStore implements Store {
       // why: one transaction per batch, so a flush of many rows is one commit
       record: (batch) => (batch.length === 0 ? Promise.resolve() : write(() => securityEvents.record(batch))),
       list: (filter) => securityEvents.list(filter),
+      // why: through the write queue like `record`, one short transaction per batch
+      prune: (beforeMs, maxRows) => write(() => securityEvents.prune(beforeMs, maxRows)),
     };
     this.tenantState = {
       suspendTenant: (s) => write((tx) => tx.tenantState.suspendTenant(s)),

@@ -11,7 +11,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file portcullis/v1/token_service.proto.
  */
 export const file_portcullis_v1_token_service: GenFile = /*@__PURE__*/
-  fileDesc("CiFwb3J0Y3VsbGlzL3YxL3Rva2VuX3NlcnZpY2UucHJvdG8SDXBvcnRjdWxsaXMudjEi6wQKBVRva2VuEgoKAmlkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIRCgl3b3Jrc3BhY2UYAyABKAkSEwoLZW52aXJvbm1lbnQYBCABKAkSDgoGcHJlZml4GAUgASgJEgwKBHR5cGUYBiABKAkSDAoEbmFtZRgHIAEoCRIMCgRyb2xlGAggASgJEhEKCWtleV9sZXZlbBgJIAEoCRIOCgZzY29wZXMYCiADKAkSGAoQZWZmZWN0aXZlX3Njb3BlcxgLIAMoCRIPCgdjcmVhdG9yGAwgASgJEhQKDGNyZWF0b3Jfcm9sZRgNIAEoCRIVCg1zZXJ2aWNlX2xhYmVsGA4gASgJEikKCGNvbnRyb2xzGA8gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdGF0dXMYECABKAkSGgoSY3JlYXRlZF9hdF91bml4X21zGBEgASgDEhoKEmV4cGlyZXNfYXRfdW5peF9tcxgSIAEoAxIaChJyZXZva2VkX2F0X3VuaXhfbXMYEyABKAMSEgoKcmV2b2tlZF9ieRgUIAEoCRIWCg5yZXZva2VkX3JlYXNvbhgVIAEoCRIcChRsYXN0X3VzZWRfYXRfdW5peF9tcxgWIAEoAxIRCgl1c2VfY291bnQYFyABKAMSEgoKbGluZWFnZV9pZBgYIAEoCRIWCg5wcmVkZWNlc3Nvcl9pZBgZIAEoCRIUCgxzdWNjZXNzb3JfaWQYGiABKAkSGgoScm90YXRlZF9hdF91bml4X21zGBsgASgDEh8KF292ZXJsYXBfZW5kc19hdF91bml4X21zGBwgASgDIo4CChJDcmVhdGVUb2tlblJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEhMKC2Vudmlyb25tZW50GAIgASgJEgwKBG5hbWUYAyABKAkSDAoEdHlwZRgEIAEoCRIMCgRyb2xlGAUgASgJEhEKCWtleV9sZXZlbBgGIAEoCRIOCgZzY29wZXMYByADKAkSDwoHY3JlYXRvchgIIAEoCRIUCgxjcmVhdG9yX3JvbGUYCSABKAkSGgoSZXhwaXJlc19pbl9zZWNvbmRzGAogASgDEhUKDXNlcnZpY2VfbGFiZWwYCyABKAkSKQoIY29udHJvbHMYDCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ik0KE0NyZWF0ZVRva2VuUmVzcG9uc2USIwoFdG9rZW4YASABKAsyFC5wb3J0Y3VsbGlzLnYxLlRva2VuEhEKCXBsYWludGV4dBgCIAEoCSIdCg9HZXRUb2tlblJlcXVlc3QSCgoCaWQYASABKAkiNwoQR2V0VG9rZW5SZXNwb25zZRIjCgV0b2tlbhgBIAEoCzIULnBvcnRjdWxsaXMudjEuVG9rZW4iPwoRTGlzdFRva2Vuc1JlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEhcKD2luY2x1ZGVfcmV2b2tlZBgCIAEoCCI6ChJMaXN0VG9rZW5zUmVzcG9uc2USJAoGdG9rZW5zGAEgAygLMhQucG9ydGN1bGxpcy52MS5Ub2tlbiJTChpVcGRhdGVUb2tlbkNvbnRyb2xzUmVxdWVzdBIKCgJpZBgBIAEoCRIpCghjb250cm9scxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiQgobVXBkYXRlVG9rZW5Db250cm9sc1Jlc3BvbnNlEiMKBXRva2VuGAEgASgLMhQucG9ydGN1bGxpcy52MS5Ub2tlbiJSChJSb3RhdGVUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSHAoPb3ZlcmxhcF9zZWNvbmRzGAIgASgDSACIAQFCEgoQX292ZXJsYXBfc2Vjb25kcyJ4ChNSb3RhdGVUb2tlblJlc3BvbnNlEiMKBXRva2VuGAEgASgLMhQucG9ydGN1bGxpcy52MS5Ub2tlbhIRCglwbGFpbnRleHQYAiABKAkSKQoLcHJlZGVjZXNzb3IYAyABKAsyFC5wb3J0Y3VsbGlzLnYxLlRva2VuIjAKElJldm9rZVRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOgoTUmV2b2tlVG9rZW5SZXNwb25zZRIjCgV0b2tlbhgBIAEoCzIULnBvcnRjdWxsaXMudjEuVG9rZW4iVQoLVG9rZW5GaWx0ZXISFQoNc2VydmljZV9sYWJlbBgBIAEoCRITCgtlbnZpcm9ubWVudBgCIAEoCRINCgVzY29wZRgDIAEoCRILCgNpZHMYBCADKAkihwEKFkVtZXJnZW5jeVJldm9rZVJlcXVlc3QSFAoKbGluZWFnZV9vZhgBIAEoCUgAEiwKBmZpbHRlchgCIAEoCzIaLnBvcnRjdWxsaXMudjEuVG9rZW5GaWx0ZXJIABIPCgdkcnlfcnVuGAMgASgIEg4KBnJlYXNvbhgEIAEoCUIICgZ0YXJnZXQiVAoXRW1lcmdlbmN5UmV2b2tlUmVzcG9uc2USFQoNbWF0Y2hlZF9jb3VudBgBIAEoAxIRCgl0b2tlbl9pZHMYAiADKAkSDwoHZHJ5X3J1bhgDIAEoCCJAChRFeGNoYW5nZVRva2VuUmVxdWVzdBIOCgZzY29wZXMYASADKAkSGAoQbGlmZXRpbWVfc2Vjb25kcxgCIAEoBSJVChVFeGNoYW5nZVRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCmV4cGlyZXNfaW4YAiABKAUSEgoKdG9rZW5fdHlwZRgDIAEoCTLrBQoMVG9rZW5TZXJ2aWNlElQKC0NyZWF0ZVRva2VuEiEucG9ydGN1bGxpcy52MS5DcmVhdGVUb2tlblJlcXVlc3QaIi5wb3J0Y3VsbGlzLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USUAoIR2V0VG9rZW4SHi5wb3J0Y3VsbGlzLnYxLkdldFRva2VuUmVxdWVzdBofLnBvcnRjdWxsaXMudjEuR2V0VG9rZW5SZXNwb25zZSIDkAIBElYKCkxpc3RUb2tlbnMSIC5wb3J0Y3VsbGlzLnYxLkxpc3RUb2tlbnNSZXF1ZXN0GiEucG9ydGN1bGxpcy52MS5MaXN0VG9rZW5zUmVzcG9uc2UiA5ACARJsChNVcGRhdGVUb2tlbkNvbnRyb2xzEikucG9ydGN1bGxpcy52MS5VcGRhdGVUb2tlbkNvbnRyb2xzUmVxdWVzdBoqLnBvcnRjdWxsaXMudjEuVXBkYXRlVG9rZW5Db250cm9sc1Jlc3BvbnNlElQKC1JvdGF0ZVRva2VuEiEucG9ydGN1bGxpcy52MS5Sb3RhdGVUb2tlblJlcXVlc3QaIi5wb3J0Y3VsbGlzLnYxLlJvdGF0ZVRva2VuUmVzcG9uc2USWQoLUmV2b2tlVG9rZW4SIS5wb3J0Y3VsbGlzLnYxLlJldm9rZVRva2VuUmVxdWVzdBoiLnBvcnRjdWxsaXMudjEuUmV2b2tlVG9rZW5SZXNwb25zZSIDkAICEmAKD0VtZXJnZW5jeVJldm9rZRIlLnBvcnRjdWxsaXMudjEuRW1lcmdlbmN5UmV2b2tlUmVxdWVzdBomLnBvcnRjdWxsaXMudjEuRW1lcmdlbmN5UmV2b2tlUmVzcG9uc2USWgoNRXhjaGFuZ2VUb2tlbhIjLnBvcnRjdWxsaXMudjEuRXhjaGFuZ2VUb2tlblJlcXVlc3QaJC5wb3J0Y3VsbGlzLnYxLkV4Y2hhbmdlVG9rZW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct]);
+  fileDesc("CiFwb3J0Y3VsbGlzL3YxL3Rva2VuX3NlcnZpY2UucHJvdG8SDXBvcnRjdWxsaXMudjEi6wQKBVRva2VuEgoKAmlkGAEgASgJEg4KBnRlbmFudBgCIAEoCRIRCgl3b3Jrc3BhY2UYAyABKAkSEwoLZW52aXJvbm1lbnQYBCABKAkSDgoGcHJlZml4GAUgASgJEgwKBHR5cGUYBiABKAkSDAoEbmFtZRgHIAEoCRIMCgRyb2xlGAggASgJEhEKCWtleV9sZXZlbBgJIAEoCRIOCgZzY29wZXMYCiADKAkSGAoQZWZmZWN0aXZlX3Njb3BlcxgLIAMoCRIPCgdjcmVhdG9yGAwgASgJEhQKDGNyZWF0b3Jfcm9sZRgNIAEoCRIVCg1zZXJ2aWNlX2xhYmVsGA4gASgJEikKCGNvbnRyb2xzGA8gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIOCgZzdGF0dXMYECABKAkSGgoSY3JlYXRlZF9hdF91bml4X21zGBEgASgDEhoKEmV4cGlyZXNfYXRfdW5peF9tcxgSIAEoAxIaChJyZXZva2VkX2F0X3VuaXhfbXMYEyABKAMSEgoKcmV2b2tlZF9ieRgUIAEoCRIWCg5yZXZva2VkX3JlYXNvbhgVIAEoCRIcChRsYXN0X3VzZWRfYXRfdW5peF9tcxgWIAEoAxIRCgl1c2VfY291bnQYFyABKAMSEgoKbGluZWFnZV9pZBgYIAEoCRIWCg5wcmVkZWNlc3Nvcl9pZBgZIAEoCRIUCgxzdWNjZXNzb3JfaWQYGiABKAkSGgoScm90YXRlZF9hdF91bml4X21zGBsgASgDEh8KF292ZXJsYXBfZW5kc19hdF91bml4X21zGBwgASgDIo4CChJDcmVhdGVUb2tlblJlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEhMKC2Vudmlyb25tZW50GAIgASgJEgwKBG5hbWUYAyABKAkSDAoEdHlwZRgEIAEoCRIMCgRyb2xlGAUgASgJEhEKCWtleV9sZXZlbBgGIAEoCRIOCgZzY29wZXMYByADKAkSDwoHY3JlYXRvchgIIAEoCRIUCgxjcmVhdG9yX3JvbGUYCSABKAkSGgoSZXhwaXJlc19pbl9zZWNvbmRzGAogASgDEhUKDXNlcnZpY2VfbGFiZWwYCyABKAkSKQoIY29udHJvbHMYDCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ik0KE0NyZWF0ZVRva2VuUmVzcG9uc2USIwoFdG9rZW4YASABKAsyFC5wb3J0Y3VsbGlzLnYxLlRva2VuEhEKCXBsYWludGV4dBgCIAEoCSIdCg9HZXRUb2tlblJlcXVlc3QSCgoCaWQYASABKAkiNwoQR2V0VG9rZW5SZXNwb25zZRIjCgV0b2tlbhgBIAEoCzIULnBvcnRjdWxsaXMudjEuVG9rZW4iPwoRTGlzdFRva2Vuc1JlcXVlc3QSEQoJd29ya3NwYWNlGAEgASgJEhcKD2luY2x1ZGVfcmV2b2tlZBgCIAEoCCI6ChJMaXN0VG9rZW5zUmVzcG9uc2USJAoGdG9rZW5zGAEgAygLMhQucG9ydGN1bGxpcy52MS5Ub2tlbiJTChpVcGRhdGVUb2tlbkNvbnRyb2xzUmVxdWVzdBIKCgJpZBgBIAEoCRIpCghjb250cm9scxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiQgobVXBkYXRlVG9rZW5Db250cm9sc1Jlc3BvbnNlEiMKBXRva2VuGAEgASgLMhQucG9ydGN1bGxpcy52MS5Ub2tlbiJSChJSb3RhdGVUb2tlblJlcXVlc3QSCgoCaWQYASABKAkSHAoPb3ZlcmxhcF9zZWNvbmRzGAIgASgDSACIAQFCEgoQX292ZXJsYXBfc2Vjb25kcyJ4ChNSb3RhdGVUb2tlblJlc3BvbnNlEiMKBXRva2VuGAEgASgLMhQucG9ydGN1bGxpcy52MS5Ub2tlbhIRCglwbGFpbnRleHQYAiABKAkSKQoLcHJlZGVjZXNzb3IYAyABKAsyFC5wb3J0Y3VsbGlzLnYxLlRva2VuIjAKElJldm9rZVRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOgoTUmV2b2tlVG9rZW5SZXNwb25zZRIjCgV0b2tlbhgBIAEoCzIULnBvcnRjdWxsaXMudjEuVG9rZW4iVQoLVG9rZW5GaWx0ZXISFQoNc2VydmljZV9sYWJlbBgBIAEoCRITCgtlbnZpcm9ubWVudBgCIAEoCRINCgVzY29wZRgDIAEoCRILCgNpZHMYBCADKAkihwEKFkVtZXJnZW5jeVJldm9rZVJlcXVlc3QSFAoKbGluZWFnZV9vZhgBIAEoCUgAEiwKBmZpbHRlchgCIAEoCzIaLnBvcnRjdWxsaXMudjEuVG9rZW5GaWx0ZXJIABIPCgdkcnlfcnVuGAMgASgIEg4KBnJlYXNvbhgEIAEoCUIICgZ0YXJnZXQiVAoXRW1lcmdlbmN5UmV2b2tlUmVzcG9uc2USFQoNbWF0Y2hlZF9jb3VudBgBIAEoAxIRCgl0b2tlbl9pZHMYAiADKAkSDwoHZHJ5X3J1bhgDIAEoCCJAChRFeGNoYW5nZVRva2VuUmVxdWVzdBIOCgZzY29wZXMYASADKAkSGAoQbGlmZXRpbWVfc2Vjb25kcxgCIAEoBSJVChVFeGNoYW5nZVRva2VuUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCmV4cGlyZXNfaW4YAiABKAUSEgoKdG9rZW5fdHlwZRgDIAEoCSJYChlMaXN0U2VjdXJpdHlFdmVudHNSZXF1ZXN0Eg0KBWV2ZW50GAEgASgJEg0KBXNpbmNlGAIgASgJEg4KBnRlbmFudBgDIAEoCRINCgVsaW1pdBgEIAEoBSKAAQoNU2VjdXJpdHlFdmVudBIWCg5taW51dGVfdW5peF9tcxgBIAEoAxINCgVldmVudBgCIAEoCRIQCgh0b2tlbl9pZBgDIAEoCRIOCgZ0ZW5hbnQYBCABKAkSDQoFY291bnQYBSABKAMSFwoPbGFzdF9hdF91bml4X21zGAYgASgDIkoKGkxpc3RTZWN1cml0eUV2ZW50c1Jlc3BvbnNlEiwKBmV2ZW50cxgBIAMoCzIcLnBvcnRjdWxsaXMudjEuU2VjdXJpdHlFdmVudDLbBgoMVG9rZW5TZXJ2aWNlElQKC0NyZWF0ZVRva2VuEiEucG9ydGN1bGxpcy52MS5DcmVhdGVUb2tlblJlcXVlc3QaIi5wb3J0Y3VsbGlzLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USUAoIR2V0VG9rZW4SHi5wb3J0Y3VsbGlzLnYxLkdldFRva2VuUmVxdWVzdBofLnBvcnRjdWxsaXMudjEuR2V0VG9rZW5SZXNwb25zZSIDkAIBElYKCkxpc3RUb2tlbnMSIC5wb3J0Y3VsbGlzLnYxLkxpc3RUb2tlbnNSZXF1ZXN0GiEucG9ydGN1bGxpcy52MS5MaXN0VG9rZW5zUmVzcG9uc2UiA5ACARJsChNVcGRhdGVUb2tlbkNvbnRyb2xzEikucG9ydGN1bGxpcy52MS5VcGRhdGVUb2tlbkNvbnRyb2xzUmVxdWVzdBoqLnBvcnRjdWxsaXMudjEuVXBkYXRlVG9rZW5Db250cm9sc1Jlc3BvbnNlElQKC1JvdGF0ZVRva2VuEiEucG9ydGN1bGxpcy52MS5Sb3RhdGVUb2tlblJlcXVlc3QaIi5wb3J0Y3VsbGlzLnYxLlJvdGF0ZVRva2VuUmVzcG9uc2USWQoLUmV2b2tlVG9rZW4SIS5wb3J0Y3VsbGlzLnYxLlJldm9rZVRva2VuUmVxdWVzdBoiLnBvcnRjdWxsaXMudjEuUmV2b2tlVG9rZW5SZXNwb25zZSIDkAICEmAKD0VtZXJnZW5jeVJldm9rZRIlLnBvcnRjdWxsaXMudjEuRW1lcmdlbmN5UmV2b2tlUmVxdWVzdBomLnBvcnRjdWxsaXMudjEuRW1lcmdlbmN5UmV2b2tlUmVzcG9uc2USWgoNRXhjaGFuZ2VUb2tlbhIjLnBvcnRjdWxsaXMudjEuRXhjaGFuZ2VUb2tlblJlcXVlc3QaJC5wb3J0Y3VsbGlzLnYxLkV4Y2hhbmdlVG9rZW5SZXNwb25zZRJuChJMaXN0U2VjdXJpdHlFdmVudHMSKC5wb3J0Y3VsbGlzLnYxLkxpc3RTZWN1cml0eUV2ZW50c1JlcXVlc3QaKS5wb3J0Y3VsbGlzLnYxLkxpc3RTZWN1cml0eUV2ZW50c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_struct]);
 
 /**
  * Token is a stored token as operators see it: never the plaintext or its hash.
@@ -797,6 +797,128 @@ export const ExchangeTokenResponseSchema: GenMessage<ExchangeTokenResponse> = /*
   messageDesc(file_portcullis_v1_token_service, 17);
 
 /**
+ * ListSecurityEventsRequest filters the caller's tenant's security events.
+ *
+ * @generated from message portcullis.v1.ListSecurityEventsRequest
+ */
+export type ListSecurityEventsRequest = Message<"portcullis.v1.ListSecurityEventsRequest"> & {
+  /**
+   * Only this audit event, e.g. `auth.api_token_ip_allowlist_blocked`; empty for all.
+   *
+   * @generated from field: string event = 1;
+   */
+  event: string;
+
+  /**
+   * Only rows whose latest denial is at or after this time: an ISO 8601 time
+   * (`2026-12-04T18:00:00Z`) or a duration back from now (`30m`, `1h`, `7d`);
+   * empty for no bound.
+   *
+   * @generated from field: string since = 2;
+   */
+  since: string;
+
+  /**
+   * The caller's own tenant, or empty for it; any other tenant is refused.
+   *
+   * @generated from field: string tenant = 3;
+   */
+  tenant: string;
+
+  /**
+   * At most this many rows, 1 to 10000; 0 for 100.
+   *
+   * @generated from field: int32 limit = 4;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message portcullis.v1.ListSecurityEventsRequest.
+ * Use `create(ListSecurityEventsRequestSchema)` to create a new message.
+ */
+export const ListSecurityEventsRequestSchema: GenMessage<ListSecurityEventsRequest> = /*@__PURE__*/
+  messageDesc(file_portcullis_v1_token_service, 18);
+
+/**
+ * SecurityEvent is one stored row: the denials of one token and audit event
+ * within one UTC minute, counted. Times are milliseconds since the Unix epoch.
+ *
+ * @generated from message portcullis.v1.SecurityEvent
+ */
+export type SecurityEvent = Message<"portcullis.v1.SecurityEvent"> & {
+  /**
+   * Start of the UTC minute.
+   *
+   * @generated from field: int64 minute_unix_ms = 1;
+   */
+  minuteUnixMs: bigint;
+
+  /**
+   * The audit event, e.g. `auth.api_token_mtls_ca_required`.
+   *
+   * @generated from field: string event = 2;
+   */
+  event: string;
+
+  /**
+   * The token judged; empty when none was identified (a missing, malformed or unknown credential).
+   *
+   * @generated from field: string token_id = 3;
+   */
+  tokenId: string;
+
+  /**
+   * The token's tenant; empty when no token was identified.
+   *
+   * @generated from field: string tenant = 4;
+   */
+  tenant: string;
+
+  /**
+   * Denials counted in this row.
+   *
+   * @generated from field: int64 count = 5;
+   */
+  count: bigint;
+
+  /**
+   * The latest denial counted in this row.
+   *
+   * @generated from field: int64 last_at_unix_ms = 6;
+   */
+  lastAtUnixMs: bigint;
+};
+
+/**
+ * Describes the message portcullis.v1.SecurityEvent.
+ * Use `create(SecurityEventSchema)` to create a new message.
+ */
+export const SecurityEventSchema: GenMessage<SecurityEvent> = /*@__PURE__*/
+  messageDesc(file_portcullis_v1_token_service, 19);
+
+/**
+ * ListSecurityEventsResponse lists rows newest first (by minute, then latest denial).
+ *
+ * @generated from message portcullis.v1.ListSecurityEventsResponse
+ */
+export type ListSecurityEventsResponse = Message<"portcullis.v1.ListSecurityEventsResponse"> & {
+  /**
+   * The rows.
+   *
+   * @generated from field: repeated portcullis.v1.SecurityEvent events = 1;
+   */
+  events: SecurityEvent[];
+};
+
+/**
+ * Describes the message portcullis.v1.ListSecurityEventsResponse.
+ * Use `create(ListSecurityEventsResponseSchema)` to create a new message.
+ */
+export const ListSecurityEventsResponseSchema: GenMessage<ListSecurityEventsResponse> = /*@__PURE__*/
+  messageDesc(file_portcullis_v1_token_service, 20);
+
+/**
  * TokenService manages API tokens. It is itself guarded by Portcullis: every
  * call carries the caller's own bearer token in `Authorization`, which is judged
  * by the policy set in force as if it were a request to the policy set's token
@@ -901,6 +1023,20 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof ExchangeTokenRequestSchema;
     output: typeof ExchangeTokenResponseSchema;
+  },
+  /**
+   * ListSecurityEvents lists the stored security events of the caller's
+   * tenant: denials counted per token, event and UTC minute, newest first.
+   * Judged as `GET /api/settings/api-tokens/security-events`. Asking for
+   * another tenant answers `permission_denied`; a bad `since` or `limit`
+   * answers `invalid_argument`.
+   *
+   * @generated from rpc portcullis.v1.TokenService.ListSecurityEvents
+   */
+  listSecurityEvents: {
+    methodKind: "unary";
+    input: typeof ListSecurityEventsRequestSchema;
+    output: typeof ListSecurityEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_portcullis_v1_token_service, 0);
