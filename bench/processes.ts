@@ -28,6 +28,9 @@ export function missingTools(): string | null {
   return `missing ${missing.map(([c]) => c).join(", ")}: install with \`apt-get install -y ${missing.map(([, p]) => p).join(" ")}\``;
 }
 
+/** Characters of a server's output kept for its ready line and error reports. */
+const OUTPUT_KEPT_CHARS = 64 * 1024;
+
 /** A server child: its pid (that of the pinned node process, since taskset execs) and output so far. */
 export interface ServerProcess {
   readonly pid: number;
@@ -51,8 +54,13 @@ export async function startPinned(
   started.add(child);
   child.on("exit", () => started.delete(child));
   let out = "";
-  child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  // why: a server's decision log writes megabytes a second to stdout under load; only the start and the tail are ever read
+  const keep = (chunk: Buffer): void => {
+    out += chunk.toString();
+    if (out.length > 2 * OUTPUT_KEPT_CHARS) out = out.slice(-OUTPUT_KEPT_CHARS);
+  };
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
   const deadline = Date.now() + (options.timeoutMs ?? 20_000);
   while (Date.now() < deadline) {
     const match = options.ready.exec(out);

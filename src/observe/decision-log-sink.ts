@@ -9,34 +9,35 @@ import { promisify } from "node:util";
 
 /** One writer of batches. `write` rejects when the batch could not be written; the log counts its records as dropped. */
 export interface DecisionLogSink {
-  /** Writes one batch of whole lines. Never called again before the previous call settled. */
-  write(lines: string): Promise<void>;
+  /** Writes one page of whole lines. Never called again before the previous call settled; the bytes are reused after it. */
+  write(lines: Buffer): Promise<void>;
   close(): Promise<void>;
 }
 
 const writeFd = promisify(fs.write);
 
 /**
- * Writes at most this many bytes per `write(2)` on stdout, cut at line ends:
- * the POSIX `PIPE_BUF`, below which a pipe write is atomic, so that the
- * server's own log lines (written by pino on the same descriptor) never land
- * inside a record. A single longer line goes whole.
+ * A sink on a file descriptor that stays open: stdout (1) for `--decision-log stdout`.
+ *
+ * Each page goes in one `write(2)` (continued if the kernel takes part of it):
+ * one trip through the thread pool per page, not per 4 KiB. Writing at most
+ * `PIPE_BUF` (4 KiB) at a time would make every write to a pipe atomic, but
+ * the log drains one write per turn of the event loop, and at 4 KiB a turn a
+ * saturated server dropped most of its denial records. The cost: on a pipe
+ * whose reader has fallen a whole pipe buffer (64 KiB on Linux) behind, a line
+ * of the server's own log or another worker's page can land inside a page;
+ * `--decision-log file:PATH` has no such case.
  */
-const ATOMIC_PIPE_WRITE_BYTES = 4096;
-
-/** A sink on a file descriptor that stays open: stdout (1) for `--decision-log stdout`. */
 export function createFdSink(fd: number, options: { readonly retryDelayMs?: number; readonly maxRetries?: number } = {}): DecisionLogSink {
   const retryDelayMs = options.retryDelayMs ?? 10;
   const maxRetries = options.maxRetries ?? 50;
   return {
-    async write(lines) {
-      const bytes = Buffer.from(lines);
+    async write(bytes) {
       let offset = 0;
       let retries = 0;
       while (offset < bytes.length) {
-        const end = chunkEnd(bytes, offset);
         try {
-          offset += (await writeFd(fd, bytes, offset, end - offset, null)).bytesWritten;
+          offset += (await writeFd(fd, bytes, offset, bytes.length - offset, null)).bytesWritten;
           retries = 0;
         } catch (error) {
           // why: a non-blocking pipe that is full answers EAGAIN; waiting a little (bounded) lets a slow reader catch up while newer records queue or drop
@@ -47,15 +48,6 @@ export function createFdSink(fd: number, options: { readonly retryDelayMs?: numb
     },
     async close() {},
   };
-}
-
-/** Where the next write ends: at most {@link ATOMIC_PIPE_WRITE_BYTES}, after a newline, or the whole of a longer line. */
-function chunkEnd(bytes: Buffer, offset: number): number {
-  if (bytes.length - offset <= ATOMIC_PIPE_WRITE_BYTES) return bytes.length;
-  const lastNewline = bytes.lastIndexOf(0x0a, offset + ATOMIC_PIPE_WRITE_BYTES - 1);
-  if (lastNewline >= offset) return lastNewline + 1;
-  const next = bytes.indexOf(0x0a, offset);
-  return next === -1 ? bytes.length : next + 1;
 }
 
 /** How a file sink rotates. */
@@ -112,8 +104,7 @@ export function createFileSink(path: string, options: FileSinkOptions = {}): Dec
   };
 
   return {
-    async write(lines) {
-      const bytes = Buffer.from(lines);
+    async write(bytes) {
       try {
         await open();
         if (size > 0 && size + bytes.length > maxFileBytes) await rotate();

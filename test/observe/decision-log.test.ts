@@ -56,8 +56,10 @@ function heldSink(): DecisionLogSink & { lines: string[]; writes: number; releas
   const sink = {
     lines: [] as string[],
     writes: 0,
-    write(lines: string) {
+    write(bytes: Buffer) {
       sink.writes++;
+      // why: the log reuses a page's bytes once its write settled, so they are read now
+      const lines = bytes.toString();
       return new Promise<void>((resolve) => {
         releases.push(() => {
           sink.lines.push(...lines.split("\n").filter((line) => line !== ""));
@@ -92,7 +94,7 @@ describe("decision log: modes", () => {
 describe("decision log: a slow or failing sink never holds decisions", () => {
   it("drops and counts records past the queue's capacity while a write hangs, and writes what it kept once the sink is back", async () => {
     const sink = heldSink();
-    const log = createDecisionLog({ mode: "all", sink, capacity: 100, batchRecords: 10, flushDelayMs: 1 });
+    const log = createDecisionLog({ mode: "all", sink, capacity: 100, pageBytes: 4096, flushDelayMs: 1 });
     const started = performance.now();
     for (let i = 0; i < 1_000; i++) log.offer(entry(deny()));
     // 1,000 offers against a sink that never answers return at once
@@ -114,7 +116,7 @@ describe("decision log: a slow or failing sink never holds decisions", () => {
     const log = createDecisionLog({
       mode: "all",
       flushDelayMs: 1,
-      sink: { write: async (lines) => (fail ? Promise.reject(new Error("disk full")) : void written.push(lines)), close: async () => {} },
+      sink: { write: async (bytes) => (fail ? Promise.reject(new Error("disk full")) : void written.push(bytes.toString())), close: async () => {} },
       onWriteError: (_error, records) => errors.push(records),
     });
     for (let i = 0; i < 3; i++) log.offer(entry(deny()));
@@ -130,7 +132,7 @@ describe("decision log: a slow or failing sink never holds decisions", () => {
 
   it("writes what is queued on close, and drops what comes after", async () => {
     const lines: string[] = [];
-    const log = createDecisionLog({ mode: "all", flushDelayMs: 60_000, sink: { write: async (text) => void lines.push(text), close: async () => {} } });
+    const log = createDecisionLog({ mode: "all", flushDelayMs: 60_000, sink: { write: async (bytes) => void lines.push(bytes.toString()), close: async () => {} } });
     log.offer(entry(deny()));
     await log.close();
     expect(lines.join("")).toContain('"code":"unauthenticated"');
@@ -209,7 +211,7 @@ describe("decision log: sinks", () => {
     const file = path.join(tempDir(), "decisions.jsonl");
     const sink = createFileSink(file, { maxFileBytes: 100, maxFiles: 2 });
     const line = (n: number) => `${JSON.stringify({ n, pad: "x".repeat(40) })}\n`;
-    for (let n = 1; n <= 7; n++) await sink.write(line(n));
+    for (let n = 1; n <= 7; n++) await sink.write(Buffer.from(line(n)));
     await sink.close();
     const read = (name: string) => fs.readFileSync(name, "utf8").trim().split("\n").map((text) => JSON.parse(text).n);
     // each line is 58 bytes: a file takes one line, the next passes 100 bytes and rotates
@@ -223,24 +225,69 @@ describe("decision log: sinks", () => {
     const dir = tempDir();
     const file = path.join(dir, "sub", "decisions.jsonl");
     const sink = createFileSink(file);
-    await expect(sink.write("{}\n")).rejects.toThrow(/ENOENT/);
+    await expect(sink.write(Buffer.from("{}\n"))).rejects.toThrow(/ENOENT/);
     fs.mkdirSync(path.join(dir, "sub"));
-    await sink.write('{"a":1}\n');
+    await sink.write(Buffer.from('{"a":1}\n'));
     await sink.close();
     expect(fs.readFileSync(file, "utf8")).toBe('{"a":1}\n');
   });
 
-  it("the descriptor sink writes at most 4 KiB at a time, cut at line ends, so lines never interleave with other writers", async () => {
+  it("the descriptor sink writes a whole page, however long", async () => {
     const file = path.join(tempDir(), "out.jsonl");
     const fd = fs.openSync(file, "a");
     try {
       const sink = createFdSink(fd);
-      const lines = Array.from({ length: 300 }, (_, n) => `${JSON.stringify({ n, pad: "y".repeat(n % 50) })}\n`).join("");
-      await sink.write(lines);
+      const lines = Array.from({ length: 3000 }, (_, n) => `${JSON.stringify({ n, pad: "y".repeat(n % 50) })}\n`).join("");
+      await sink.write(Buffer.from(lines));
       expect(fs.readFileSync(file, "utf8")).toBe(lines);
     } finally {
       fs.closeSync(fd);
     }
+  });
+
+  it("keeps up with a saturated server on stdout: every denial of a burst offered 64 a turn is written, none dropped", async () => {
+    // Before pages, the descriptor sink wrote 4 KiB a turn and a burst like this one dropped most of its records.
+    const file = path.join(tempDir(), "stdout.jsonl");
+    const fd = fs.openSync(file, "a");
+    try {
+      const log = createDecisionLog({ mode: "denials", sink: createFdSink(fd), capacity: 10_000 });
+      const denial = entry(deny());
+      for (let sent = 0; sent < 30_000; ) {
+        for (let i = 0; i < 64 && sent < 30_000; i++, sent++) log.offer(denial);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await log.flush();
+      expect(log.stats()).toMatchObject({ written: 30_000, droppedQueueFull: 0, droppedWriteFailed: 0, queued: 0 });
+      const lines = fs.readFileSync(file, "utf8").split("\n");
+      expect(lines).toHaveLength(30_001);
+      expect(lines.slice(0, -1).every((line) => JSON.parse(line).code === "unauthenticated")).toBe(true);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+
+  it("writes a trickle of records a page at a time, after the flush delay, not a write per record", async () => {
+    const writes: number[] = [];
+    const log = createDecisionLog({ mode: "denials", flushDelayMs: 50, sink: { write: async (bytes) => void writes.push(bytes.toString().split("\n").length - 1), close: async () => {} } });
+    for (let i = 0; i < 20; i++) {
+      log.offer(entry(deny()));
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 120));
+    expect(writes.reduce((a, b) => a + b, 0)).toBe(20);
+    expect(writes.length).toBeLessThanOrEqual(2);
+    await log.close();
+  });
+
+  it("gives a record longer than a page a page of its own, whole", async () => {
+    const pages: string[] = [];
+    const log = createDecisionLog({ mode: "all", pageBytes: 256, sink: { write: async (bytes) => void pages.push(bytes.toString()), close: async () => {} } });
+    log.offer(entry(deny()));
+    log.offer(entry(deny(), `/api/payouts/${"é".repeat(300)}`));
+    log.offer(entry(deny()));
+    await log.flush();
+    const lines = pages.join("").split("\n").filter((line) => line !== "");
+    expect(lines.map((line) => JSON.parse(line).path)).toEqual(["/api/payouts", `/api/payouts/${"é".repeat(300)}`, "/api/payouts"]);
   });
 });
 
