@@ -6,6 +6,7 @@
  * Each call is timed in batches with `process.hrtime.bigint()` around the
  * batch, so the timer's own cost (tens of ns) stays far below the figure.
  */
+import { postgresLookupRows } from "./postgres-lookup.js";
 import { spawn } from "node:child_process";
 import { rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -361,6 +362,7 @@ export async function runInProcess(options: InProcessOptions): Promise<Row[]> {
   for (const total of options.quick ? [1_000, 100_000] : [1_000, 1_000_000]) {
     rows.push(...(await lookupRows(total, plan, options)));
   }
+  rows.push(...(await postgresLookupRows(options)));
   return rows;
 }
 
