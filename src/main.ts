@@ -38,6 +38,7 @@ import { createMemoryQuotaCounter } from "./quota/memory-quota-counter.js";
 import { createTokenExchangeHttpHandler } from "./transport/token-exchange-http.js";
 import { openDecisionObservers } from "./observe/open-observers.js";
 import { observeDecisions, type Transport } from "./observe/observe-decisions.js";
+import { createWebhookDeliverer, type WebhookDeliverer } from "./webhooks/webhook-deliverer.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -51,6 +52,8 @@ export interface RunningServer {
   readonly keyRing: KeyRing;
   /** Last-used stamps waiting for their batch; `flush()` writes them now. */
   readonly usage: UsageRecorder;
+  /** The webhook deliverer working the store's outbox. */
+  readonly webhooks: WebhookDeliverer;
   /** The policy set in force. */
   policy(): CompiledPolicySet;
   /** Reloads the policy folder; on any error the set in force stays and the errors are returned. */
@@ -130,6 +133,21 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const quotaStore = config.quotaStoreUrl === undefined ? undefined : await openQuotaStore(config.quotaStoreUrl, config.quotaKeyPrefix, log);
   metrics.watchTokenCache(() => tokenCache.stats());
   const observers = openDecisionObservers(config.decisionLog, { policy: () => policy, metrics, log, securityEvents: store.securityEvents });
+  // why: off the decision path: decisions only count denials in memory; the deliverer works the store's outbox on its own timer
+  let lastWebhookErrorLoggedAt = -Infinity;
+  const webhooks = createWebhookDeliverer({
+    outbox: store.webhooks,
+    endpoints: () => policy.webhooks,
+    ...config.webhookDelivery,
+    onError: (error) => {
+      const nowMs = Date.now();
+      if (nowMs - lastWebhookErrorLoggedAt < 60_000) return;
+      lastWebhookErrorLoggedAt = nowMs;
+      log.warn({ err: error }, "webhook outbox not worked this round; retrying (this warning repeats at most once a minute)");
+    },
+  });
+  metrics.watchWebhooks(() => webhooks.stats());
+  if (policy.webhooks.length > 0) log.info({ webhooks: policy.webhooks.map((e) => e.id) }, `webhooks: ${policy.webhooks.length} endpoint(s)`);
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: reads.tokens,
@@ -235,6 +253,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     await store.close();
     await quotaStore?.close();
     await observers.close();
+    await webhooks.close();
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
@@ -280,6 +299,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     tokenCache,
     keyRing,
     usage,
+    webhooks,
     policy: () => policy,
     reloadPolicy() {
       return applyPolicy(loadPolicySet(config.policyDir));
@@ -298,6 +318,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       signingKeys.close();
       // Records and security event counts of the last decisions are written before the store closes.
       await observers.close();
+      // Attempts in flight finish (each bounded by its timeout); whatever is pending stays in the outbox for the next start.
+      await webhooks.close();
       await store.close();
       await quotaStore?.close();
     },

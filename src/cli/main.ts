@@ -24,6 +24,7 @@ import { checkPortsFree, servePorts } from "../config/check-ports.js";
 import { checkHealth } from "./healthcheck.js";
 import { PolicyUsageError, registerPolicyAuthorCommands } from "./policy-commands.js";
 import { registerStoreCommands } from "./store-commands.js";
+import { registerWebhookCommands } from "./webhook-commands.js";
 import { StoreError } from "../store/token-store.js";
 import { createTokenLifecycle, type TokenLifecycle } from "../lifecycle/token-lifecycle.js";
 import { openStore } from "../store/open-store.js";
@@ -180,6 +181,7 @@ export function buildProgram(): Command {
 
   registerAdminCommands(program, { withStoreOptions, withStore, actor });
   registerStoreCommands(program);
+  registerWebhookCommands(program, { withStoreOptions, withStore, usageError: (message) => new UsageError(message) });
   registerKeyCommands(program);
   registerLifecycleCommands(program, tokens, { withStoreOptions, withStore, withPolicyAndStore, actor, usageError: (message) => new UsageError(message) });
 

@@ -25,6 +25,7 @@ import {
 } from "./errors.js";
 import { readRegularFile } from "./read-regular-file.js";
 import { loadTrustedCas } from "./trusted-cas.js";
+import { loadWebhookEndpoints } from "./webhook-endpoints.js";
 import { validatePolicyFile } from "./schema.js";
 import type { CompiledPolicySet, PolicyFile } from "./types.js";
 
@@ -303,10 +304,12 @@ export function loadPolicySet(dir: string): LoadPolicySetResult {
   if (errors.length > 0) return { ok: false, errors: sortPolicyErrors(errors) };
 
   const cas = loadTrustedCas(dir, merged.policySet, new Map(sources.map((s) => [s.file, s])));
-  if (!cas.ok) return { ok: false, errors: sortPolicyErrors([...cas.errors]) };
+  // why: secrets are read, never hashed into the revision (it is shown in /readyz and on every decision)
+  const webhooks = loadWebhookEndpoints(dir, merged.policySet, new Map(sources.map((s) => [s.file, s])));
+  if (!cas.ok || !webhooks.ok) return { ok: false, errors: sortPolicyErrors([...(cas.ok ? [] : cas.errors), ...(webhooks.ok ? [] : webhooks.errors)]) };
 
   try {
-    const policy = compilePolicySet(merged, [...sources, ...cas.revisionSources], cas.trust);
+    const policy = compilePolicySet(merged, [...sources, ...cas.revisionSources], cas.trust, webhooks.endpoints);
     return { ok: true, policy, files: sources.map((s) => s.file) };
   } catch (error) {
     // why: compile trusts the checks above; if one missed something, refuse instead of crashing
