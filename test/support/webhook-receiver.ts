@@ -67,8 +67,8 @@ export function readReceived(file: string): ReceivedWebhook[] {
   return fs.readFileSync(file, "utf8").split("\n").filter((line) => line !== "").map((line) => JSON.parse(line) as ReceivedWebhook);
 }
 
-/** An in-process receiver answering `status()` for each request, keeping what it saw. */
-export async function startInProcessReceiver(status: () => number = () => 200): Promise<{ url: string; received: ReceivedWebhook[]; close(): Promise<void> }> {
+/** An in-process receiver answering `status()` for each request (after `delayMs()`), keeping what it saw. */
+export async function startInProcessReceiver(status: () => number = () => 200, delayMs: () => number = () => 0): Promise<{ url: string; received: ReceivedWebhook[]; close(): Promise<void> }> {
   const received: ReceivedWebhook[] = [];
   const server = http.createServer((request, response) => {
     const chunks: Buffer[] = [];
@@ -76,7 +76,9 @@ export async function startInProcessReceiver(status: () => number = () => 200): 
     request.on("end", () => {
       const answer = status();
       received.push({ path: request.url ?? "", headers: request.headers as Record<string, string>, body: Buffer.concat(chunks).toString("utf8"), status: answer });
-      response.writeHead(answer).end();
+      const delay = delayMs();
+      if (delay === 0) response.writeHead(answer).end();
+      else setTimeout(() => response.writeHead(answer).end(), delay);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
