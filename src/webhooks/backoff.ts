@@ -9,7 +9,7 @@ export interface WebhookRetrySettings {
   readonly baseDelayMs: number;
   /** Longest wait between two attempts. Default 300,000 (5 minutes). */
   readonly maxDelayMs: number;
-  /** Attempts before a delivery is given up (status `failed`). Default 12 (about 30 minutes of retries with the defaults). */
+  /** Attempts before a delivery is given up (status `failed`). Default 30 (one to two hours of retrying with the default waits). */
   readonly maxAttempts: number;
   /** Age after which a delivery still not made is given up, whatever its attempts. Default 86,400,000 (24 hours). */
   readonly maxAgeMs: number;
@@ -18,7 +18,7 @@ export interface WebhookRetrySettings {
 export const DEFAULT_WEBHOOK_RETRY: WebhookRetrySettings = Object.freeze({
   baseDelayMs: 1_000,
   maxDelayMs: 300_000,
-  maxAttempts: 12,
+  maxAttempts: 30,
   maxAgeMs: 86_400_000,
 });
 
