@@ -301,7 +301,8 @@ async function withStore(flags: StoreFlags, run: (store: TokenLifecycle) => void
 }
 
 async function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenLifecycle) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
-  const loaded = loadPolicySet(resolvePaths(flags).policyDir);
+  // why: token commands send no webhooks, so an operator's shell needs no webhook secret
+  const loaded = loadPolicySet(resolvePaths(flags).policyDir, { readWebhookSecrets: false });
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
   return withStore(flags, (store) => run(loaded.policy, store), options);
 }

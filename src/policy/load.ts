@@ -250,8 +250,13 @@ function mergeFiles(
  * const result = loadPolicySet("policies");
  * if (!result.ok) throw new PolicyLoadError(result.errors);
  * result.policy.routes.match("GET", ["api", "payouts"], false);
+ *
+ * `options.readWebhookSecrets` (default `true`): `false` checks each webhook
+ * secret reference's form but reads no secret (every endpoint's `secret` is
+ * empty), for commands that send no webhooks (`tokens …`), so that an
+ * operator's shell needs no webhook secret to create a token.
  */
-export function loadPolicySet(dir: string): LoadPolicySetResult {
+export function loadPolicySet(dir: string, options: { readonly readWebhookSecrets?: boolean } = {}): LoadPolicySetResult {
   let names: string[];
   try {
     names = readdirSync(dir, { withFileTypes: true })
@@ -305,7 +310,7 @@ export function loadPolicySet(dir: string): LoadPolicySetResult {
 
   const cas = loadTrustedCas(dir, merged.policySet, new Map(sources.map((s) => [s.file, s])));
   // why: secrets are read, never hashed into the revision (it is shown in /readyz and on every decision)
-  const webhooks = loadWebhookEndpoints(dir, merged.policySet, new Map(sources.map((s) => [s.file, s])));
+  const webhooks = loadWebhookEndpoints(dir, merged.policySet, new Map(sources.map((s) => [s.file, s])), process.env, options.readWebhookSecrets ?? true);
   if (!cas.ok || !webhooks.ok) return { ok: false, errors: sortPolicyErrors([...(cas.ok ? [] : cas.errors), ...(webhooks.ok ? [] : webhooks.errors)]) };
 
   try {

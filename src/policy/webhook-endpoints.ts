@@ -24,13 +24,15 @@ export type LoadWebhookEndpointsResult =
 /**
  * Checks and compiles `policySet.webhooks`; `dir` is the policy folder
  * (relative `file:` references start there), `env` where `env:` references
- * are read.
+ * are read. Without `readSecrets`, no secret is read (each is empty): for
+ * processes that send no webhooks.
  */
 export function loadWebhookEndpoints(
   dir: string,
   policySet: Located<PolicySetSettings>,
   sources: ReadonlyMap<string, PolicySource>,
   env: NodeJS.ProcessEnv = process.env,
+  readSecrets = true,
 ): LoadWebhookEndpointsResult {
   const specs = policySet.value.webhooks ?? [];
   const errors: PolicyError[] = [];
@@ -60,7 +62,7 @@ export function loadWebhookEndpoints(
       fail(`${at}/events/${n}`, problem, suggest(pattern, WEBHOOK_EVENT_NAMES) ?? "name an event such as `api_token.revoked`, or a pattern such as `auth.api_token_*`");
       ok = false;
     });
-    const secret = readSecretReference(dir, spec.secret, env);
+    const secret = readSecrets ? readSecretReference(dir, spec.secret, env) : { ok: true as const, value: Buffer.alloc(0) };
     if (!secret.ok) {
       fail(`${at}/secret`, `webhook endpoint \`${spec.id}\`: ${secret.message}`, secret.hint);
       ok = false;

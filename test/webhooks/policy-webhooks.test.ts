@@ -80,6 +80,14 @@ describe("policySet.webhooks", () => {
     expect(loaded.errors[0]!.line).toBeGreaterThan(0);
   });
 
+  it("without reading secrets (the tokens commands), a missing secret is no error, a bad URL still is", () => {
+    const missing = policyWith([{ id: "siem", url: "https://a.example.com/", events: ["*"], secret: "env:PORTCULLIS_TEST_UNSET_SECRET" }]);
+    expect(loadPolicySet(missing).ok).toBe(false);
+    const loaded = loadPolicySet(missing, { readWebhookSecrets: false });
+    expect(loaded.ok && loaded.policy.webhooks[0]!.secret.length).toBe(0);
+    expect(loadPolicySet(policyWith([{ id: "siem", url: "nowhere", events: ["*"], secret: "env:PORTCULLIS_TEST_UNSET_SECRET" }]), { readWebhookSecrets: false }).ok).toBe(false);
+  });
+
   it("refuses a secret written in place of a reference, and two endpoints with one id", () => {
     process.env[ENV_NAME] = "s".repeat(32);
     const inline = loadPolicySet(policyWith([{ id: "siem", url: "https://a.example.com/", events: ["*"], secret: "hunter2hunter2hunter2" }]));
