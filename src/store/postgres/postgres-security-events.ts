@@ -33,7 +33,7 @@ export function postgresSecurityEventLog(db: Queryable, transaction: <T>(work: (
       const rows = mergeSecurityEventCounts(batch);
       if (rows.length === 0) return;
       await transaction(async (client) => {
-        const { rows: created } = await client.query<{ minute: string; event: string; token_id: string }>(
+        const { rows: created } = await client.query<{ minute: string; event: string; token_id: string; inserted: boolean }>(
           `INSERT INTO security_events (minute, event, token_id, tenant, count, last_at)
            SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
            ON CONFLICT (minute, event, token_id) DO UPDATE SET
@@ -50,7 +50,7 @@ export function postgresSecurityEventLog(db: Queryable, transaction: <T>(work: (
             rows.map((row) => row.lastAtMs),
           ],
         );
-        const isNew = new Set(created.filter((row) => (row as { inserted?: boolean }).inserted === true).map((row) => `${row.minute}\u0000${row.event}\u0000${row.token_id}`));
+        const isNew = new Set(created.filter((row) => row.inserted).map((row) => `${row.minute}\u0000${row.event}\u0000${row.token_id}`));
         const writer = postgresWebhookWriter(client);
         for (const row of rows) {
           if (isNew.has(`${row.minuteMs}\u0000${row.event}\u0000${row.tokenId ?? ""}`)) await writer.enqueue(securityWebhookEvent(row));

@@ -24,6 +24,8 @@ export function prepareWebhookStatements(db: Database.Database) {
     deleteEvent: db.prepare(`DELETE FROM webhook_events WHERE id = ?`),
     pendingCount: db.prepare(`SELECT count(*) AS n FROM webhook_deliveries WHERE status = 'pending'`).pluck(),
     waitingCount: db.prepare(`SELECT count(*) AS n FROM webhook_events`).pluck(),
+    anyWaiting: db.prepare(`SELECT 1 FROM webhook_events LIMIT 1`).pluck(),
+    anyDue: db.prepare(`SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? LIMIT 1`).pluck(),
     insertDelivery: db.prepare(`
       INSERT INTO webhook_deliveries (event_id, endpoint_id, type, body, created_at, status, attempts, next_attempt_at, updated_at)
       VALUES (@eventId, @endpointId, @type, @body, @now, 'pending', 0, @now, @now)
@@ -84,34 +86,37 @@ export function createSqliteWebhookOutbox(
   const enqueue = (event: WebhookOutboxEvent) => {
     live().enqueue.run({ id: event.id, type: event.type, at: event.atMs, body: event.body });
   };
+  const fanOutNow: WebhookOutbox["fanOut"] = (routes, options) =>
+    write((): WebhookFanOut => {
+      const s = live();
+      const events = s.waiting.all({ limit: options.limit }) as { id: string; type: string; at: number; body: string }[];
+      let pending = Number(s.pendingCount.get());
+      let deliveries = 0;
+      let dropped = 0;
+      for (const event of events) {
+        for (const route of routes) {
+          if (!route.events.has(event.type)) continue;
+          if (pending >= options.capacity) {
+            dropped++;
+            continue;
+          }
+          if (s.insertDelivery.run({ eventId: event.id, endpointId: route.id, type: event.type, body: event.body, now: options.nowMs }).changes > 0) {
+            pending++;
+            deliveries++;
+          }
+        }
+        s.deleteEvent.run(event.id);
+      }
+      return { events: events.length, deliveries, dropped };
+    });
+  // why: a round with nothing to do reads and returns, instead of taking the file's write lock once a second
+  const idle: WebhookFanOut = { events: 0, deliveries: 0, dropped: 0 };
   return {
     enqueue: (event) => write(() => enqueue(event)),
-    fanOut: (routes, options) =>
-      write((): WebhookFanOut => {
-        const s = live();
-        const events = s.waiting.all({ limit: options.limit }) as { id: string; type: string; at: number; body: string }[];
-        let pending = Number(s.pendingCount.get());
-        let deliveries = 0;
-        let dropped = 0;
-        for (const event of events) {
-          for (const route of routes) {
-            if (!route.events.has(event.type)) continue;
-            if (pending >= options.capacity) {
-              dropped++;
-              continue;
-            }
-            if (s.insertDelivery.run({ eventId: event.id, endpointId: route.id, type: event.type, body: event.body, now: options.nowMs }).changes > 0) {
-              pending++;
-              deliveries++;
-            }
-          }
-          s.deleteEvent.run(event.id);
-        }
-        return { events: events.length, deliveries, dropped };
-      }),
-    claim: (options) =>
-      options.endpointIds.length === 0
-        ? Promise.resolve([])
+    fanOut: async (routes, options) => (live().anyWaiting.get() === undefined ? idle : fanOutNow(routes, options)),
+    claim: async (options) =>
+      options.endpointIds.length === 0 || live().anyDue.get(options.nowMs) === undefined
+        ? []
         : write(() =>
             (live().claim.all({ leaseId: options.leaseId, leaseUntil: options.leaseUntilMs, now: options.nowMs, endpointIds: JSON.stringify(options.endpointIds), limit: options.limit }) as DeliveryRow[]).map(deliveryOf),
           ),
