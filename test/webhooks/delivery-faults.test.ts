@@ -144,6 +144,13 @@ describe("webhook delivery through a failing, killed and returning receiver", ()
       expect(Math.max(...deliveries.map((d) => d.attempts))).toBeGreaterThan(2);
       expect(Math.max(...all.map((r) => Number(r.headers["portcullis-delivery-attempt"])))).toBeGreaterThan(2);
       expect(server.webhooks.stats().failedAttempts).toBeGreaterThan(0);
+      // and the metrics say so
+      const metrics = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
+      const metric = (pattern: RegExp) => Number(pattern.exec(metrics)?.[1] ?? NaN);
+      expect(metric(/^portcullis_webhook_deliveries_total\{outcome="delivered"\} (\d+)$/m)).toBe(deliveries.length);
+      expect(metric(/^portcullis_webhook_deliveries_total\{outcome="failed_attempt"\} (\d+)$/m)).toBe(deliveries.reduce((sum, d) => sum + d.attempts - 1, 0));
+      expect(metric(/^portcullis_webhook_deliveries_total\{outcome="dropped_full"\} (\d+)$/m)).toBe(0);
+      expect(metric(/^portcullis_webhook_queue_depth (\d+)$/m)).toBe(0);
     } finally {
       envoy.close();
     }
