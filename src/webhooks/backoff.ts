@@ -15,6 +15,7 @@ export interface WebhookRetrySettings {
   readonly maxAgeMs: number;
 }
 
+/** The defaults: 1 s doubling to 5 minutes, 30 attempts, 24 hours. */
 export const DEFAULT_WEBHOOK_RETRY: WebhookRetrySettings = Object.freeze({
   baseDelayMs: 1_000,
   maxDelayMs: 300_000,

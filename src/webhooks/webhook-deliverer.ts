@@ -12,7 +12,7 @@ import type { CompiledWebhookEndpoint } from "../policy/types.js";
 import type { WebhookDelivery, WebhookOutbox } from "../store/store-interfaces.js";
 import { DEFAULT_WEBHOOK_RETRY, givesUp, nextRetryDelayMs, type WebhookRetrySettings } from "./backoff.js";
 import { postWebhook, type PostOutcome } from "./post-webhook.js";
-import { signWebhook } from "./sign-webhook.js";
+import { SIGNATURE_HEADER, signWebhook } from "./sign-webhook.js";
 
 /** Settings of {@link createWebhookDeliverer}; every duration in ms. */
 export interface WebhookDelivererOptions {
@@ -56,6 +56,7 @@ export interface WebhookDelivererStats {
   readonly inFlight: number;
 }
 
+/** A running deliverer, from {@link createWebhookDeliverer}. */
 export interface WebhookDeliverer {
   stats(): WebhookDelivererStats;
   /** Runs one round now (fan out, claim, start attempts) and waits for its attempts; for tests and shutdown. */
@@ -99,7 +100,7 @@ export function createWebhookDeliverer(options: WebhookDelivererOptions): Webhoo
       endpoint.url,
       {
         "user-agent": "portcullis-webhooks",
-        "portcullis-signature": signWebhook(endpoint.secret, timestampSeconds, delivery.body),
+        [SIGNATURE_HEADER]: signWebhook(endpoint.secret, timestampSeconds, delivery.body),
         "idempotency-key": delivery.eventId,
         "portcullis-event-id": delivery.eventId,
         "portcullis-event-type": delivery.type,

@@ -1,6 +1,6 @@
 /** The webhook outbox on SQLite (`webhook_events`, `webhook_deliveries`): the {@link WebhookOutbox} over one connection. */
 import type Database from "better-sqlite3";
-import type { WebhookDelivery, WebhookDeliveryStatus, WebhookFanOut, WebhookOutbox, WebhookOutboxEvent } from "../store-interfaces.js";
+import type { WebhookDelivery, WebhookDeliveryStatus, WebhookFanOut, WebhookOutbox, WebhookOutboxEvent, WebhookOutboxWriter } from "../store-interfaces.js";
 
 interface DeliveryRow {
   event_id: string;
@@ -83,9 +83,6 @@ export function createSqliteWebhookOutbox(
   live: () => ReturnType<typeof prepareWebhookStatements>,
   write: <T>(work: () => T) => Promise<T>,
 ): WebhookOutbox {
-  const enqueue = (event: WebhookOutboxEvent) => {
-    live().enqueue.run({ id: event.id, type: event.type, at: event.atMs, body: event.body });
-  };
   const fanOutNow: WebhookOutbox["fanOut"] = (routes, options) =>
     write((): WebhookFanOut => {
       const s = live();
@@ -112,7 +109,7 @@ export function createSqliteWebhookOutbox(
   // why: a round with nothing to do reads and returns, instead of taking the file's write lock once a second
   const idle: WebhookFanOut = { events: 0, deliveries: 0, dropped: 0 };
   return {
-    enqueue: (event) => write(() => enqueue(event)),
+    enqueue: (event) => write(() => enqueueRow(live(), event)),
     fanOut: async (routes, options) => (live().anyWaiting.get() === undefined ? idle : fanOutNow(routes, options)),
     claim: async (options) =>
       options.endpointIds.length === 0 || live().anyDue.get(options.nowMs) === undefined
@@ -146,10 +143,14 @@ export function createSqliteWebhookOutbox(
 }
 
 /** The writer a SQLite transaction hands out: `enqueue` joins the connection's open transaction. */
-export function createSqliteWebhookWriter(live: () => ReturnType<typeof prepareWebhookStatements>) {
+export function createSqliteWebhookWriter(live: () => ReturnType<typeof prepareWebhookStatements>): WebhookOutboxWriter {
   return {
-    async enqueue(event: WebhookOutboxEvent) {
-      live().enqueue.run({ id: event.id, type: event.type, at: event.atMs, body: event.body });
+    async enqueue(event) {
+      enqueueRow(live(), event);
     },
   };
+}
+
+function enqueueRow(statements: ReturnType<typeof prepareWebhookStatements>, event: WebhookOutboxEvent): void {
+  statements.enqueue.run({ id: event.id, type: event.type, at: event.atMs, body: event.body });
 }
