@@ -41,6 +41,7 @@ import { openDecisionObservers } from "./observe/open-observers.js";
 import { observeDecisions, type Transport } from "./observe/observe-decisions.js";
 import type { SecurityEventRecorder } from "./observe/security-events.js";
 import { DEFAULT_SECURITY_EVENT_RETENTION_MS, startSecurityEventPruner, type SecurityEventPruner } from "./observe/security-event-retention.js";
+import { createWebhookDeliverer, type WebhookDeliverer } from "./webhooks/webhook-deliverer.js";
 
 /** A started server: its bound ports and the way to stop it. */
 export interface RunningServer {
@@ -58,6 +59,8 @@ export interface RunningServer {
   readonly securityEvents: SecurityEventRecorder;
   /** Deletes stored security events past their retention on a timer; `null` when the retention is 0 (keep every row). */
   readonly securityEventPruner: SecurityEventPruner | null;
+  /** The webhook deliverer working the store's outbox. */
+  readonly webhooks: WebhookDeliverer;
   /** The policy set in force. */
   policy(): CompiledPolicySet;
   /** Reloads the policy folder; on any error the set in force stays and the errors are returned. */
@@ -139,6 +142,21 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
   const observers = openDecisionObservers(config.decisionLog, { policy: () => policy, metrics, log, securityEvents: store.securityEvents });
   const securityEventPruner = openSecurityEventPruner(config, store.securityEvents, log);
   if (securityEventPruner !== null) metrics.watchSecurityEventPruning(() => securityEventPruner.stats());
+  // why: off the decision path: decisions only count denials in memory; the deliverer works the store's outbox on its own timer
+  let lastWebhookErrorLoggedAt = -Infinity;
+  const webhooks = createWebhookDeliverer({
+    outbox: store.webhooks,
+    endpoints: () => policy.webhooks,
+    ...config.webhookDelivery,
+    onError: (error) => {
+      const nowMs = Date.now();
+      if (nowMs - lastWebhookErrorLoggedAt < 60_000) return;
+      lastWebhookErrorLoggedAt = nowMs;
+      log.warn({ err: error }, "webhook outbox not worked this round; retrying (this warning repeats at most once a minute)");
+    },
+  });
+  metrics.watchWebhooks(() => webhooks.stats());
+  if (policy.webhooks.length > 0) log.info({ webhooks: policy.webhooks.map((e) => e.id) }, `webhooks: ${policy.webhooks.length} endpoint(s)`);
   const authorize = createAuthorizer({
     policy: () => policy,
     tokens: reads.tokens,
@@ -245,6 +263,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     await quotaStore?.close();
     await observers.close();
     await securityEventPruner?.close();
+    await webhooks.close();
     throw listenErrorOf(error, config.host, binding);
   }
   ready = true;
@@ -293,6 +312,7 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
     // INVARIANT: openDecisionObservers is given the store's security event log, so it always builds a recorder.
     securityEvents: observers.securityEvents!,
     securityEventPruner,
+    webhooks,
     policy: () => policy,
     reloadPolicy() {
       return applyPolicy(loadPolicySet(config.policyDir));
@@ -312,6 +332,8 @@ export async function startServer(config: ServeConfig, log: Logger): Promise<Run
       // Records and security event counts of the last decisions are written before the store closes.
       await observers.close();
       await securityEventPruner?.close();
+      // Attempts in flight finish (each bounded by its timeout); whatever is pending stays in the outbox for the next start.
+      await webhooks.close();
       await store.close();
       await quotaStore?.close();
     },

@@ -24,6 +24,7 @@ import { checkPortsFree, servePorts } from "../config/check-ports.js";
 import { checkHealth } from "./healthcheck.js";
 import { PolicyUsageError, registerPolicyAuthorCommands } from "./policy-commands.js";
 import { registerStoreCommands } from "./store-commands.js";
+import { registerWebhookCommands } from "./webhook-commands.js";
 import { StoreError } from "../store/token-store.js";
 import { createTokenLifecycle, type TokenLifecycle } from "../lifecycle/token-lifecycle.js";
 import { openStore } from "../store/open-store.js";
@@ -181,6 +182,7 @@ export function buildProgram(): Command {
 
   registerAdminCommands(program, { withStoreOptions, withStore, actor });
   registerStoreCommands(program);
+  registerWebhookCommands(program, { withStoreOptions, withStore, usageError: (message) => new UsageError(message) });
   registerKeyCommands(program);
   registerLifecycleCommands(program, tokens, { withStoreOptions, withStore, withPolicyAndStore, actor, usageError: (message) => new UsageError(message) });
 
@@ -300,7 +302,8 @@ async function withStore(flags: StoreFlags, run: (store: TokenLifecycle) => void
 }
 
 async function withPolicyAndStore(flags: StoreFlags, run: (policy: CompiledPolicySet, store: TokenLifecycle) => void | Promise<void>, options: { mayCreate?: boolean } = {}): Promise<void> {
-  const loaded = loadPolicySet(resolvePaths(flags).policyDir);
+  // why: token commands send no webhooks, so an operator's shell needs no webhook secret
+  const loaded = loadPolicySet(resolvePaths(flags).policyDir, { readWebhookSecrets: false });
   if (!loaded.ok) throw new PolicyLoadError(loaded.errors);
   return withStore(flags, (store) => run(loaded.policy, store), options);
 }

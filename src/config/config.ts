@@ -3,6 +3,7 @@
  * and validated once at start into one typed {@link ServeConfig}.
  */
 
+import type { WebhookDelivererOptions } from "../webhooks/webhook-deliverer.js";
 import { availableParallelism } from "node:os";
 import { parseDuration } from "../policy/duration.js";
 import type { TlsFiles } from "../transport/tls-files.js";
@@ -12,7 +13,16 @@ import { resolveDecisionLogSettings, type DecisionLogFlags, type DecisionLogSett
 import { DEFAULT_SECURITY_EVENT_RETENTION_MS } from "../observe/security-event-retention.js";
 
 /** Everything `portcullis serve` needs. */
+/** What {@link ServeConfig.webhookDelivery} may set. */
+export type WebhookDeliveryTuning = Pick<WebhookDelivererOptions, "pollIntervalMs" | "timeoutMs" | "concurrency" | "capacity" | "leaseMs" | "retry" | "retentionMs">;
+
 export interface ServeConfig {
+  /**
+   * Timing of the webhook deliverer (poll interval, attempt timeout, backoff,
+   * outbox capacity). Not a flag or variable: for tests and embedding; the
+   * defaults are in docs/operations.md ("Signed webhooks").
+   */
+  readonly webhookDelivery?: WebhookDeliveryTuning;
   /**
    * Address both ports bind to. Default `127.0.0.1`, so that a laptop run is not
    * reachable from the network; containers set `0.0.0.0` (env `PORTCULLIS_HOST`).

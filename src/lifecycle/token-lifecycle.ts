@@ -1,7 +1,7 @@
 /**
  * The token lifecycle: the rules of `src/lifecycle/` applied over any
- * {@link Store} (SQLite or PostgreSQL). Every write and its audit row commit
- * together in one transaction; changed tokens and administrative state are
+ * {@link Store} (SQLite or PostgreSQL). Every write, its audit row and its
+ * webhook event (the outbox) commit together in one transaction; changed tokens and administrative state are
  * announced after the commit. No database driver is imported here.
  */
 import type { AdministrativeEvent, LifecycleEvent } from "../engine/codes.js";
@@ -10,6 +10,7 @@ import { isWorkspaceRestrictionMode, WORKSPACE_RESTRICTION_MODES, type Workspace
 import { StoreError } from "../store/store-error.js";
 import type {
   ActiveTokenFilter,
+  AuditEntry,
   LifecycleAuditRecord,
   SecurityEventCount,
   MaybePromise,
@@ -20,8 +21,12 @@ import type {
   TokenListFilter,
   TokenListing,
   TokenUse,
+  WebhookDelivery,
+  WebhookDeliveryStatus,
   WorkspaceRestriction,
 } from "../store/store-interfaces.js";
+import { randomUUID } from "node:crypto";
+import { lifecycleWebhookEvent } from "../webhooks/webhook-events.js";
 import { generateToken, newTokenId } from "../token/format.js";
 import { hashToken } from "../token/hash.js";
 import { createSpecProblem, identifierProblem, type CreateTokenSpec } from "./create-spec.js";
@@ -105,6 +110,8 @@ export interface TokenLifecycle {
   listAudit(filter?: { tenant?: string; event?: string; sinceMs?: number; limit?: number }): Promise<LifecycleAuditRecord[]>;
   /** Stored security events (denials counted per token, event and minute), newest first; `limit` as {@link listAudit}'s. */
   listSecurityEvents(filter?: { tenant?: string; event?: string; sinceMs?: number; limit?: number }): Promise<SecurityEventCount[]>;
+  /** Webhook deliveries (one per event and endpoint), newest first; `limit` as {@link listAudit}'s. */
+  listWebhookDeliveries(filter?: { endpointId?: string; status?: WebhookDeliveryStatus; limit?: number }): Promise<WebhookDelivery[]>;
   /** Suspends a tenant (`tenant_suspended` for its tokens). @returns whether this call suspended it */
   suspendTenant(tenant: string, options: { actor: string; reason?: string | null }): Promise<boolean>;
   /** @returns whether the tenant was suspended */
@@ -137,10 +144,15 @@ export function createTokenLifecycle(deps: TokenLifecycleDeps): TokenLifecycle {
     if (message !== null) throw new StoreError("invalid", message);
   };
   const notFound = (id: string): StoreError => new StoreError("not_found", `no token with id \`${id}\``);
+  /** Appends an audit row and enqueues its webhook event in the same transaction: both commit, or neither. */
+  const record = async (tx: StoreTransaction, entry: AuditEntry) => {
+    await tx.audit.append(entry);
+    await tx.webhooks.enqueue(lifecycleWebhookEvent(`evt_${randomUUID()}`, entry));
+  };
   const audit = (tx: StoreTransaction, event: LifecycleEvent, actor: string, row: { id: string; tenant: string }, data: Record<string, unknown>, atMs: number) =>
-    tx.audit.append({ atMs, event, actor, tokenId: row.id, tenant: row.tenant, data });
+    record(tx, { atMs, event, actor, tokenId: row.id, tenant: row.tenant, data });
   const auditAdministrative = (tx: StoreTransaction, event: AdministrativeEvent, actor: string, tenant: string, data: Record<string, unknown>, atMs: number) =>
-    tx.audit.append({ atMs, event, actor, tokenId: null, tenant, data });
+    record(tx, { atMs, event, actor, tokenId: null, tenant, data });
   /** Runs an administrative change; the version moves even when nothing changed here (another process may have changed it). */
   const administrative = (run: (tx: StoreTransaction) => Promise<boolean>): Promise<boolean> =>
     store.transaction(async (tx) => {
@@ -332,6 +344,18 @@ export function createTokenLifecycle(deps: TokenLifecycleDeps): TokenLifecycle {
         throw new StoreError("invalid", `audit limit must be a whole number from 1 to ${MAX_AUDIT_LIMIT}, got \`${limit}\``);
       }
       return store.securityEvents.list({ ...auditFilterOf(filter), limit });
+    },
+
+    async listWebhookDeliveries(filter = {}) {
+      const limit = filter.limit ?? DEFAULT_AUDIT_LIMIT;
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_AUDIT_LIMIT) {
+        throw new StoreError("invalid", `delivery limit must be a whole number from 1 to ${MAX_AUDIT_LIMIT}, got \`${limit}\``);
+      }
+      return store.webhooks.list({
+        ...(filter.endpointId === undefined ? {} : { endpointId: filter.endpointId }),
+        ...(filter.status === undefined ? {} : { status: filter.status }),
+        limit,
+      });
     },
 
     async suspendTenant(tenant, options) {

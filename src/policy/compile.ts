@@ -11,6 +11,7 @@ import { buildPathPatternMatcher } from "./path-pattern-matcher.js";
 import { compileUpstream } from "./upstream.js";
 import { compileDecisionLogMasking } from "./decision-log-masking.js";
 import type {
+  CompiledWebhookEndpoint,
   CompiledTokenRules,
   CompiledTokenExchange,
   TokenExchangeSpec,
@@ -292,7 +293,8 @@ export function compileControlEntries(entries: readonly ControlEntrySpec[]): Com
 /**
  * Compiles a merged policy set. `sources` are the files in load order; their
  * names and texts make the revision. `trustedCas` are the CA certificates
- * the loader read for `policySet.trustedCas` (none by default).
+ * the loader read for `policySet.trustedCas` (none by default); `webhooks`
+ * the endpoints `loadWebhookEndpoints` read (none by default).
  *
  * INVARIANT: `merged` passed the schema and the cross-checks: names are
  * unique, every scope exists, `defaultEnvironment` names an environment.
@@ -305,6 +307,7 @@ export function compilePolicySet(
   merged: MergedPolicySet,
   sources: readonly RevisionSource[],
   trustedCas: CaTrust = new CaTrust([]),
+  webhooks: readonly CompiledWebhookEndpoint[] = [],
 ): CompiledPolicySet {
   const hash = createHash("sha256");
   for (const source of sources) {
@@ -359,6 +362,7 @@ export function compilePolicySet(
     tokens: compileTokenRules(merged.tokens?.value),
     tokenExchange: compileTokenExchange(settings.tokenExchange),
     decisionLog: compileDecisionLogMasking(settings.decisionLog),
+    webhooks: Object.freeze([...webhooks]),
     routeTable: Object.freeze([
       ...merged.operations.map(({ value: op }) => Object.freeze({ method: op.method, path: op.path, scope: op.scope, ruleId: operationRuleId(op) })),
       ...merged.endpointGroups.flatMap(({ value: group }) => {

@@ -25,6 +25,7 @@ import {
 } from "./errors.js";
 import { readRegularFile } from "./read-regular-file.js";
 import { loadTrustedCas } from "./trusted-cas.js";
+import { loadWebhookEndpoints } from "./webhook-endpoints.js";
 import { validatePolicyFile } from "./schema.js";
 import type { CompiledPolicySet, PolicyFile } from "./types.js";
 
@@ -249,8 +250,13 @@ function mergeFiles(
  * const result = loadPolicySet("policies");
  * if (!result.ok) throw new PolicyLoadError(result.errors);
  * result.policy.routes.match("GET", ["api", "payouts"], false);
+ *
+ * `options.readWebhookSecrets` (default `true`): `false` checks each webhook
+ * secret reference's form but reads no secret (every endpoint's `secret` is
+ * empty), for commands that send no webhooks (`tokens …`), so that an
+ * operator's shell needs no webhook secret to create a token.
  */
-export function loadPolicySet(dir: string): LoadPolicySetResult {
+export function loadPolicySet(dir: string, options: { readonly readWebhookSecrets?: boolean } = {}): LoadPolicySetResult {
   let names: string[];
   try {
     names = readdirSync(dir, { withFileTypes: true })
@@ -303,10 +309,12 @@ export function loadPolicySet(dir: string): LoadPolicySetResult {
   if (errors.length > 0) return { ok: false, errors: sortPolicyErrors(errors) };
 
   const cas = loadTrustedCas(dir, merged.policySet, new Map(sources.map((s) => [s.file, s])));
-  if (!cas.ok) return { ok: false, errors: sortPolicyErrors([...cas.errors]) };
+  // why: secrets are read, never hashed into the revision (it is shown in /readyz and on every decision)
+  const webhooks = loadWebhookEndpoints(dir, merged.policySet, new Map(sources.map((s) => [s.file, s])), process.env, options.readWebhookSecrets ?? true);
+  if (!cas.ok || !webhooks.ok) return { ok: false, errors: sortPolicyErrors([...(cas.ok ? [] : cas.errors), ...(webhooks.ok ? [] : webhooks.errors)]) };
 
   try {
-    const policy = compilePolicySet(merged, [...sources, ...cas.revisionSources], cas.trust);
+    const policy = compilePolicySet(merged, [...sources, ...cas.revisionSources], cas.trust, webhooks.endpoints);
     return { ok: true, policy, files: sources.map((s) => s.file) };
   } catch (error) {
     // why: compile trusts the checks above; if one missed something, refuse instead of crashing

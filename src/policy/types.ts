@@ -86,6 +86,30 @@ export interface PolicySetSettings {
   tokenExchange?: TokenExchangeSpec;
   /** What a decision log record may hold of the request. See {@link DecisionLogSpec}. */
   decisionLog?: DecisionLogSpec;
+  /** Endpoints receiving signed webhooks; none when absent. See {@link WebhookEndpointSpec}. */
+  webhooks?: WebhookEndpointSpec[];
+}
+
+/** One `policySet.webhooks` entry, as a policy file writes it. See docs/operations.md. */
+export interface WebhookEndpointSpec {
+  /** Endpoint id: a name. */
+  id: string;
+  /** Absolute http(s) URL the events are POSTed to. */
+  url: string;
+  /** Event names, or patterns ending in `*`. */
+  events: string[];
+  /** `env:NAME` or `file:path`: where the signing secret is read at load. */
+  secret: string;
+}
+
+/** A webhook endpoint as loaded: its secret read, its events expanded. */
+export interface CompiledWebhookEndpoint {
+  readonly id: string;
+  readonly url: string;
+  /** Every event name the endpoint's patterns select. */
+  readonly events: ReadonlySet<string>;
+  /** The HMAC key: the secret's bytes (UTF-8 of the variable, or the trimmed file). */
+  readonly secret: Buffer;
 }
 
 /** The `tokenExchange` settings, as a policy file writes them. See docs/jwt.md. */
@@ -354,6 +378,8 @@ export interface CompiledPolicySet {
   readonly tokenExchange: CompiledTokenExchange | null;
   /** What decision log records may hold of a request, with defaults applied. */
   readonly decisionLog: CompiledDecisionLogMasking;
+  /** Webhook endpoints with their secrets read at load; empty when the policy set names none. */
+  readonly webhooks: readonly CompiledWebhookEndpoint[];
   /** Every route as written, operations then endpoint groups: for `policy diff` and the explorer, never for decisions. */
   readonly routeTable: readonly RouteTableEntry[];
 }

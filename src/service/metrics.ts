@@ -7,6 +7,7 @@
  * One registry per server, so that tests and embedders running several
  * servers in one process never share counters.
  */
+import type { WebhookDelivererStats } from "../webhooks/webhook-deliverer.js";
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from "prom-client";
 import { DECISION_CODES_BY_PRECEDENCE, type DecisionCode } from "../engine/codes.js";
 import type { Decision } from "../engine/types.js";
@@ -38,6 +39,8 @@ export interface ServerMetrics {
   watchSecurityEvents(stats: () => SecurityEventStats): void;
   /** Reports the security event rows deleted past their retention, read on each scrape. */
   watchSecurityEventPruning(stats: () => { readonly pruned: number }): void;
+  /** Reports webhook deliveries, failed attempts, give-ups, drops and the outbox depth, read on each scrape. */
+  watchWebhooks(stats: () => WebhookDelivererStats): void;
   /** The Prometheus text exposition. */
   render(): Promise<{ contentType: string; body: string }>;
 }
@@ -202,6 +205,34 @@ export function createServerMetrics(options: { worker?: { id: number; pid: numbe
           const now = stats().pruned;
           this.inc(now - seen);
           seen = now;
+        },
+      });
+    },
+    watchWebhooks(stats) {
+      new Gauge({
+        name: "portcullis_webhook_queue_depth",
+        help: "Webhook deliveries pending in the outbox (waiting, retrying or being tried), as seen by this process's last delivery round.",
+        registers: [registry],
+        collect() {
+          this.set(stats().pending);
+        },
+      });
+      const seen = { delivered: 0, failed_attempt: 0, given_up: 0, dropped_full: 0 };
+      new Counter({
+        name: "portcullis_webhook_deliveries_total",
+        help: "Webhook delivery outcomes in this process: delivered (a 2xx answer), failed_attempt (to be retried or given up), given_up (attempts or age exhausted), dropped_full (not enqueued: the outbox held its capacity of pending deliveries).",
+        labelNames: ["outcome"] as const,
+        registers: [registry],
+        collect() {
+          const now = stats();
+          this.labels("delivered").inc(now.delivered - seen.delivered);
+          this.labels("failed_attempt").inc(now.failedAttempts - seen.failed_attempt);
+          this.labels("given_up").inc(now.givenUp - seen.given_up);
+          this.labels("dropped_full").inc(now.dropped - seen.dropped_full);
+          seen.delivered = now.delivered;
+          seen.failed_attempt = now.failedAttempts;
+          seen.given_up = now.givenUp;
+          seen.dropped_full = now.dropped;
         },
       });
     },

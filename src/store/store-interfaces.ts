@@ -181,7 +181,9 @@ export interface SecurityEventLog {
   /**
    * Adds each count to its (token, event, minute) row, creating it when new,
    * in one transaction; counts of one key in `batch` are summed. A row's
-   * tenant is the first one named; its `lastAtMs` the latest.
+   * tenant is the first one named; its `lastAtMs` the latest. A row created
+   * by this call also enqueues its webhook event in the same transaction
+   * (`securityWebhookEvent`: one per row, never one per denial).
    */
   record(batch: readonly SecurityEventCount[]): Promise<void>;
   /** Rows newest first (by minute, then latest denial). */
@@ -209,6 +211,113 @@ export function mergeSecurityEventCounts(batch: readonly SecurityEventCount[]): 
     );
   }
   return [...merged.values()];
+}
+
+/**
+ * An event waiting in the webhook outbox to be fanned out to the endpoints
+ * that subscribe to it: its stable id (the receivers' idempotency key), its
+ * name, when it happened and the JSON body every endpoint receives.
+ */
+export interface WebhookOutboxEvent {
+  readonly id: string;
+  readonly type: string;
+  readonly atMs: number;
+  readonly body: string;
+}
+
+/** Where a webhook delivery stands: waiting (or being tried), made (a 2xx answer), or given up. */
+export type WebhookDeliveryStatus = "pending" | "delivered" | "failed";
+
+/** One (event, endpoint) delivery as the outbox holds it. */
+export interface WebhookDelivery {
+  readonly eventId: string;
+  readonly endpointId: string;
+  readonly type: string;
+  readonly body: string;
+  readonly createdAtMs: number;
+  readonly status: WebhookDeliveryStatus;
+  /** Attempts made and finished (a delivery being tried now is not counted yet). */
+  readonly attempts: number;
+  /** When a pending delivery is due (or its lease ends, while one replica is trying it). */
+  readonly nextAttemptAtMs: number;
+  /** Why the last attempt failed (an HTTP status, a timeout, a refused connection); `null` when none did. */
+  readonly lastError: string | null;
+  readonly deliveredAtMs: number | null;
+  /** When its status last changed or an attempt finished. */
+  readonly updatedAtMs: number;
+}
+
+/** What one endpoint subscribes to, for {@link WebhookOutbox.fanOut}. */
+export interface WebhookRoute {
+  readonly id: string;
+  readonly events: ReadonlySet<string>;
+}
+
+/** What {@link WebhookOutbox.fanOut} did. */
+export interface WebhookFanOut {
+  /** Waiting events taken (each deleted, whether it became deliveries or not). */
+  readonly events: number;
+  /** Deliveries created. */
+  readonly deliveries: number;
+  /** Deliveries not created because the outbox held `capacity` pending ones. */
+  readonly dropped: number;
+}
+
+/** How an attempt of a claimed delivery ended, for {@link WebhookOutbox.complete}. */
+export type WebhookAttemptOutcome =
+  | { readonly kind: "delivered"; readonly atMs: number }
+  | { readonly kind: "retry"; readonly atMs: number; readonly nextAttemptAtMs: number; readonly error: string }
+  | { readonly kind: "failed"; readonly atMs: number; readonly error: string };
+
+/** Which deliveries {@link WebhookOutbox.list} returns. */
+export interface WebhookDeliveryFilter {
+  readonly endpointId?: string;
+  readonly status?: WebhookDeliveryStatus;
+  readonly limit: number;
+}
+
+/** The part of the outbox a transaction writes: events enqueued with the change they record. */
+export interface WebhookOutboxWriter {
+  /** Adds an event to fan out; an id already waiting is ignored. Inside a transaction it commits or rolls back with it. */
+  enqueue(event: WebhookOutboxEvent): Promise<void>;
+}
+
+/**
+ * The webhook outbox: events enqueued in the transactions that make them
+ * (lifecycle changes; security event rows when first written), fanned out
+ * into one delivery per (event, endpoint), claimed under a lease by one
+ * deliverer at a time (several replicas never try one delivery at once),
+ * and completed. The rules (backoff, giving up) are the deliverer's.
+ */
+export interface WebhookOutbox extends WebhookOutboxWriter {
+  /**
+   * In one transaction: takes up to `limit` waiting events, oldest first,
+   * creates a pending delivery (due at once) for each route subscribing to
+   * its type unless `capacity` deliveries are pending already (those are
+   * dropped and counted), and deletes the events. PostgreSQL: events taken
+   * by another replica's fan-out are skipped (`FOR UPDATE SKIP LOCKED`).
+   */
+  fanOut(routes: readonly WebhookRoute[], options: { readonly nowMs: number; readonly capacity: number; readonly limit: number }): Promise<WebhookFanOut>;
+  /**
+   * Claims up to `limit` pending deliveries due at `nowMs` for the given
+   * endpoints, oldest due first: each gets `leaseId` and is not due again
+   * until `leaseUntilMs`, so no other claim takes it meanwhile (and a
+   * deliverer that died holding it is replaced once the lease ends).
+   */
+  claim(options: { readonly endpointIds: readonly string[]; readonly nowMs: number; readonly leaseUntilMs: number; readonly leaseId: string; readonly limit: number }): Promise<WebhookDelivery[]>;
+  /** Records an attempt's outcome on a delivery still held under `leaseId`; a lost lease changes nothing. */
+  complete(eventId: string, endpointId: string, leaseId: string, outcome: WebhookAttemptOutcome): Promise<void>;
+  /**
+   * Gives up (status `failed`) pending deliveries created before
+   * `createdBeforeMs` that no claim finishes (their endpoint was removed,
+   * say), and deletes delivered and failed ones last updated before
+   * `finishedBeforeMs`. @returns how many were given up
+   */
+  sweep(options: { readonly nowMs: number; readonly createdBeforeMs: number; readonly finishedBeforeMs: number }): Promise<number>;
+  /** Deliveries newest first, filtered. */
+  list(filter: WebhookDeliveryFilter): Promise<WebhookDelivery[]>;
+  /** Pending deliveries and events still to fan out, for the queue depth gauge. */
+  depth(): Promise<{ readonly pending: number; readonly waitingEvents: number }>;
 }
 
 /** Which audit rows {@link AuditLog.list} returns. */
@@ -301,6 +410,8 @@ export interface StoreTransaction {
   readonly tokens: TokenRepository;
   readonly audit: AuditLog;
   readonly tenantState: TenantStateRepository;
+  /** The webhook outbox: lifecycle events enqueued here commit or roll back with the change they record. */
+  readonly webhooks: WebhookOutboxWriter;
   /**
    * Serializes this transaction, until it ends, with every other transaction
    * (in any process or replica) that locks the same `key`; call it before the
@@ -347,6 +458,8 @@ export interface Store {
   readonly tenantState: TenantStateRepository;
   /** Aggregated security events (denials); not part of transactions, written in batches off the decision path. */
   readonly securityEvents: SecurityEventLog;
+  /** The webhook outbox, read and worked by the deliverer; each call commits on its own. */
+  readonly webhooks: WebhookOutbox;
   /**
    * Runs `run` in one transaction: committed when its promise resolves, rolled
    * back when it rejects (the rejection is passed on). Transactions of one

@@ -48,7 +48,7 @@ describe.skipIf(unavailable !== null)("PostgreSQL migrations", () => {
       const { rows } = await pools[0]!.query("SELECT version FROM portcullis_schema_migrations ORDER BY version");
       expect(rows.map((row) => row.version)).toEqual(POSTGRES_MIGRATIONS.map((_, index) => index + 1));
       const tables = await pools[0]!.query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name");
-      expect(tables.rows.map((row) => row.table_name)).toEqual(["audit_events", "portcullis_schema_migrations", "portcullis_settings", "security_events", "signing_keys", "tenants", "tokens", "workspaces"]);
+      expect(tables.rows.map((row) => row.table_name)).toEqual(["audit_events", "portcullis_schema_migrations", "portcullis_settings", "security_events", "signing_keys", "tenants", "tokens", "webhook_deliveries", "webhook_events", "workspaces"]);
     } finally {
       await Promise.all(pools.map((pool) => pool.end()));
     }

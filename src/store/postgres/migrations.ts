@@ -114,6 +114,35 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE INDEX security_events_event ON security_events (event, minute);
   CREATE INDEX security_events_tenant ON security_events (tenant, minute);
   `,
+  // 4: the webhook outbox, as on SQLite (its step 7). webhook_events holds events enqueued with the
+  // change they record, until the server fans each out into one
+  // webhook_deliveries row per subscribed endpoint (then deletes it).
+  `
+  CREATE TABLE webhook_events (
+    id   TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    at   BIGINT NOT NULL,
+    body TEXT NOT NULL
+  );
+  CREATE INDEX webhook_events_at ON webhook_events (at);
+  CREATE TABLE webhook_deliveries (
+    event_id        TEXT NOT NULL,
+    endpoint_id     TEXT NOT NULL,
+    type            TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    lease_id        TEXT,
+    last_error      TEXT,
+    delivered_at    BIGINT,
+    updated_at      BIGINT NOT NULL,
+    PRIMARY KEY (event_id, endpoint_id)
+  );
+  CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_at);
+  CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
+  `,
 ];
 
 /**

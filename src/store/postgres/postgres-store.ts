@@ -30,6 +30,7 @@ import type {
   TokenListing,
   TokenRepository,
   TokenUse,
+  WebhookOutbox,
   WorkspaceRestriction,
 } from "../store-interfaces.js";
 import { workspaceKey } from "../store-interfaces.js";
@@ -37,6 +38,7 @@ import { ChangeFeed, notifyChange, type ChangeFeedOptions, type StoreChange } fr
 import { migratePostgres, type PostgresMigrationResult } from "./migrations.js";
 import { postgresSecurityEventLog } from "./postgres-security-events.js";
 import { postgresSigningKeyStore } from "./postgres-signing-key-store.js";
+import { postgresWebhookOutbox, postgresWebhookWriter } from "./postgres-webhooks.js";
 import { createPostgresPool, inTransaction, redactPostgresUrl, transientPostgresError } from "./pool.js";
 import {
   RECORD_COLUMNS,
@@ -97,6 +99,7 @@ export class PostgresStore implements Store {
   readonly audit: AuditLog;
   readonly tenantState: TenantStateRepository;
   readonly securityEvents: SecurityEventLog;
+  readonly webhooks: WebhookOutbox;
   /** JWT signing keys, shared by the fleet; closed with the store. */
   readonly signingKeys: ReturnType<typeof postgresSigningKeyStore>;
   /** The change feed this replica listens to, or `null` when opened without one. */
@@ -120,7 +123,9 @@ export class PostgresStore implements Store {
     this.tokens = tokenRepository(tracked, pool);
     this.audit = auditLog(tracked);
     this.tenantState = tenantStateRepository(tracked);
-    this.securityEvents = postgresSecurityEventLog(tracked);
+    // why: a batch and the webhook events of the rows it creates commit together
+    this.securityEvents = postgresSecurityEventLog(tracked, (work) => inTransaction(pool, work).catch((error: unknown) => Promise.reject(transientPostgresError(error) ?? error)));
+    this.webhooks = postgresWebhookOutbox(tracked, (work) => inTransaction(pool, work).catch((error: unknown) => Promise.reject(transientPostgresError(error) ?? error)));
     this.feed = feed;
     feed?.subscribe((change) => this.heard(change));
   }
@@ -205,6 +210,7 @@ export class PostgresStore implements Store {
             tokens: tokenRepository(client, null, (id) => createdIds.push(id)),
             audit: auditLog(client),
             tenantState: tenantStateRepository(client),
+            webhooks: postgresWebhookWriter(client),
             async lock(key) {
               // hashtextextended gives the 64-bit key; a collision only serializes two unrelated writes
               await client.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [key]);

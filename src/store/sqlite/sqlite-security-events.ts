@@ -1,7 +1,8 @@
 /** The `security_events` table on SQLite: the {@link SecurityEventLog} over one connection. */
 import type Database from "better-sqlite3";
 import type { AuditEvent } from "../../engine/codes.js";
-import { mergeSecurityEventCounts, type SecurityEventCount, type SecurityEventLog } from "../store-interfaces.js";
+import { mergeSecurityEventCounts, type SecurityEventCount, type SecurityEventLog, type WebhookOutboxWriter } from "../store-interfaces.js";
+import { securityWebhookEvent } from "../../webhooks/webhook-events.js";
 
 interface SecurityEventRow {
   minute: number;
@@ -15,13 +16,14 @@ interface SecurityEventRow {
 /** Prepares the security event statements once per connection. */
 export function prepareSecurityEventStatements(db: Database.Database) {
   return {
-    upsert: db.prepare(`
+    // why: an insert and an update apart, so that a row's first write is known and enqueues its one webhook event
+    insert: db.prepare(`
       INSERT INTO security_events (minute, event, token_id, tenant, count, last_at)
       VALUES (@minute, @event, @tokenId, @tenant, @count, @lastAt)
-      ON CONFLICT (minute, event, token_id) DO UPDATE SET
-        count = count + excluded.count,
-        last_at = max(last_at, excluded.last_at),
-        tenant = coalesce(tenant, excluded.tenant)`),
+      ON CONFLICT (minute, event, token_id) DO NOTHING`),
+    addTo: db.prepare(`
+      UPDATE security_events SET count = count + @count, last_at = max(last_at, @lastAt), tenant = coalesce(tenant, @tenant)
+      WHERE minute = @minute AND event = @event AND token_id = @tokenId`),
     list: db.prepare(`
       SELECT * FROM security_events
       WHERE (@event IS NULL OR event = @event) AND (@since IS NULL OR last_at >= @since) AND (@tenant IS NULL OR tenant = @tenant)
@@ -33,13 +35,18 @@ export function prepareSecurityEventStatements(db: Database.Database) {
   };
 }
 
-/** The security event log over the statements `live()` returns; `record` must run inside a transaction. */
-export function createSqliteSecurityEventLog(live: () => ReturnType<typeof prepareSecurityEventStatements>): SecurityEventLog {
+/**
+ * The security event log over the statements `live()` returns; `record` must
+ * run inside a transaction, which `outbox` (the same connection's) joins.
+ */
+export function createSqliteSecurityEventLog(live: () => ReturnType<typeof prepareSecurityEventStatements>, outbox: WebhookOutboxWriter): SecurityEventLog {
   return {
     async record(batch) {
-      const { upsert } = live();
+      const { insert, addTo } = live();
       for (const row of mergeSecurityEventCounts(batch)) {
-        upsert.run({ minute: row.minuteMs, event: row.event, tokenId: row.tokenId ?? "", tenant: row.tenant, count: row.count, lastAt: row.lastAtMs });
+        const values = { minute: row.minuteMs, event: row.event, tokenId: row.tokenId ?? "", tenant: row.tenant, count: row.count, lastAt: row.lastAtMs };
+        if (insert.run(values).changes > 0) await outbox.enqueue(securityWebhookEvent(row));
+        else addTo.run(values);
       }
     },
     async prune(beforeMs, maxRows) {

@@ -10,10 +10,11 @@ import Database from "better-sqlite3";
 import { MIGRATIONS } from "../migrations.js";
 import { resolveSecret } from "../resolve-secret.js";
 import { StoreError } from "../store-error.js";
-import type { AuditLog, SecurityEventLog, Store, StoreTransaction } from "../store-interfaces.js";
+import type { AuditLog, SecurityEventLog, Store, StoreTransaction, WebhookOutbox, WebhookOutboxWriter } from "../store-interfaces.js";
 import { createSqliteAuditLog, prepareAuditStatements } from "./sqlite-audit.js";
 import { createSqliteSecurityEventLog, prepareSecurityEventStatements } from "./sqlite-security-events.js";
 import { createSqliteTenantStateRepository, prepareTenantStatements, type SqliteTenantStateRepository } from "./sqlite-tenant-state.js";
+import { createSqliteWebhookOutbox, createSqliteWebhookWriter, prepareWebhookStatements } from "./sqlite-webhooks.js";
 import { createSqliteTokenRepository, prepareTokenStatements, sqliteCode, type SqliteTokenRepository } from "./sqlite-tokens.js";
 
 /** Name of the database file inside the data folder. */
@@ -73,6 +74,7 @@ interface Connection {
   readonly audit: ReturnType<typeof prepareAuditStatements>;
   readonly tenants: ReturnType<typeof prepareTenantStatements>;
   readonly securityEvents: ReturnType<typeof prepareSecurityEventStatements>;
+  readonly webhooks: ReturnType<typeof prepareWebhookStatements>;
   /** Device and inode of the file when it was opened, to notice a replacement. */
   readonly identity: string;
 }
@@ -101,12 +103,14 @@ export class SqliteStore implements Store {
     readonly tokens: SqliteTokenRepository;
     readonly audit: AuditLog;
     readonly tenantState: SqliteTenantStateRepository;
+    readonly webhooks: WebhookOutboxWriter;
   };
 
   readonly tokens: SqliteTokenRepository;
   readonly audit: AuditLog;
   readonly tenantState: SqliteTenantStateRepository;
   readonly securityEvents: SecurityEventLog;
+  readonly webhooks: WebhookOutbox;
 
   private constructor(
     connection: Connection,
@@ -120,6 +124,7 @@ export class SqliteStore implements Store {
       tokens: createSqliteTokenRepository(() => this.live.tokens),
       audit: createSqliteAuditLog(() => this.live.audit),
       tenantState: createSqliteTenantStateRepository(() => this.live.tenants),
+      webhooks: createSqliteWebhookWriter(() => this.live.webhooks),
     };
     const d = this.direct;
     // why: a write outside a transaction still goes through the queue, so it never lands inside another caller's open transaction
@@ -141,7 +146,7 @@ export class SqliteStore implements Store {
       append: (entry) => write((tx) => tx.audit.append(entry)),
       list: (filter) => d.audit.list(filter),
     };
-    const securityEvents = createSqliteSecurityEventLog(() => this.live.securityEvents);
+    const securityEvents = createSqliteSecurityEventLog(() => this.live.securityEvents, d.webhooks);
     this.securityEvents = {
       // why: one transaction per batch, so a flush of many rows is one commit
       record: (batch) => (batch.length === 0 ? Promise.resolve() : write(() => securityEvents.record(batch))),
@@ -149,6 +154,8 @@ export class SqliteStore implements Store {
       // why: through the write queue like `record`, one short transaction per batch
       prune: (beforeMs, maxRows) => write(() => securityEvents.prune(beforeMs, maxRows)),
     };
+    // why: every outbox call is one transaction on the file's queue, so a claim is atomic also against other processes (BEGIN IMMEDIATE)
+    this.webhooks = createSqliteWebhookOutbox(() => this.live.webhooks, (work) => write(async () => work()));
     this.tenantState = {
       suspendTenant: (s) => write((tx) => tx.tenantState.suspendTenant(s)),
       resumeTenant: (tenant) => write((tx) => tx.tenantState.resumeTenant(tenant)),
@@ -252,6 +259,7 @@ export class SqliteStore implements Store {
         tokens: this.direct.tokens,
         audit: this.direct.audit,
         tenantState: this.direct.tenantState,
+        webhooks: this.direct.webhooks,
         // why: BEGIN IMMEDIATE already serializes every writer of the file
         lock: () => Promise.resolve(),
         tokensChanged: (ids) => {
@@ -369,7 +377,7 @@ function openConnection(file: string, busyTimeoutMs: number, mustExist: boolean)
     restrictStoreFiles(file);
     const identity = fileIdentity(file);
     if (identity === null) throw new StoreError("unavailable", `database \`${file}\` vanished while it was opened`);
-    return { db, tokens: prepareTokenStatements(db), audit: prepareAuditStatements(db), tenants: prepareTenantStatements(db), securityEvents: prepareSecurityEventStatements(db), identity };
+    return { db, tokens: prepareTokenStatements(db), audit: prepareAuditStatements(db), tenants: prepareTenantStatements(db), securityEvents: prepareSecurityEventStatements(db), webhooks: prepareWebhookStatements(db), identity };
   } catch (error) {
     db?.close();
     throw translateOpenError(error, file);

@@ -1,0 +1,203 @@
+#!/usr/bin/env node
+/**
+ * What configured webhooks cost Envoy `Check`, in one run: two servers of this
+ * checkout, each in a process of its own pinned to core 0 (the example policy
+ * set without webhooks, and the same set with one endpoint subscribed to `*`,
+ * a receiver in this process answering 204; decision log off in both), answer
+ * the same allows (a cached token) and denials (no token) from this client on
+ * core 1. The figure is the server's CPU time per request (user
+ * + system, `process.cpuUsage` before and after a batch); rounds rotate which
+ * server goes first, and each round gives a ratio to the no-log server of the
+ * same round, so the machine's drift cancels out. Medians are quoted.
+ *
+ * Needs a build (`npm run build`) and `taskset` (util-linux).
+ *
+ * Webhooks are delivered off the decision path, so the two should be within
+ * noise: a denial flood is one security event row, and one webhook, per minute.
+ *
+ * Run: `node bench/webhooks-cost.mjs [rounds] [requests per batch]`
+ * (default 10 rounds of 10,000, 4 connections x 16 streams); prints one JSON line.
+ */
+import { spawn } from "node:child_process";
+import fs from "node:fs";
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+const CONNECTIONS = 4;
+const STREAMS_PER_CONNECTION = 16;
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const MODES = ["none", "webhooks"];
+const RECEIVED = { count: 0 };
+
+if (process.argv[2] === "--serve") await serve(process.argv[3], process.argv[4]);
+else await compare();
+
+/** Child mode: a server of the example policy set, with one webhook endpoint at `receiverUrl` in mode `webhooks`; prints its ports and a token, then answers "cpu" lines. */
+async function serve(mode, receiverUrl) {
+  const load = (file) => import(pathToFileURL(path.join(REPO, file)).href);
+  const { startServer } = await load("dist/src/main.js");
+  const { createToken } = await load("dist/src/service/tokens.js");
+  const { pino } = await load("node_modules/pino/pino.js");
+  process.env.PORTCULLIS_TOKEN_SECRET = "5e".repeat(32);
+  process.env.PORTCULLIS_BENCH_WEBHOOK_SECRET = "bench-webhook-secret-0123456789";
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "portcullis-webhook-bench-"));
+  const policyDir = path.join(dataDir, "policies");
+  fs.cpSync(path.join(REPO, "policies"), policyDir, { recursive: true });
+  if (mode === "webhooks") {
+    const file = path.join(policyDir, "policy-set.json");
+    const settings = JSON.parse(fs.readFileSync(file, "utf8"));
+    settings.policySet.webhooks = [{ id: "bench", url: receiverUrl, events: ["*"], secret: "env:PORTCULLIS_BENCH_WEBHOOK_SECRET" }];
+    fs.writeFileSync(file, JSON.stringify(settings));
+  }
+  const server = await startServer(
+    { host: "127.0.0.1", grpcPort: 0, httpPort: 0, policyDir, dataDir, logLevel: "silent", watchPolicies: false, decisionLog: undefined },
+    pino({ level: "silent" }),
+  );
+  const fields = { tenant: "acme", workspace: "main", environment: "production", type: "service", actor: "bench", name: "bench", role: "tenant_operator" };
+  const { token } = await createToken(server.store, server.policy(), fields, Date.now());
+  process.stdout.write(`${JSON.stringify({ port: server.grpcPort, httpPort: server.httpPort, token })}\n`);
+  readline.createInterface({ input: process.stdin }).on("line", () => {
+    const usage = process.cpuUsage();
+    process.stdout.write(`${JSON.stringify({ cpuMicros: usage.user + usage.system })}\n`);
+  });
+  const stop = async () => {
+    await server.close(100);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    process.exit(0);
+  };
+  process.stdin.on("end", stop);
+  for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, stop);
+}
+
+async function compare() {
+  const rounds = Number(process.argv[2] ?? 10);
+  const perBatch = Number(process.argv[3] ?? 10_000);
+  const { create, toBinary } = await import(pathToFileURL(path.join(REPO, "node_modules/@bufbuild/protobuf/dist/esm/index.js")).href);
+  const { CheckRequestSchema } = await import(pathToFileURL(path.join(REPO, "dist/src/gen/envoy/service/auth/v3/external_auth_pb.js")).href);
+  const checkBody = (token) => {
+    const headers = { "user-agent": "curl/8", accept: "*/*", ...(token === null ? {} : { authorization: `Bearer ${token}` }) };
+    const message = create(CheckRequestSchema, {
+      attributes: {
+        source: { address: { address: { case: "socketAddress", value: { address: "203.0.113.10" } } } },
+        request: { http: { method: "GET", path: "/api/payouts?page=2", host: "api.example.com", headers } },
+      },
+    });
+    const bytes = toBinary(CheckRequestSchema, message);
+    const framed = Buffer.alloc(5 + bytes.length);
+    framed.writeUInt32BE(bytes.length, 1);
+    framed.set(bytes, 5);
+    return framed;
+  };
+
+  const receiver = http.createServer((request, response) => {
+    request.resume();
+    request.on("end", () => {
+      RECEIVED.count++;
+      response.writeHead(204).end();
+    });
+  });
+  await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
+  const receiverUrl = `http://127.0.0.1:${receiver.address().port}/hook`;
+  const servers = [];
+  for (const mode of MODES) servers.push(await startChild(mode, checkBody, receiverUrl));
+  const figures = Object.fromEntries(MODES.flatMap((mode) => ["allow", "deny"].map((kind) => [`${mode} ${kind}`, []])));
+  try {
+    for (const server of servers) {
+      await runBatch(server, server.allow, 2_000);
+      await runBatch(server, server.deny, 2_000);
+    }
+    for (let round = 0; round < rounds; round++) {
+      const order = servers.map((_, i) => servers[(i + round) % servers.length]);
+      for (const server of order) {
+        figures[`${server.mode} allow`].push(await runBatch(server, server.allow, perBatch));
+        figures[`${server.mode} deny`].push(await runBatch(server, server.deny, perBatch));
+      }
+    }
+    const deliveries = {};
+    for (const server of servers) deliveries[server.mode] = await webhookDeliveries(server);
+    const round2 = (x) => Math.round(x * 100) / 100;
+    const rows = {};
+    for (const mode of MODES) {
+      for (const kind of ["allow", "deny"]) {
+        const micros = figures[`${mode} ${kind}`];
+        const base = figures[`none ${kind}`];
+        rows[`${mode} ${kind}`] = {
+          medianMicrosPerRequest: round2(median(micros)),
+          min: round2(Math.min(...micros)),
+          max: round2(Math.max(...micros)),
+          medianRoundRatioToNone: round2(median(micros.map((value, i) => value / base[i]))),
+        };
+      }
+    }
+    console.log(JSON.stringify({ rounds, perBatch, rows, webhookDeliveries: deliveries, webhooksReceived: RECEIVED.count }));
+  } finally {
+    for (const server of servers) server.child.stdin.end();
+    receiver.close();
+  }
+}
+
+async function startChild(mode, checkBody, receiverUrl) {
+  const child = spawn("taskset", ["-c", "0", process.execPath, "--max-semi-space-size=8", fileURLToPath(import.meta.url), "--serve", mode, receiverUrl], { stdio: ["pipe", "pipe", "inherit"] });
+  const waiting = [];
+  readline.createInterface({ input: child.stdout }).on("line", (line) => waiting.shift()?.(JSON.parse(line)));
+  const next = () => new Promise((resolve) => waiting.push(resolve));
+  const { port, httpPort, token } = await next();
+  const cpuMicros = async () => {
+    const answer = next();
+    child.stdin.write("cpu\n");
+    return (await answer).cpuMicros;
+  };
+  return { mode, child, port, httpPort, allow: checkBody(token), deny: checkBody(null), cpuMicros };
+}
+
+/** Sends `count` Check calls of one body; resolves to the server's CPU microseconds per call. */
+async function runBatch(server, body, count) {
+  const sessions = Array.from({ length: CONNECTIONS }, () => http2.connect(`http://127.0.0.1:${server.port}`));
+  await Promise.all(sessions.map((session) => new Promise((resolve) => session.once("connect", resolve))));
+  let sent = 0;
+  let answered = 0;
+  const before = await server.cpuMicros();
+  const sendOne = (session) =>
+    new Promise((resolve) => {
+      const stream = session.request({ ":method": "POST", ":path": "/envoy.service.auth.v3.Authorization/Check", "content-type": "application/grpc", te: "trailers" });
+      stream.on("trailers", (trailers) => {
+        if (trailers["grpc-status"] === "0") answered++;
+      });
+      stream.on("data", () => undefined);
+      stream.on("close", resolve);
+      stream.on("error", () => undefined);
+      stream.end(body);
+    });
+  await Promise.all(
+    sessions.flatMap((session) =>
+      Array.from({ length: STREAMS_PER_CONNECTION }, async () => {
+        while (sent < count) {
+          sent++;
+          await sendOne(session);
+        }
+      }),
+    ),
+  );
+  const after = await server.cpuMicros();
+  for (const session of sessions) session.close();
+  if (answered !== count) throw new Error(`only ${answered} of ${count} Check calls answered`);
+  return (after - before) / count;
+}
+
+/** The server's webhook delivery counts by outcome, from /metrics. */
+async function webhookDeliveries(server) {
+  const text = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
+  const counts = {};
+  for (const match of text.matchAll(/^portcullis_webhook_deliveries_total\{outcome="([a-z_]+)"\} (\d+)$/gm)) counts[match[1]] = Number(match[2]);
+  return counts;
+}
+
+function median(values) {
+  const sorted = [...values].sort((x, y) => x - y);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
