@@ -14,16 +14,13 @@
  * Run: `node bench/decision-log-cost.mjs [rounds] [requests per batch]`
  * (default 10 rounds of 10,000, 4 connections x 16 streams); prints one JSON line.
  */
-import { spawn } from "node:child_process";
 import fs from "node:fs";
-import * as http2 from "node:http2";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { runBatch, startServerChild } from "./check-cpu.mjs";
 
-const CONNECTIONS = 4;
-const STREAMS_PER_CONNECTION = 16;
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const MODES = ["none", "denials", "all"];
 
@@ -81,7 +78,7 @@ async function compare() {
   };
 
   const servers = [];
-  for (const mode of MODES) servers.push(await startChild(mode, checkBody));
+  for (const mode of MODES) servers.push({ mode, ...(await startServerChild(fileURLToPath(import.meta.url), [mode], checkBody)) });
   const figures = Object.fromEntries(MODES.flatMap((mode) => ["allow", "deny"].map((kind) => [`${mode} ${kind}`, []])));
   try {
     for (const server of servers) {
@@ -115,54 +112,6 @@ async function compare() {
   } finally {
     for (const server of servers) server.child.stdin.end();
   }
-}
-
-async function startChild(mode, checkBody) {
-  const child = spawn("taskset", ["-c", "0", process.execPath, "--max-semi-space-size=8", fileURLToPath(import.meta.url), "--serve", mode], { stdio: ["pipe", "pipe", "inherit"] });
-  const waiting = [];
-  readline.createInterface({ input: child.stdout }).on("line", (line) => waiting.shift()?.(JSON.parse(line)));
-  const next = () => new Promise((resolve) => waiting.push(resolve));
-  const { port, httpPort, token } = await next();
-  const cpuMicros = async () => {
-    const answer = next();
-    child.stdin.write("cpu\n");
-    return (await answer).cpuMicros;
-  };
-  return { mode, child, port, httpPort, allow: checkBody(token), deny: checkBody(null), cpuMicros };
-}
-
-/** Sends `count` Check calls of one body; resolves to the server's CPU microseconds per call. */
-async function runBatch(server, body, count) {
-  const sessions = Array.from({ length: CONNECTIONS }, () => http2.connect(`http://127.0.0.1:${server.port}`));
-  await Promise.all(sessions.map((session) => new Promise((resolve) => session.once("connect", resolve))));
-  let sent = 0;
-  let answered = 0;
-  const before = await server.cpuMicros();
-  const sendOne = (session) =>
-    new Promise((resolve) => {
-      const stream = session.request({ ":method": "POST", ":path": "/envoy.service.auth.v3.Authorization/Check", "content-type": "application/grpc", te: "trailers" });
-      stream.on("trailers", (trailers) => {
-        if (trailers["grpc-status"] === "0") answered++;
-      });
-      stream.on("data", () => undefined);
-      stream.on("close", resolve);
-      stream.on("error", () => undefined);
-      stream.end(body);
-    });
-  await Promise.all(
-    sessions.flatMap((session) =>
-      Array.from({ length: STREAMS_PER_CONNECTION }, async () => {
-        while (sent < count) {
-          sent++;
-          await sendOne(session);
-        }
-      }),
-    ),
-  );
-  const after = await server.cpuMicros();
-  for (const session of sessions) session.close();
-  if (answered !== count) throw new Error(`only ${answered} of ${count} Check calls answered`);
-  return (after - before) / count;
 }
 
 /** The server's count of dropped decision log records, from /metrics. */

@@ -18,17 +18,14 @@
  * Run: `node bench/webhooks-cost.mjs [rounds] [requests per batch]`
  * (default 10 rounds of 10,000, 4 connections x 16 streams); prints one JSON line.
  */
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import * as http from "node:http";
-import * as http2 from "node:http2";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { runBatch, startServerChild } from "./check-cpu.mjs";
 
-const CONNECTIONS = 4;
-const STREAMS_PER_CONNECTION = 16;
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const MODES = ["none", "webhooks"];
 const RECEIVED = { count: 0 };
@@ -103,7 +100,7 @@ async function compare() {
   await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
   const receiverUrl = `http://127.0.0.1:${receiver.address().port}/hook`;
   const servers = [];
-  for (const mode of MODES) servers.push(await startChild(mode, checkBody, receiverUrl));
+  for (const mode of MODES) servers.push({ mode, ...(await startServerChild(fileURLToPath(import.meta.url), [mode, receiverUrl], checkBody)) });
   const figures = Object.fromEntries(MODES.flatMap((mode) => ["allow", "deny"].map((kind) => [`${mode} ${kind}`, []])));
   try {
     for (const server of servers) {
@@ -138,54 +135,6 @@ async function compare() {
     for (const server of servers) server.child.stdin.end();
     receiver.close();
   }
-}
-
-async function startChild(mode, checkBody, receiverUrl) {
-  const child = spawn("taskset", ["-c", "0", process.execPath, "--max-semi-space-size=8", fileURLToPath(import.meta.url), "--serve", mode, receiverUrl], { stdio: ["pipe", "pipe", "inherit"] });
-  const waiting = [];
-  readline.createInterface({ input: child.stdout }).on("line", (line) => waiting.shift()?.(JSON.parse(line)));
-  const next = () => new Promise((resolve) => waiting.push(resolve));
-  const { port, httpPort, token } = await next();
-  const cpuMicros = async () => {
-    const answer = next();
-    child.stdin.write("cpu\n");
-    return (await answer).cpuMicros;
-  };
-  return { mode, child, port, httpPort, allow: checkBody(token), deny: checkBody(null), cpuMicros };
-}
-
-/** Sends `count` Check calls of one body; resolves to the server's CPU microseconds per call. */
-async function runBatch(server, body, count) {
-  const sessions = Array.from({ length: CONNECTIONS }, () => http2.connect(`http://127.0.0.1:${server.port}`));
-  await Promise.all(sessions.map((session) => new Promise((resolve) => session.once("connect", resolve))));
-  let sent = 0;
-  let answered = 0;
-  const before = await server.cpuMicros();
-  const sendOne = (session) =>
-    new Promise((resolve) => {
-      const stream = session.request({ ":method": "POST", ":path": "/envoy.service.auth.v3.Authorization/Check", "content-type": "application/grpc", te: "trailers" });
-      stream.on("trailers", (trailers) => {
-        if (trailers["grpc-status"] === "0") answered++;
-      });
-      stream.on("data", () => undefined);
-      stream.on("close", resolve);
-      stream.on("error", () => undefined);
-      stream.end(body);
-    });
-  await Promise.all(
-    sessions.flatMap((session) =>
-      Array.from({ length: STREAMS_PER_CONNECTION }, async () => {
-        while (sent < count) {
-          sent++;
-          await sendOne(session);
-        }
-      }),
-    ),
-  );
-  const after = await server.cpuMicros();
-  for (const session of sessions) session.close();
-  if (answered !== count) throw new Error(`only ${answered} of ${count} Check calls answered`);
-  return (after - before) / count;
 }
 
 /** The server's webhook delivery counts by outcome, from /metrics. */

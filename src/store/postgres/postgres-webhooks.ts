@@ -5,41 +5,13 @@
  * of its lease, so two replicas never try one delivery at once.
  */
 import type pg from "pg";
-import type { WebhookDelivery, WebhookDeliveryStatus, WebhookOutbox, WebhookOutboxWriter } from "../store-interfaces.js";
+import type { WebhookOutbox, WebhookOutboxWriter } from "../store-interfaces.js";
+import { deliveryOf, type DeliveryRow } from "../webhook-rows.js";
 
-interface DeliveryRow {
-  event_id: string;
-  endpoint_id: string;
-  type: string;
-  body: string;
-  created_at: string;
-  status: WebhookDeliveryStatus;
-  attempts: number;
-  next_attempt_at: string;
-  last_error: string | null;
-  delivered_at: string | null;
-  updated_at: string;
-}
 
 /** What the outbox needs of a pool or a client. */
 interface Queryable {
   query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
-}
-
-function deliveryOf(row: DeliveryRow): WebhookDelivery {
-  return {
-    eventId: row.event_id,
-    endpointId: row.endpoint_id,
-    type: row.type,
-    body: row.body,
-    createdAtMs: Number(row.created_at),
-    status: row.status,
-    attempts: Number(row.attempts),
-    nextAttemptAtMs: Number(row.next_attempt_at),
-    lastError: row.last_error,
-    deliveredAtMs: row.delivered_at === null ? null : Number(row.delivered_at),
-    updatedAtMs: Number(row.updated_at),
-  };
 }
 
 /** The writer on `db`: a transaction's client, so an event commits or rolls back with the change it records. */

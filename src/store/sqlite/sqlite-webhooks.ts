@@ -1,20 +1,8 @@
 /** The webhook outbox on SQLite (`webhook_events`, `webhook_deliveries`): the {@link WebhookOutbox} over one connection. */
 import type Database from "better-sqlite3";
-import type { WebhookDelivery, WebhookDeliveryStatus, WebhookFanOut, WebhookOutbox, WebhookOutboxEvent, WebhookOutboxWriter } from "../store-interfaces.js";
+import type { WebhookFanOut, WebhookOutbox, WebhookOutboxEvent, WebhookOutboxWriter } from "../store-interfaces.js";
+import { deliveryOf, type DeliveryRow } from "../webhook-rows.js";
 
-interface DeliveryRow {
-  event_id: string;
-  endpoint_id: string;
-  type: string;
-  body: string;
-  created_at: number;
-  status: WebhookDeliveryStatus;
-  attempts: number;
-  next_attempt_at: number;
-  last_error: string | null;
-  delivered_at: number | null;
-  updated_at: number;
-}
 
 /** Prepares the outbox statements once per connection. */
 export function prepareWebhookStatements(db: Database.Database) {
@@ -54,23 +42,6 @@ export function prepareWebhookStatements(db: Database.Database) {
       SELECT * FROM webhook_deliveries
       WHERE (@endpointId IS NULL OR endpoint_id = @endpointId) AND (@status IS NULL OR status = @status)
       ORDER BY created_at DESC, event_id DESC LIMIT @limit`),
-  };
-}
-
-/** A stored delivery as the interface shows it. */
-export function deliveryOf(row: DeliveryRow): WebhookDelivery {
-  return {
-    eventId: row.event_id,
-    endpointId: row.endpoint_id,
-    type: row.type,
-    body: row.body,
-    createdAtMs: Number(row.created_at),
-    status: row.status,
-    attempts: Number(row.attempts),
-    nextAttemptAtMs: Number(row.next_attempt_at),
-    lastError: row.last_error,
-    deliveredAtMs: row.delivered_at === null ? null : Number(row.delivered_at),
-    updatedAtMs: Number(row.updated_at),
   };
 }
 

@@ -1,0 +1,65 @@
+/**
+ * What the `*-cost.mjs` benches share: a server of this checkout in a child
+ * process pinned to core 0 that reports its own CPU time on request, and a
+ * batch of Envoy `Check` calls sent to it from this process (4 connections x
+ * 16 streams), measured as the server's CPU microseconds per call.
+ */
+import { spawn } from "node:child_process";
+import * as http2 from "node:http2";
+import readline from "node:readline";
+
+const CONNECTIONS = 4;
+const STREAMS_PER_CONNECTION = 16;
+
+/**
+ * Starts `node script --serve …args` pinned to core 0. The child prints one
+ * JSON line `{ port, httpPort, token }` when it listens, then answers each
+ * line on its stdin with `{ cpuMicros }`; it stops when its stdin ends.
+ */
+export async function startServerChild(script, args, checkBody) {
+  const child = spawn("taskset", ["-c", "0", process.execPath, "--max-semi-space-size=8", script, "--serve", ...args], { stdio: ["pipe", "pipe", "inherit"] });
+  const waiting = [];
+  readline.createInterface({ input: child.stdout }).on("line", (line) => waiting.shift()?.(JSON.parse(line)));
+  const next = () => new Promise((resolve) => waiting.push(resolve));
+  const { port, httpPort, token } = await next();
+  const cpuMicros = async () => {
+    const answer = next();
+    child.stdin.write("cpu\n");
+    return (await answer).cpuMicros;
+  };
+  return { child, port, httpPort, allow: checkBody(token), deny: checkBody(null), cpuMicros };
+}
+
+/** Sends `count` Check calls of one body; resolves to the server's CPU microseconds per call. */
+export async function runBatch(server, body, count) {
+  const sessions = Array.from({ length: CONNECTIONS }, () => http2.connect(`http://127.0.0.1:${server.port}`));
+  await Promise.all(sessions.map((session) => new Promise((resolve) => session.once("connect", resolve))));
+  let sent = 0;
+  let answered = 0;
+  const before = await server.cpuMicros();
+  const sendOne = (session) =>
+    new Promise((resolve) => {
+      const stream = session.request({ ":method": "POST", ":path": "/envoy.service.auth.v3.Authorization/Check", "content-type": "application/grpc", te: "trailers" });
+      stream.on("trailers", (trailers) => {
+        if (trailers["grpc-status"] === "0") answered++;
+      });
+      stream.on("data", () => undefined);
+      stream.on("close", resolve);
+      stream.on("error", () => undefined);
+      stream.end(body);
+    });
+  await Promise.all(
+    sessions.flatMap((session) =>
+      Array.from({ length: STREAMS_PER_CONNECTION }, async () => {
+        while (sent < count) {
+          sent++;
+          await sendOne(session);
+        }
+      }),
+    ),
+  );
+  const after = await server.cpuMicros();
+  for (const session of sessions) session.close();
+  if (answered !== count) throw new Error(`only ${answered} of ${count} Check calls answered`);
+  return (after - before) / count;
+}
