@@ -1,11 +1,12 @@
 /**
- * Where decision log batches go: stdout as JSON lines, or a file rotated by
- * size. A sink takes one batch at a time (the log never overlaps writes) and
- * writes through libuv's thread pool, never on the event loop, so that a slow
- * or blocked reader holds a pool thread, not a decision.
+ * Where decision log pages go: stdout as JSON lines, or a file rotated by
+ * size. A sink takes one page at a time (the log never overlaps writes) and
+ * writes off the event loop (a thread of its own for stdout, libuv's thread
+ * pool for a file), so that a slow or blocked reader holds a thread, not a
+ * decision.
  */
 import fs from "node:fs";
-import { promisify } from "node:util";
+import { Worker } from "node:worker_threads";
 
 /** One writer of batches. `write` rejects when the batch could not be written; the log counts its records as dropped. */
 export interface DecisionLogSink {
@@ -14,41 +15,105 @@ export interface DecisionLogSink {
   close(): Promise<void>;
 }
 
-const writeFd = promisify(fs.write);
-
 /**
  * A sink on a file descriptor that stays open: stdout (1) for `--decision-log stdout`.
  *
- * Each page goes in one `write(2)` (continued if the kernel takes part of it):
- * one trip through the thread pool per page, not per 4 KiB. Writing at most
- * `PIPE_BUF` (4 KiB) at a time would make every write to a pipe atomic, but
- * the log drains one write per turn of the event loop, and at 4 KiB a turn a
- * saturated server dropped most of its denial records. The cost: on a pipe
- * whose reader has fallen a whole pipe buffer (64 KiB on Linux) behind, a line
- * of the server's own log or another worker's page can land inside a page;
- * `--decision-log file:PATH` has no such case.
+ * Pages are written by a thread of their own; on a pipe or a socket in
+ * writes of at most `PIPE_BUF` (4 KiB) cut at line ends: below that size a
+ * write to a pipe is atomic, so that a record never lands inside a line of another writer of
+ * the same stdout (the server's own log, or another `--workers` process),
+ * however far behind the reader is. On the event loop, a 4 KiB write a turn
+ * could not keep up with a saturated server (it dropped most records); one
+ * 64 KiB write a page split lines once the pipe filled. The thread blocks on
+ * a full pipe instead of the event loop, and the log drops what its queue
+ * cannot hold meanwhile.
  */
 export function createFdSink(fd: number, options: { readonly retryDelayMs?: number; readonly maxRetries?: number } = {}): DecisionLogSink {
-  const retryDelayMs = options.retryDelayMs ?? 10;
-  const maxRetries = options.maxRetries ?? 50;
+  const workerData = { fd, retryDelayMs: options.retryDelayMs ?? 10, maxRetries: options.maxRetries ?? 50, atomicBytes: ATOMIC_PIPE_WRITE_BYTES };
+  let writer: Worker | null = null;
+  let pending: { resolve: () => void; reject: (error: Error) => void } | null = null;
+  const settle = (error: Error | null): void => {
+    const waiting = pending;
+    pending = null;
+    // why: an idle writer must not keep a process alive that has nothing else to do; a busy one must, until its page is out
+    writer?.unref();
+    if (error === null) waiting?.resolve();
+    else waiting?.reject(error);
+  };
+  const start = (): Worker => {
+    const started = new Worker(FD_WRITER_SOURCE, { eval: true, workerData });
+    started.on("message", (message: string | null) => settle(message === null ? null : new Error(message)));
+    started.on("error", (error) => settle(error));
+    started.on("exit", () => {
+      writer = null;
+      settle(new Error("the decision log's writer thread stopped"));
+    });
+    return started;
+  };
   return {
-    async write(bytes) {
-      let offset = 0;
-      let retries = 0;
-      while (offset < bytes.length) {
-        try {
-          offset += (await writeFd(fd, bytes, offset, bytes.length - offset, null)).bytesWritten;
-          retries = 0;
-        } catch (error) {
-          // why: a non-blocking pipe that is full answers EAGAIN; waiting a little (bounded) lets a slow reader catch up while newer records queue or drop
-          if ((error as NodeJS.ErrnoException).code !== "EAGAIN" || ++retries > maxRetries) throw error;
-          await new Promise((resolve) => setTimeout(resolve, retryDelayMs));
-        }
-      }
+    write(bytes) {
+      writer ??= start();
+      const thread = writer;
+      thread.ref();
+      return new Promise<void>((resolve, reject) => {
+        pending = { resolve, reject };
+        // Copied, not transferred: the log reuses its pages.
+        thread.postMessage(bytes);
+      });
     },
-    async close() {},
+    async close() {
+      const thread = writer;
+      writer = null;
+      await thread?.terminate();
+    },
   };
 }
+
+/** `PIPE_BUF` on Linux: a write to a pipe of at most this many bytes is never split by another writer's. */
+const ATOMIC_PIPE_WRITE_BYTES = 4096;
+
+/**
+ * The writer thread of {@link createFdSink}: each message is a page, written
+ * whole: on a pipe or socket in chunks of at most `atomicBytes` cut at line
+ * ends (a longer line goes alone), elsewhere in one write, answered with `null` or an error message. A full non-blocking
+ * pipe (EAGAIN) is waited for a little, a bounded number of times. Plain
+ * CommonJS evaluated in the thread, so it runs the same from the compiled
+ * build and from the sources under test.
+ */
+const FD_WRITER_SOURCE = `
+const fs = require("node:fs");
+const { parentPort, workerData } = require("node:worker_threads");
+const { fd, retryDelayMs, maxRetries } = workerData;
+// A pipe or socket is shared with other writers; a file or device takes each write whole anyway.
+const stat = fs.fstatSync(fd);
+const atomicBytes = stat.isFIFO() || stat.isSocket() ? workerData.atomicBytes : Infinity;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+function chunkEnd(bytes, offset) {
+  if (bytes.length - offset <= atomicBytes) return bytes.length;
+  const lastNewline = bytes.lastIndexOf(0x0a, offset + atomicBytes - 1);
+  if (lastNewline >= offset) return lastNewline + 1;
+  const next = bytes.indexOf(0x0a, offset);
+  return next === -1 ? bytes.length : next + 1;
+}
+parentPort.on("message", (bytes) => {
+  try {
+    let offset = 0;
+    let retries = 0;
+    while (offset < bytes.length) {
+      try {
+        offset += fs.writeSync(fd, bytes, offset, chunkEnd(bytes, offset) - offset);
+        retries = 0;
+      } catch (error) {
+        if (error.code !== "EAGAIN" || ++retries > maxRetries) throw error;
+        Atomics.wait(pause, 0, 0, retryDelayMs);
+      }
+    }
+    parentPort.postMessage(null);
+  } catch (error) {
+    parentPort.postMessage(String(error && error.message ? error.message : error));
+  }
+});
+`;
 
 /** How a file sink rotates. */
 export interface FileSinkOptions {
