@@ -5,6 +5,8 @@
  * 16 streams), measured as the server's CPU microseconds per call.
  */
 import { spawn } from "node:child_process";
+import fs from "node:fs";
+import http from "node:http";
 import * as http2 from "node:http2";
 import readline from "node:readline";
 
@@ -22,12 +24,42 @@ export async function startServerChild(script, args, checkBody) {
   readline.createInterface({ input: child.stdout }).on("line", (line) => waiting.shift()?.(JSON.parse(line)));
   const next = () => new Promise((resolve) => waiting.push(resolve));
   const { port, httpPort, token } = await next();
+  // why: a Check answers grpc-status 0 for a denial too, so the allow is checked to be one (fetch would drop the Host header)
+  const status = await new Promise((resolve, reject) => {
+    http.get({ host: "127.0.0.1", port: httpPort, path: "/ext-authz/envoy/api/payouts?page=2", headers: { authorization: `Bearer ${token}`, host: "api.example.com" } }, (response) => {
+      response.resume();
+      resolve(response.statusCode);
+    }).on("error", reject);
+  });
+  if (status !== 200) throw new Error(`the bench token was not allowed: ${status}`);
   const cpuMicros = async () => {
     const answer = next();
     child.stdin.write("cpu\n");
     return (await answer).cpuMicros;
   };
   return { child, port, httpPort, allow: checkBody(token), deny: checkBody(null), cpuMicros };
+}
+
+/**
+ * The child's side of {@link startServerChild}: makes an operator token,
+ * prints the ports and the token, answers each stdin line with this
+ * process's CPU time, and stops the server (removing `dataDir`) when stdin ends.
+ */
+export async function serveCpuOnStdin(server, dataDir, createToken) {
+  const fields = { tenant: "acme", workspace: "main", environment: "production", type: "service", actor: "bench", name: "bench", role: "tenant_operator" };
+  const { token } = await createToken(server.store, server.policy(), fields, Date.now());
+  process.stdout.write(`${JSON.stringify({ port: server.grpcPort, httpPort: server.httpPort, token })}\n`);
+  readline.createInterface({ input: process.stdin }).on("line", () => {
+    const usage = process.cpuUsage();
+    process.stdout.write(`${JSON.stringify({ cpuMicros: usage.user + usage.system })}\n`);
+  });
+  const stop = async () => {
+    await server.close(100);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+    process.exit(0);
+  };
+  process.stdin.on("end", stop);
+  for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, stop);
 }
 
 /** Sends `count` Check calls of one body; resolves to the server's CPU microseconds per call. */

@@ -17,9 +17,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import readline from "node:readline";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { runBatch, startServerChild } from "./check-cpu.mjs";
+import { runBatch, serveCpuOnStdin, startServerChild } from "./check-cpu.mjs";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const MODES = ["none", "denials", "all"];
@@ -41,20 +40,7 @@ async function serve(mode) {
     { host: "127.0.0.1", grpcPort: 0, httpPort: 0, policyDir: path.join(REPO, "policies"), dataDir, logLevel: "silent", ...decisionLog },
     pino({ level: "silent" }),
   );
-  const fields = { tenant: "acme", workspace: "main", environment: "production", type: "service", actor: "bench", name: "bench", role: "tenant_operator" };
-  const { token } = createToken(server.store, server.policy(), fields, Date.now());
-  process.stdout.write(`${JSON.stringify({ port: server.grpcPort, httpPort: server.httpPort, token })}\n`);
-  readline.createInterface({ input: process.stdin }).on("line", () => {
-    const usage = process.cpuUsage();
-    process.stdout.write(`${JSON.stringify({ cpuMicros: usage.user + usage.system })}\n`);
-  });
-  const stop = async () => {
-    await server.close(100);
-    fs.rmSync(dataDir, { recursive: true, force: true });
-    process.exit(0);
-  };
-  process.stdin.on("end", stop);
-  for (const signal of ["SIGTERM", "SIGINT"]) process.on(signal, stop);
+  await serveCpuOnStdin(server, dataDir, createToken);
 }
 
 async function compare() {
