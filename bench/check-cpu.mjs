@@ -8,7 +8,9 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import * as http2 from "node:http2";
+import path from "node:path";
 import readline from "node:readline";
+import { pathToFileURL } from "node:url";
 
 const CONNECTIONS = 4;
 const STREAMS_PER_CONNECTION = 16;
@@ -94,4 +96,71 @@ export async function runBatch(server, body, count) {
   for (const session of sessions) session.close();
   if (answered !== count) throw new Error(`only ${answered} of ${count} Check calls answered`);
   return (after - before) / count;
+}
+
+/**
+ * The framed Envoy `CheckRequest` of the benches, from the build: a GET of
+ * /api/payouts on api.example.com with `Bearer token`, or no credential when
+ * `token` is null.
+ */
+export async function checkBodyEncoder(repo) {
+  const { create, toBinary } = await import(pathToFileURL(path.join(repo, "node_modules/@bufbuild/protobuf/dist/esm/index.js")).href);
+  const { CheckRequestSchema } = await import(pathToFileURL(path.join(repo, "dist/src/gen/envoy/service/auth/v3/external_auth_pb.js")).href);
+  return (token) => {
+    const headers = { "user-agent": "curl/8", accept: "*/*", ...(token === null ? {} : { authorization: `Bearer ${token}` }) };
+    const message = create(CheckRequestSchema, {
+      attributes: {
+        source: { address: { address: { case: "socketAddress", value: { address: "203.0.113.10" } } } },
+        request: { http: { method: "GET", path: "/api/payouts?page=2", host: "api.example.com", headers } },
+      },
+    });
+    const bytes = toBinary(CheckRequestSchema, message);
+    const framed = Buffer.alloc(5 + bytes.length);
+    framed.writeUInt32BE(bytes.length, 1);
+    framed.set(bytes, 5);
+    return framed;
+  };
+}
+
+/**
+ * Warms each server up, then runs `rounds` rounds of one allow and one deny
+ * batch per server, rotating which server goes first so that the machine's
+ * drift cancels out. Returns, per `"<mode> <allow|deny>"`, the median, min
+ * and max CPU microseconds per request and the median of the per-round
+ * ratios to the server of `baseMode` (under `ratioKey`).
+ */
+export async function measureRounds(servers, { rounds, perBatch, baseMode, ratioKey }) {
+  const figures = Object.fromEntries(servers.flatMap((server) => ["allow", "deny"].map((kind) => [`${server.mode} ${kind}`, []])));
+  for (const server of servers) {
+    await runBatch(server, server.allow, 2_000);
+    await runBatch(server, server.deny, 2_000);
+  }
+  for (let round = 0; round < rounds; round++) {
+    const order = servers.map((_, i) => servers[(i + round) % servers.length]);
+    for (const server of order) {
+      figures[`${server.mode} allow`].push(await runBatch(server, server.allow, perBatch));
+      figures[`${server.mode} deny`].push(await runBatch(server, server.deny, perBatch));
+    }
+  }
+  const round2 = (x) => Math.round(x * 100) / 100;
+  const rows = {};
+  for (const server of servers) {
+    for (const kind of ["allow", "deny"]) {
+      const micros = figures[`${server.mode} ${kind}`];
+      const base = figures[`${baseMode} ${kind}`];
+      rows[`${server.mode} ${kind}`] = {
+        medianMicrosPerRequest: round2(median(micros)),
+        min: round2(Math.min(...micros)),
+        max: round2(Math.max(...micros)),
+        [ratioKey]: round2(median(micros.map((value, i) => value / base[i]))),
+      };
+    }
+  }
+  return rows;
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }

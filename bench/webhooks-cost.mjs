@@ -23,7 +23,7 @@ import * as http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { runBatch, serveCpuOnStdin, startServerChild } from "./check-cpu.mjs";
+import { checkBodyEncoder, measureRounds, serveCpuOnStdin, startServerChild } from "./check-cpu.mjs";
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const MODES = ["none", "webhooks"];
@@ -59,22 +59,7 @@ async function serve(mode, receiverUrl) {
 async function compare() {
   const rounds = Number(process.argv[2] ?? 10);
   const perBatch = Number(process.argv[3] ?? 10_000);
-  const { create, toBinary } = await import(pathToFileURL(path.join(REPO, "node_modules/@bufbuild/protobuf/dist/esm/index.js")).href);
-  const { CheckRequestSchema } = await import(pathToFileURL(path.join(REPO, "dist/src/gen/envoy/service/auth/v3/external_auth_pb.js")).href);
-  const checkBody = (token) => {
-    const headers = { "user-agent": "curl/8", accept: "*/*", ...(token === null ? {} : { authorization: `Bearer ${token}` }) };
-    const message = create(CheckRequestSchema, {
-      attributes: {
-        source: { address: { address: { case: "socketAddress", value: { address: "203.0.113.10" } } } },
-        request: { http: { method: "GET", path: "/api/payouts?page=2", host: "api.example.com", headers } },
-      },
-    });
-    const bytes = toBinary(CheckRequestSchema, message);
-    const framed = Buffer.alloc(5 + bytes.length);
-    framed.writeUInt32BE(bytes.length, 1);
-    framed.set(bytes, 5);
-    return framed;
-  };
+  const checkBody = await checkBodyEncoder(REPO);
 
   const receiver = http.createServer((request, response) => {
     request.resume();
@@ -87,35 +72,10 @@ async function compare() {
   const receiverUrl = `http://127.0.0.1:${receiver.address().port}/hook`;
   const servers = [];
   for (const mode of MODES) servers.push({ mode, ...(await startServerChild(fileURLToPath(import.meta.url), [mode, receiverUrl], checkBody)) });
-  const figures = Object.fromEntries(MODES.flatMap((mode) => ["allow", "deny"].map((kind) => [`${mode} ${kind}`, []])));
   try {
-    for (const server of servers) {
-      await runBatch(server, server.allow, 2_000);
-      await runBatch(server, server.deny, 2_000);
-    }
-    for (let round = 0; round < rounds; round++) {
-      const order = servers.map((_, i) => servers[(i + round) % servers.length]);
-      for (const server of order) {
-        figures[`${server.mode} allow`].push(await runBatch(server, server.allow, perBatch));
-        figures[`${server.mode} deny`].push(await runBatch(server, server.deny, perBatch));
-      }
-    }
+    const rows = await measureRounds(servers, { rounds, perBatch, baseMode: "none", ratioKey: "medianRoundRatioToNone" });
     const deliveries = {};
     for (const server of servers) deliveries[server.mode] = await webhookDeliveries(server);
-    const round2 = (x) => Math.round(x * 100) / 100;
-    const rows = {};
-    for (const mode of MODES) {
-      for (const kind of ["allow", "deny"]) {
-        const micros = figures[`${mode} ${kind}`];
-        const base = figures[`none ${kind}`];
-        rows[`${mode} ${kind}`] = {
-          medianMicrosPerRequest: round2(median(micros)),
-          min: round2(Math.min(...micros)),
-          max: round2(Math.max(...micros)),
-          medianRoundRatioToNone: round2(median(micros.map((value, i) => value / base[i]))),
-        };
-      }
-    }
     console.log(JSON.stringify({ rounds, perBatch, rows, webhookDeliveries: deliveries, webhooksReceived: RECEIVED.count }));
   } finally {
     for (const server of servers) server.child.stdin.end();
@@ -131,8 +91,3 @@ async function webhookDeliveries(server) {
   return counts;
 }
 
-function median(values) {
-  const sorted = [...values].sort((x, y) => x - y);
-  const middle = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
-}
