@@ -18,14 +18,12 @@
  */
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import * as http2 from "node:http2";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
 import { pathToFileURL } from "node:url";
+import { runBatch } from "./check-cpu.mjs";
 
-const CONNECTIONS = 4;
-const STREAMS_PER_CONNECTION = 16;
 
 if (process.argv[2] === "--serve") await serve(path.resolve(process.argv[3]));
 else await compare();
@@ -87,13 +85,13 @@ async function compare() {
   const a = await startServer(aDir, checkBody);
   const b = await startServer(bDir, checkBody);
   try {
-    await runRound(a, 2_000);
-    await runRound(b, 2_000);
+    await runBatch(a, a.body, 2_000);
+    await runBatch(b, b.body, 2_000);
     const aMicros = [];
     const bMicros = [];
     for (let round = 0; round < rounds; round++) {
       const order = round % 2 === 0 ? [a, b] : [b, a];
-      for (const server of order) (server === a ? aMicros : bMicros).push(await runRound(server, perRound));
+      for (const server of order) (server === a ? aMicros : bMicros).push(await runBatch(server, server.body, perRound));
     }
     const ratios = aMicros.map((micros, i) => bMicros[i] / micros);
     const round1 = (x) => Math.round(x * 10) / 10;
@@ -129,41 +127,6 @@ async function startServer(dir, checkBody) {
     return (await answer).cpuMicros;
   };
   return { child, port, body: checkBody(token), cpuMicros };
-}
-
-/** Sends `count` Check calls over fresh connections; resolves to the server's CPU microseconds per call. */
-async function runRound(server, count) {
-  const sessions = Array.from({ length: CONNECTIONS }, () => http2.connect(`http://127.0.0.1:${server.port}`));
-  await Promise.all(sessions.map((session) => new Promise((resolve) => session.once("connect", resolve))));
-  let sent = 0;
-  let answered = 0;
-  const before = await server.cpuMicros();
-  const sendOne = (session) =>
-    new Promise((resolve) => {
-      const stream = session.request({ ":method": "POST", ":path": "/envoy.service.auth.v3.Authorization/Check", "content-type": "application/grpc", te: "trailers" });
-      stream.on("trailers", (trailers) => {
-        if (trailers["grpc-status"] === "0") answered++;
-      });
-      stream.on("data", () => undefined);
-      stream.on("close", resolve);
-      stream.on("error", () => undefined);
-      stream.end(server.body);
-    });
-  await Promise.all(
-    sessions.flatMap((session) =>
-      Array.from({ length: STREAMS_PER_CONNECTION }, async () => {
-        while (sent < count) {
-          sent++;
-          await sendOne(session);
-        }
-      }),
-    ),
-  );
-  const after = await server.cpuMicros();
-  for (const session of sessions) session.close();
-  // The answer's gRPC status only says the call worked; an A/B of failing calls would measure nothing.
-  if (answered !== count) throw new Error(`only ${answered} of ${count} Check calls answered OK`);
-  return (after - before) / count;
 }
 
 function median(values) {
